@@ -1,0 +1,45 @@
+# tasktide: `make run` serves everything on SQLite; `make test` provisions Postgres + Kafka and runs every check.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lint typecheck pytest services stop-services kafka-up kafka-down postgres-up postgres-down loadtest bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/tasktide dev $(ARGS)
+
+lint: install
+	$(BIN)/ruff check functions tests
+	$(BIN)/ruff format --check functions tests
+
+typecheck: install
+	$(BIN)/mypy
+
+services: install
+	bash .ci/postgres.sh start
+	bash eventing/local/kafka.sh start
+
+stop-services:
+	-bash eventing/local/kafka.sh stop
+	-bash .ci/postgres.sh stop
+
+pytest: install
+	source .ci/test-env.sh && $(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck services
+	$(MAKE) pytest
+
+clean:
+	rm -rf $(VENV) .local tasktide.db
