@@ -1,0 +1,1 @@
+"""The task REST API (FastAPI)."""

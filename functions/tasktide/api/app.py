@@ -1,0 +1,77 @@
+"""The FastAPI application: routes, RFC 9457 errors, body-size limit and RED metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tasktide import metrics
+from tasktide.api import problems
+from tasktide.api.routes import health, tasks
+from tasktide.services import Services
+
+
+class BodyLimit:
+    """Answers 413 for bodies over the limit, whether announced by Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"The request body exceeds {self.limit} bytes."
+        await problems.problem_response(413, detail)(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="tasktide",
+        version="0.1.0",
+        description="Tasks with priorities, tags, due dates, recurrence and reminders.",
+    )
+    app.state.services = services
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(tasks.router)
+
+    @app.middleware("http")
+    async def red_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        metrics.REQUEST_DURATION.labels("api").observe(time.perf_counter() - start)
+        metrics.REQUESTS.labels("api", str(response.status_code)).inc()
+        if response.status_code >= 500:
+            metrics.REQUEST_ERRORS.labels("api").inc()
+        return response
+
+    app.add_middleware(BodyLimit, limit=services.settings.max_body_bytes)
+    return app

@@ -1,0 +1,270 @@
+"""Task CRUD, completion and the filtered, sorted, paginated list.
+
+Consumes: HTTP requests on `/api/{user_id}/tasks`. Emits (via the outbox, same transaction):
+`com.tasktide.task.created|updated|completed|reopened|deleted`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request, Response
+
+from tasktide import events
+from tasktide.api.auth import CurrentUser
+from tasktide.api.deps import ServicesDep
+from tasktide.api.problems import Problem
+from tasktide.api.schemas import CompleteIn, Priority, ProblemOut, TaskIn, TaskOut, to_fields
+from tasktide.db.repository import TaskQuery, TaskRepository
+from tasktide.domain.errors import NotFound, PreconditionFailed
+from tasktide.domain.tasks import (
+    Status,
+    Task,
+    changed_fields,
+    merge_patch,
+    new_task,
+    revise_task,
+    set_completed,
+    task_fields,
+)
+from tasktide.services import Services
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ProblemOut, "content": {"application/problem+json": {}}}
+    for code in (401, 403, 404, 412, 413, 422)
+}
+router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=ERRORS)
+Sort = Literal[
+    "due_at",
+    "-due_at",
+    "priority",
+    "-priority",
+    "title",
+    "-title",
+    "created_at",
+    "-created_at",
+    "updated_at",
+    "-updated_at",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def unit_of_work(services: Services) -> Iterator[TaskRepository]:
+    with services.sessions() as session, session.begin():
+        yield TaskRepository(session)
+    services.committed()
+
+
+def _load(repo: TaskRepository, user_id: str, task_id: uuid.UUID, *, for_update: bool = False) -> Task:
+    task = repo.get(user_id, task_id, for_update=for_update)
+    if task is None:
+        raise NotFound(f"Task {task_id} does not exist for user {user_id}.")
+    return task
+
+
+def _etag(task: Task) -> str:
+    return f'"{task.version}"'
+
+
+def _check_if_match(request: Request, task: Task) -> None:
+    header = request.headers.get("if-match")
+    if header is None or header.strip() == "*":
+        return
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    if _etag(task) not in tags:
+        raise PreconditionFailed(
+            f"If-Match {header} does not match the current version {_etag(task)}; reload the task."
+        )
+
+
+def _traceparent(request: Request) -> str | None:
+    return request.headers.get("traceparent")
+
+
+def _record_change(repo: TaskRepository, request: Request, old: Task, new: Task, actor: str) -> None:
+    changed = changed_fields(old, new)
+    if not changed:
+        return
+    repo.save(new, expected_version=old.version)
+    if "status" in changed:
+        kind = events.TASK_COMPLETED if new.status == Status.COMPLETED else events.TASK_REOPENED
+    else:
+        kind = events.TASK_UPDATED
+    envelope = events.task_envelope(
+        kind, new, changed=changed, actor=actor, traceparent=_traceparent(request)
+    )
+    repo.add_event(envelope)
+
+
+def _respond(response: Response, task: Task) -> TaskOut:
+    response.headers["ETag"] = _etag(task)
+    return TaskOut.of(task)
+
+
+@router.post("", status_code=201)
+def create_task(
+    user_id: CurrentUser, body: TaskIn, request: Request, response: Response, services: ServicesDep
+) -> TaskOut:
+    task = new_task(user_id, to_fields(body), now=utcnow())
+    with unit_of_work(services) as repo:
+        repo.add(task)
+        repo.add_event(
+            events.task_envelope(events.TASK_CREATED, task, actor=user_id, traceparent=_traceparent(request))
+        )
+    response.headers["Location"] = str(request.url_for("get_task", user_id=user_id, task_id=task.id).path)
+    return _respond(response, task)
+
+
+@router.get("")
+def list_tasks(
+    user_id: CurrentUser,
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    status: Literal["pending", "completed", "all"] = "all",
+    priority: Annotated[list[Priority], Query()] = [],  # noqa: B006
+    tag: Annotated[list[Annotated[str, Query(max_length=40)]], Query(max_length=20)] = [],  # noqa: B006
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    due_from: datetime | None = None,
+    due_to: datetime | None = None,
+    overdue: bool = False,
+    sort: Sort = "created_at",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> list[TaskOut]:
+    for name, value in (("due_from", due_from), ("due_to", due_to)):
+        if value is not None and value.tzinfo is None:
+            raise Problem(422, f"{name} needs a UTC offset (RFC 3339), e.g. 2026-01-31T09:00:00Z.")
+    offset = _decode_cursor(cursor)
+    query = TaskQuery(
+        status=status,
+        priorities=tuple(priority),
+        tags=tuple(t.strip().lower() for t in tag),
+        q=q,
+        due_from=due_from,
+        due_to=due_to,
+        overdue=overdue,
+        sort=sort,
+        limit=limit + 1,
+        offset=offset,
+    )
+    with services.sessions() as session:
+        tasks = TaskRepository(session).list(user_id, query, now=utcnow())
+    if len(tasks) > limit:
+        tasks = tasks[:limit]
+        next_url = request.url.include_query_params(cursor=_encode_cursor(offset + limit))
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return [TaskOut.of(t) for t in tasks]
+
+
+@router.get("/{task_id}")
+def get_task(user_id: CurrentUser, task_id: uuid.UUID, response: Response, services: ServicesDep) -> TaskOut:
+    with services.sessions() as session:
+        task = _load(TaskRepository(session), user_id, task_id)
+    return _respond(response, task)
+
+
+@router.put("/{task_id}")
+def replace_task(
+    user_id: CurrentUser,
+    task_id: uuid.UUID,
+    body: TaskIn,
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+) -> TaskOut:
+    with unit_of_work(services) as repo:
+        task = _load(repo, user_id, task_id, for_update=True)
+        _check_if_match(request, task)
+        revised = revise_task(task, to_fields(body), now=utcnow())
+        _record_change(repo, request, task, revised, user_id)
+    return _respond(response, revised if changed_fields(task, revised) else task)
+
+
+@router.patch("/{task_id}")
+def patch_task(
+    user_id: CurrentUser,
+    task_id: uuid.UUID,
+    body: Annotated[
+        dict[str, Any], Body(description="RFC 7396 JSON merge patch of the task's editable fields")
+    ],
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+) -> TaskOut:
+    patch = dict(body)
+    if "completed" in patch:
+        completed = patch.pop("completed")
+        if not isinstance(completed, bool):
+            raise Problem(
+                422,
+                "completed must be true or false.",
+                errors=[{"field": "completed", "message": "not a boolean"}],
+            )
+        patch.setdefault("status", "completed" if completed else "pending")
+    with unit_of_work(services) as repo:
+        task = _load(repo, user_id, task_id, for_update=True)
+        _check_if_match(request, task)
+        revised = revise_task(task, merge_patch(task_fields(task), patch), now=utcnow())
+        _record_change(repo, request, task, revised, user_id)
+    return _respond(response, revised if changed_fields(task, revised) else task)
+
+
+@router.patch("/{task_id}/complete")
+def complete_task(
+    user_id: CurrentUser,
+    task_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    body: Annotated[CompleteIn | None, Body()] = None,
+) -> TaskOut:
+    with unit_of_work(services) as repo:
+        task = _load(repo, user_id, task_id, for_update=True)
+        _check_if_match(request, task)
+        completed = body.completed if body is not None else task.status != Status.COMPLETED
+        revised = set_completed(task, completed, now=utcnow())
+        _record_change(repo, request, task, revised, user_id)
+    return _respond(response, revised)
+
+
+@router.delete("/{task_id}", status_code=204)
+def delete_task(
+    user_id: CurrentUser, task_id: uuid.UUID, request: Request, services: ServicesDep
+) -> Response:
+    with unit_of_work(services) as repo:
+        task = _load(repo, user_id, task_id, for_update=True)
+        _check_if_match(request, task)
+        repo.delete(task)
+        repo.add_event(
+            events.task_envelope(events.TASK_DELETED, task, actor=user_id, traceparent=_traceparent(request))
+        )
+    return Response(status_code=204)
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        offset = raw["o"]
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError
+        return offset
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise Problem(400, "The cursor is not one this API issued; start again without it.") from None

@@ -1,0 +1,103 @@
+"""Request and response bodies of the task API (the OpenAPI contract)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasktide.domain.tasks import Task
+
+Priority = Literal["high", "medium", "low", "none"]
+StatusName = Literal["pending", "completed"]
+Basis = Literal["due", "completion"]
+
+
+class TaskIn(BaseModel):
+    """Create (POST) and replace (PUT) body. `completed` is accepted for Phase II clients."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(max_length=1000)
+    description: str = Field(default="", max_length=20000)
+    priority: Priority = "none"
+    tags: list[str] = Field(default_factory=list, max_length=100)
+    status: StatusName | None = None
+    completed: bool | None = None
+    due_at: datetime | None = None
+    timezone: str = Field(default="UTC", max_length=64)
+    recurrence: str | None = Field(default=None, max_length=1000)
+    recurrence_basis: Basis = "due"
+    reminders: list[str] = Field(default_factory=list, max_length=50)
+
+
+class CompleteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    completed: bool
+
+
+class TaskOut(BaseModel):
+    id: uuid.UUID
+    user_id: str
+    title: str
+    description: str
+    priority: Priority
+    tags: list[str]
+    status: StatusName
+    completed: bool
+    due_at: datetime | None
+    timezone: str
+    recurrence: str | None
+    recurrence_basis: Basis
+    reminders: list[str]
+    series_id: uuid.UUID
+    occurrence: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, task: Task) -> TaskOut:
+        return cls(
+            id=task.id,
+            user_id=task.user_id,
+            title=task.title,
+            description=task.description,
+            priority=task.priority.value,  # type: ignore[arg-type]
+            tags=list(task.tags),
+            status=task.status.value,  # type: ignore[arg-type]
+            completed=task.status.value == "completed",
+            due_at=task.due_at,
+            timezone=task.timezone,
+            recurrence=task.recurrence,
+            recurrence_basis=task.recurrence_basis.value,  # type: ignore[arg-type]
+            reminders=list(task.reminders),
+            series_id=task.series_id,
+            occurrence=task.occurrence,
+            version=task.version,
+            created_at=task.created_at,
+            updated_at=task.updated_at,
+            completed_at=task.completed_at,
+        )
+
+
+class ProblemOut(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, str]] | None = None
+
+
+def to_fields(body: TaskIn) -> dict[str, object]:
+    """JSON-ish field map for the domain; `completed` folds into `status`."""
+    fields = body.model_dump(mode="json", exclude={"completed"})
+    if fields.get("status") is None:
+        fields.pop("status", None)
+        if body.completed is not None:
+            fields["status"] = "completed" if body.completed else "pending"
+    return fields
