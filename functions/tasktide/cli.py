@@ -59,7 +59,10 @@ def cmd_token(args: argparse.Namespace) -> int:
     from tasktide.services import resolve_jwt_secret
     from tasktide.settings import get_settings
 
-    print(encode_token(args.user_id, resolve_jwt_secret(get_settings()), args.ttl))
+    from tasktide.dapr import secret_store
+
+    settings = get_settings()
+    print(encode_token(args.user_id, resolve_jwt_secret(settings, secret_store(settings)), args.ttl))
     return 0
 
 

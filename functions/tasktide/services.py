@@ -1,18 +1,35 @@
-"""The process-wide services container: engine, sessions, secrets and the after-commit hooks."""
+"""The process-wide services container: engine, sessions, secrets, state, and the after-commit hooks.
+
+Secrets (database URL, JWT secret, webhook signing secret, SMTP password) come through the `SecretStore`
+port: the Dapr secret store when a sidecar is configured, else a local file / `TASKTIDE_SECRET_*` env vars,
+else the `TASKTIDE_*` settings; built-in development defaults exist only for the embedded default.
+"""
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tasktide.dapr import SecretNotFound, SecretStore, StateStore, secret_store, state_store
 from tasktide.db.engine import make_engine, session_factory
+from tasktide.outbox import Relay, RelayWorker
 from tasktide.settings import DEV_JWT_SECRET, Settings
 
 log = logging.getLogger(__name__)
+DEV_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"tasktide-dev-webhook-signing-key!").decode()
+
+
+def read_secret(store: SecretStore, name: str, fallback: str | None) -> str | None:
+    try:
+        return store.get_secret(name)
+    except SecretNotFound:
+        return fallback
 
 
 @dataclass
@@ -20,7 +37,10 @@ class Services:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    secrets: SecretStore
     jwt_secret: str
+    relay: Relay | None = None
+    relay_worker: RelayWorker | None = None
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     def committed(self) -> None:
@@ -31,23 +51,69 @@ class Services:
             except Exception:  # a hook failing must not fail the request: the sweep catches up
                 log.exception("after-commit hook failed")
 
+    @cached_property
+    def state(self) -> StateStore:
+        return state_store(self.settings, self.engine)
+
+    @cached_property
+    def webhook_secret(self) -> str:
+        secret = read_secret(self.secrets, "webhook-signing-secret", self.settings.webhook_secret)
+        if secret:
+            return secret
+        if not self.settings.embedded:
+            raise RuntimeError("the webhook-signing-secret secret is required outside the embedded default")
+        log.warning("using the built-in development webhook signing secret (embedded default only)")
+        return DEV_WEBHOOK_SECRET
+
+    @cached_property
+    def smtp_password(self) -> str | None:
+        return read_secret(self.secrets, "smtp-password", self.settings.smtp_password)
+
+    def start_relay(self, relay: Relay, *, sweep_every: float = 1.0) -> RelayWorker:
+        """Publish after every commit and sweep periodically, on a background thread."""
+        self.relay = relay
+        self.relay_worker = RelayWorker(relay, sweep_every=sweep_every)
+        self.relay_worker.start()
+        self.after_commit.append(self.relay_worker.kick)
+        return self.relay_worker
+
+    def close(self) -> None:
+        if self.relay_worker is not None:
+            self.relay_worker.stop()
+        self.engine.dispose()
+
     @classmethod
-    def build(cls, settings: Settings, *, jwt_secret: str | None = None) -> Services:
-        engine = make_engine(settings.database_url)
-        return cls(
+    def build(
+        cls, settings: Settings, *, jwt_secret: str | None = None, with_relay: bool = False
+    ) -> Services:
+        secrets = secret_store(settings)
+        url = settings.database_url
+        if "database_url" not in settings.model_fields_set:
+            url = read_secret(secrets, "database-url", None) or url
+        engine = make_engine(url)
+        services = cls(
             settings=settings,
             engine=engine,
             sessions=session_factory(engine),
-            jwt_secret=jwt_secret or resolve_jwt_secret(settings),
+            secrets=secrets,
+            jwt_secret=jwt_secret or resolve_jwt_secret(settings, secrets),
         )
+        if with_relay and settings.kafka_bootstrap:
+            from tasktide.kafka import KafkaPublisher
+
+            services.start_relay(
+                Relay(services.sessions, KafkaPublisher(settings.kafka_bootstrap)), sweep_every=30
+            )
+        return services
 
 
-def resolve_jwt_secret(settings: Settings) -> str:
-    if settings.jwt_secret:
-        return settings.jwt_secret
+def resolve_jwt_secret(settings: Settings, secrets: SecretStore | None = None) -> str:
+    secret = read_secret(secrets, "jwt-secret", settings.jwt_secret) if secrets else settings.jwt_secret
+    if secret:
+        return secret
     if settings.embedded:
         log.warning("using the built-in development JWT secret (embedded default only)")
         return DEV_JWT_SECRET
     raise RuntimeError(
-        "TASKTIDE_JWT_SECRET (or the jwt-secret secret) is required outside the embedded default"
+        "the jwt-secret secret (or TASKTIDE_JWT_SECRET) is required outside the embedded default"
     )

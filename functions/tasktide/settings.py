@@ -44,7 +44,8 @@ class Settings(BaseSettings):
 
     @property
     def embedded(self) -> bool:
-        return self.database_url.startswith("sqlite")
+        """The one-process default: SQLite and no Dapr sidecar (dev secrets allowed only here)."""
+        return self.database_url.startswith("sqlite") and self.dapr_grpc_port is None
 
 
 @lru_cache(maxsize=1)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tasktide import metrics
 from tasktide.api import problems
-from tasktide.api.routes import health, tasks
+from tasktide.api.routes import health, history, notifications, stream, tasks
 from tasktide.services import Services
+from tasktide.stream import StreamHub
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 class BodyLimit:
@@ -52,16 +57,21 @@ class _TooLarge(Exception):
     pass
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, hub: StreamHub | None = None, lifespan: Lifespan | None = None) -> FastAPI:
     app = FastAPI(
+        lifespan=lifespan,
         title="tasktide",
         version="0.1.0",
         description="Tasks with priorities, tags, due dates, recurrence and reminders.",
     )
     app.state.services = services
+    app.state.hub = hub or StreamHub()
     problems.install(app)
     app.include_router(health.router)
     app.include_router(tasks.router)
+    app.include_router(history.router)
+    app.include_router(notifications.router)
+    app.include_router(stream.router)
 
     @app.middleware("http")
     async def red_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -21,6 +21,8 @@ def encode_token(user_id: str, secret: str, ttl: timedelta = timedelta(hours=24)
 
 def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
+    if not header and request.url.path.endswith("/stream") and request.query_params.get("access_token"):
+        header = "Bearer " + request.query_params["access_token"]  # EventSource cannot set headers
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(401, "Send 'Authorization: Bearer <token>'; mint one with `tasktide token USER_ID`.")

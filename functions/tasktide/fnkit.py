@@ -1,0 +1,85 @@
+"""Plumbing every CloudEvents function shares (not a function itself): the process's services container,
+parsing an event's data into its catalogue model, RED metrics, consumption outcomes and bound log fields.
+
+A bad event (wrong type, data that does not match its model) is answered 2xx and counted `invalid`, never
+retried; a transient error propagates so functions-framework answers 5xx and Knative redelivers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from tasktide import logs, metrics
+from tasktide.services import Services
+from tasktide.settings import get_settings
+
+M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("tasktide.function")
+_services: Services | None = None
+
+
+def install(services: Services) -> None:
+    """Share one container (the embedded default runs every function in the API's process)."""
+    global _services
+    _services = services
+
+
+def services() -> Services:
+    global _services
+    if _services is None:
+        _services = Services.build(get_settings(), with_relay=True)
+    return _services
+
+
+def attr(event: Any, name: str) -> str | None:
+    try:
+        value = event[name]
+    except KeyError:
+        return None
+    return None if value is None else str(value)
+
+
+@contextmanager
+def bind_event(function: str, event: Any) -> Iterator[None]:
+    """Bind the event's id, type, subject and trace to every log line; time and count the call."""
+    fields = {"ce_id": attr(event, "id"), "ce_type": attr(event, "type"), "task_id": attr(event, "subject")}
+    with (
+        logs.bind(**fields, function=function, traceparent=attr(event, "traceparent")),
+        metrics.observe(function),
+    ):
+        yield
+
+
+@contextmanager
+def consuming(function: str, event: Any, model: type[M], *types: str) -> Iterator[M | None]:
+    """Yield the parsed data (or None for a bad event, already counted); time and count the call."""
+    event_type = attr(event, "type") or ""
+    with bind_event(function, event):
+        parsed: M | None = None
+        if types and event_type not in types:
+            log.warning("ignoring event of unexpected type %s", event_type)
+        else:
+            try:
+                parsed = model.model_validate(event.data)
+            except ValidationError as exc:
+                log.warning(
+                    "ignoring event whose data does not match %s: %s", model.__name__, exc.errors()[:3]
+                )
+        if parsed is None:
+            metrics.EVENTS_CONSUMED.labels(function, event_type, "invalid").inc()
+        try:
+            yield parsed
+        except Exception:
+            metrics.EVENTS_CONSUMED.labels(function, event_type, "retried").inc()
+            log.exception("transient failure; answering 5xx so the event is redelivered")
+            raise
+
+
+def outcome(function: str, event: Any, result: str) -> None:
+    metrics.EVENTS_CONSUMED.labels(function, attr(event, "type") or "", result).inc()
+    log.info("event %s", result)

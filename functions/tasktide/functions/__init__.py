@@ -1,0 +1,3 @@
+"""One CloudEvents function per module; each is served by functions-framework (`FUNCTION_TARGET`)."""
+
+TARGETS = ("recurring", "reminders", "notifier", "audit", "relay")

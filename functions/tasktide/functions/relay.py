@@ -1,0 +1,25 @@
+"""relay: the periodic outbox sweep, so a Kafka outage delays events but never loses them.
+
+Consumes: the `outbox-sweep` PingSource tick (`dev.knative.sources.ping`). Emits: every unsent outbox
+event to its Kafka topic (`task-events`, `task-updates`, `reminders`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import functions_framework
+
+from tasktide import fnkit, metrics
+
+
+@functions_framework.cloud_event
+def relay(event: Any) -> None:
+    with fnkit.bind_event("relay", event):
+        services = fnkit.services()
+        if services.relay is None:
+            fnkit.outcome("relay", event, "invalid")
+            raise RuntimeError("relay has no publisher: set TASKTIDE_KAFKA_BOOTSTRAP")
+        sent = services.relay.run_once()
+        metrics.EVENTS_CONSUMED.labels("relay", fnkit.attr(event, "type") or "", "ok").inc()
+        fnkit.log.info("outbox sweep published %d events", sent)

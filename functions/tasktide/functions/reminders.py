@@ -1,0 +1,70 @@
+"""reminders: each tick claims the reminders now due and announces them.
+
+Consumes: the `reminders-tick` PingSource (`dev.knative.sources.ping`, every minute on a cluster).
+Emits (outbox): one `com.tasktide.reminder.due` per claimed reminder. Claims are atomic
+(`UPDATE ... RETURNING`, `FOR UPDATE SKIP LOCKED` on Postgres), so concurrent scanners never share a
+reminder; the partial index on unfired `remind_at` keeps the scan O(due reminders).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import functions_framework
+
+from tasktide import events, fnkit, metrics
+from tasktide.db.repository import ClaimedReminder, TaskRepository
+from tasktide.domain.reminders import should_fire
+
+REMINDER_NAMESPACE = uuid.UUID("2b0f8c6e-0d53-4b8e-9b5e-3c8d9a1e7f42")
+
+
+def reminder_event_id(reminder: ClaimedReminder) -> str:
+    """Stable per (reminder, time): a re-emitted reminder is deduplicated downstream."""
+    return str(uuid.uuid5(REMINDER_NAMESPACE, f"{reminder.id}:{reminder.remind_at.isoformat()}"))
+
+
+def scan(now: datetime) -> tuple[int, int]:
+    """Claim and announce due reminders; returns (fired, skipped because the task is already past due)."""
+    services = fnkit.services()
+    fired = skipped = 0
+    with services.sessions() as session, session.begin():
+        repo = TaskRepository(session)
+        for reminder in repo.claim_due_reminders(now):
+            task = repo.get(reminder.user_id, reminder.task_id)
+            if task is None or not should_fire(remind_at=reminder.remind_at, due_at=reminder.due_at, now=now):
+                skipped += 1
+                continue
+            data = events.ReminderDueData(
+                reminder_id=reminder.id,
+                task_id=reminder.task_id,
+                user_id=reminder.user_id,
+                title=task.title,
+                offset=reminder.offset,
+                remind_at=reminder.remind_at,
+                due_at=reminder.due_at,
+                fired_at=now,
+            )
+            envelope = events.envelope(
+                events.REMINDER_DUE,
+                "reminders",
+                str(reminder.task_id),
+                data,
+                event_id=reminder_event_id(reminder),
+            )
+            repo.add_event(envelope)
+            metrics.REMINDER_LATENESS.observe(max(0.0, (now - reminder.remind_at).total_seconds()))
+            fired += 1
+    services.committed()
+    metrics.REMINDERS_FIRED.inc(fired)
+    return fired, skipped
+
+
+@functions_framework.cloud_event
+def reminders(event: Any) -> None:
+    with fnkit.bind_event("reminders", event):
+        fired, skipped = scan(datetime.now(UTC))
+        metrics.EVENTS_CONSUMED.labels("reminders", fnkit.attr(event, "type") or "", "ok").inc()
+        fnkit.log.info("reminder scan fired %d, skipped %d past-due", fired, skipped)

@@ -1,0 +1,166 @@
+"""Outbox relay: claims unsent outbox rows, publishes them, marks them sent.
+
+Consumes: rows written by every state change (same transaction). Emits: the stored CloudEvents to their
+topics through a `Publisher` (Kafka in Kafka mode and on the cluster, the in-process router when embedded).
+Safe in several replicas at once: rows are claimed with a lease (`FOR UPDATE SKIP LOCKED` on Postgres,
+`BEGIN IMMEDIATE` on SQLite); a relay that dies mid-batch leaves rows whose lease expires and are retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from tasktide import metrics
+from tasktide.db.models import OutboxRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    id: int
+    topic: str
+    key: str | None
+    event: dict[str, Any]
+
+
+class Publisher(Protocol):
+    def publish(self, records: Sequence[OutboxRecord]) -> None:
+        """Publish every record or raise; a raise leaves them unsent for the next attempt."""
+
+
+class Relay:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        publisher: Publisher,
+        *,
+        batch: int = 200,
+        lease_seconds: float = 30,
+    ) -> None:
+        self.sessions, self.publisher = sessions, publisher
+        self.batch, self.lease = batch, timedelta(seconds=lease_seconds)
+
+    def run_once(self) -> int:
+        """Publish until the outbox is empty (or a publish fails, which is raised); returns the count sent."""
+        sent = 0
+        try:
+            while records := self._claim():
+                started = time.perf_counter()
+                try:
+                    self.publisher.publish(records)
+                except Exception:
+                    self._release(records)
+                    raise
+                metrics.RELAY_PUBLISH_SECONDS.observe(time.perf_counter() - started)
+                self._mark_sent(records)
+                for record in records:
+                    metrics.EVENTS_EMITTED.labels(str(record.event.get("type", "")), record.topic).inc()
+                sent += len(records)
+        finally:
+            self.update_backlog()
+        return sent
+
+    def update_backlog(self) -> tuple[int, float]:
+        with self.sessions() as session:
+            count, oldest = session.execute(
+                select(func.count(OutboxRow.id), func.min(OutboxRow.created_at)).where(
+                    OutboxRow.sent_at.is_(None)
+                )
+            ).one()
+        age = 0.0
+        if oldest is not None:
+            oldest_dt = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+            age = max(0.0, (datetime.now(UTC) - oldest_dt).total_seconds())
+        metrics.OUTBOX_BACKLOG.set(count)
+        metrics.OUTBOX_OLDEST_AGE.set(age)
+        return int(count), age
+
+    def _claim(self) -> list[OutboxRecord]:
+        now = datetime.now(UTC)
+        token = uuid.uuid4().hex
+        with self.sessions() as session, session.begin():
+            candidates = (
+                select(OutboxRow.id)
+                .where(
+                    OutboxRow.sent_at.is_(None),
+                    or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now),
+                )
+                .order_by(OutboxRow.id)
+                .limit(self.batch)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                candidates = candidates.with_for_update(skip_locked=True)
+            rows = session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_(candidates.scalar_subquery()))
+                .values(claim_token=token, claimed_until=now + self.lease)
+                .returning(OutboxRow.id, OutboxRow.topic, OutboxRow.key, OutboxRow.event)
+                .execution_options(synchronize_session=False)
+            ).all()
+        return sorted((OutboxRecord(*row) for row in rows), key=lambda r: r.id)
+
+    def _mark_sent(self, records: Sequence[OutboxRecord]) -> None:
+        with self.sessions() as session, session.begin():
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_([r.id for r in records]))
+                .values(sent_at=datetime.now(UTC), claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    def _release(self, records: Sequence[OutboxRecord]) -> None:
+        with self.sessions() as session, session.begin():
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_([r.id for r in records]), OutboxRow.sent_at.is_(None))
+                .values(claimed_until=None, claim_token=None)
+                .execution_options(synchronize_session=False)
+            )
+
+
+class RelayWorker:
+    """Runs the relay on a background thread: at once when kicked after a commit, else every `sweep_every`."""
+
+    def __init__(self, relay: Relay, *, sweep_every: float = 1.0, name: str = "outbox-relay") -> None:
+        self.relay, self.sweep_every, self.name = relay, sweep_every, name
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopped.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopped.is_set():
+            self._wake.wait(self.sweep_every if failures == 0 else min(30.0, self.sweep_every * 2**failures))
+            self._wake.clear()
+            if self._stopped.is_set():
+                break
+            try:
+                self.relay.run_once()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                log.warning("outbox relay failed (attempt %d), events stay queued: %s", failures, exc)
