@@ -30,6 +30,8 @@ typecheck: install
 services: install
 	bash .ci/postgres.sh start
 	bash eventing/local/kafka.sh start
+	bash eventing/local/kafka.sh topics
+	bash .ci/prometheus.sh
 
 stop-services:
 	-bash eventing/local/kafka.sh stop

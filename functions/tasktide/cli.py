@@ -56,10 +56,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     from tasktide.api.auth import encode_token
+    from tasktide.dapr import secret_store
     from tasktide.services import resolve_jwt_secret
     from tasktide.settings import get_settings
-
-    from tasktide.dapr import secret_store
 
     settings = get_settings()
     print(encode_token(args.user_id, resolve_jwt_secret(settings, secret_store(settings)), args.ttl))
@@ -71,6 +70,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from tasktide.dev import serve_dev
 
     serve_dev()
+    return 0
+
+
+def cmd_serve(_: argparse.Namespace) -> int:
+    from tasktide.serve import serve
+
+    serve()
     return 0
 
 
@@ -106,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("user_id")
     token.add_argument("--ttl", type=parse_duration, default=timedelta(hours=24))
     token.set_defaults(func=cmd_token)
+
+    serve = sub.add_parser(
+        "serve", help="container entrypoint: FUNCTION_TARGET's function, else the API, on $PORT"
+    )
+    serve.set_defaults(func=cmd_serve)
 
     schemas = sub.add_parser("schemas", help="write the JSON Schemas of every event's data")
     schemas.add_argument("--out", default="docs/schemas")

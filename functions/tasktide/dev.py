@@ -38,7 +38,7 @@ FUNCTIONS_DIR = Path(__file__).with_name("functions")
 
 def function_app(target: str) -> WSGIMiddleware:
     """The exact functions-framework app a Knative Service with `FUNCTION_TARGET=target` runs."""
-    return WSGIMiddleware(functions_framework.create_app(target, str(FUNCTIONS_DIR / f"{target}.py")))  # type: ignore[arg-type]
+    return WSGIMiddleware(functions_framework.create_app(target, str(FUNCTIONS_DIR / f"{target}.py")))  # type: ignore[arg-type,no-untyped-call]
 
 
 class EmbeddedPublisher:

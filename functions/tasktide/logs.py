@@ -170,6 +170,9 @@ class JsonFormatter(logging.Formatter):
         }
         extras = {k: v for k, v in record.__dict__.items() if k not in _RESERVED_ATTRS}
         context = {**_CONTEXT.get(), **_normalise(extras)}
+        # a bound/extra `function` (one process serving several functions, e.g. `tasktide dev`) wins
+        if context.get("function"):
+            payload["function"] = str(context.pop("function"))
         for name in CONTEXT_FIELDS:
             if name in context:
                 payload[name] = context.pop(name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI, Request, Response
@@ -14,7 +14,6 @@ from tasktide.api import problems
 from tasktide.api.routes import health, history, notifications, stream, tasks
 from tasktide.services import Services
 from tasktide.stream import StreamHub
-
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -139,7 +140,7 @@ class TaskRepository:
         self.session.execute(delete(TaskTagRow).where(TaskTagRow.task_id == task.id))
         self.session.execute(delete(TaskRow).where(TaskRow.id == task.id))
 
-    def list(self, user_id: str, query: TaskQuery, *, now: datetime) -> list[Task]:
+    def search(self, user_id: str, query: TaskQuery, *, now: datetime) -> list[Task]:
         stmt = _filtered(select(TaskRow).where(TaskRow.user_id == user_id), query, now)
         stmt = _sorted(stmt, query.sort).limit(query.limit).offset(query.offset)
         return [_to_task(row) for row in self.session.scalars(stmt)]
@@ -230,7 +231,7 @@ class TaskRepository:
         self.session.flush()
 
 
-def _filtered(stmt: Select[tuple[TaskRow]], query: TaskQuery, now: datetime) -> Select[tuple[TaskRow]]:
+def _filtered(stmt: Select[Any], query: TaskQuery, now: datetime) -> Select[Any]:
     if query.status != "all":
         stmt = stmt.where(TaskRow.status == query.status)
     if query.priorities:
@@ -254,7 +255,7 @@ def _filtered(stmt: Select[tuple[TaskRow]], query: TaskQuery, now: datetime) -> 
     return stmt
 
 
-def _sorted(stmt: Select[tuple[TaskRow]], sort: str) -> Select[tuple[TaskRow]]:
+def _sorted(stmt: Select[Any], sort: str) -> Select[Any]:
     descending = sort.startswith("-")
     key = sort.lstrip("-")
     column = {

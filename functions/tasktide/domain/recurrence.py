@@ -159,7 +159,9 @@ def _check(parts: dict[str, str]) -> list[str]:
                 elif ordinal == 0 or abs(ordinal) > ordinal_limit:
                     errors.append(f"BYDAY ordinal in {item!r} must be in ±1..{ordinal_limit}")
     if "BYSETPOS" in parts:
-        limit = {"DAILY": 1, "WEEKLY": 7}.get(freq or "", 366)
+        # The set BYSETPOS picks from has one day per period (DAILY) or one per BYDAY day (WEEKLY).
+        weekly_days = len(parts["BYDAY"].split(",")) if "BYDAY" in parts else 1
+        limit = {"DAILY": 1, "WEEKLY": weekly_days}.get(freq or "", 366)
         _int_list("BYSETPOS", parts["BYSETPOS"], 1, limit, signed=True, errors=errors)
         if not {"BYMONTH", "BYMONTHDAY", "BYDAY"} & parts.keys():
             errors.append("BYSETPOS needs another BYxxx rule part")

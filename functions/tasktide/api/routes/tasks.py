@@ -160,7 +160,7 @@ def list_tasks(
         offset=offset,
     )
     with services.sessions() as session:
-        tasks = TaskRepository(session).list(user_id, query, now=utcnow())
+        tasks = TaskRepository(session).search(user_id, query, now=utcnow())
     if len(tasks) > limit:
         tasks = tasks[:limit]
         next_url = request.url.include_query_params(cursor=_encode_cursor(offset + limit))

@@ -1,0 +1,112 @@
+"""``EventRuntime``: the whole local eventing plane behind one start/stop.
+
+Consumes a base URL (where ``/services/<name>`` functions are served), the manifest directories, an optional
+Kafka bootstrap (Kafka mode: KafkaSource consumers + Kafka dead-letter sink; otherwise embedded: in-process
+topics + in-memory dead letters) and an optional PingSource interval override. Emits the broker ingress
+router and deliveries to subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from fastapi import APIRouter
+
+from tasktide import ce
+from tasktide.router.broker import LocalBroker, service_resolver
+from tasktide.router.delivery import Sleep
+from tasktide.router.ingress import make_ingress_router
+from tasktide.router.kafka_source import (
+    DeadLetter,
+    InMemoryDeadLetterSink,
+    KafkaDeadLetterSink,
+    KafkaSourceConsumer,
+)
+from tasktide.router.manifests import Manifests, load_manifests
+from tasktide.router.ping import PingScheduler
+
+
+@dataclass
+class EventRuntime:
+    manifests: Manifests
+    broker: LocalBroker
+    dead_letter_sink: InMemoryDeadLetterSink
+    ping: PingScheduler
+    kafka_bootstrap: str | None = None
+    consumers: list[KafkaSourceConsumer] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        base_url: str,
+        eventing_dir: Path | None = None,
+        knative_dir: Path | None = None,
+        kafka_bootstrap: str | None = None,
+        ping_every: float | None = None,
+        *,
+        manifests: Manifests | None = None,
+        client: httpx.AsyncClient | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> EventRuntime:
+        """Build (but do not start) the runtime; nothing connects until :meth:`start`."""
+        if manifests is None:
+            dirs: Sequence[Path] = [d for d in (eventing_dir, knative_dir) if d is not None]
+            manifests = load_manifests(*dirs)
+        sink = KafkaDeadLetterSink(kafka_bootstrap) if kafka_bootstrap else InMemoryDeadLetterSink()
+        broker = LocalBroker(manifests, service_resolver(base_url), sink, client=client, sleep=sleep)
+        ping = PingScheduler(
+            manifests.ping_sources, lambda dest, event: broker.send_to(dest, event, None), ping_every
+        )
+        return cls(manifests, broker, sink, ping, kafka_bootstrap)
+
+    @property
+    def kafka_mode(self) -> bool:
+        return self.kafka_bootstrap is not None
+
+    @property
+    def ingress_router(self) -> APIRouter:
+        return make_ingress_router(self.broker)
+
+    @property
+    def dead_letters(self) -> list[DeadLetter]:
+        return list(self.dead_letter_sink.records)
+
+    async def start(self) -> None:
+        await self.broker.start()
+        await self.ping.start()
+        if self.kafka_bootstrap:
+            loop = asyncio.get_running_loop()
+            for source in self.manifests.kafka_sources:
+                consumer = KafkaSourceConsumer(
+                    source, self.kafka_bootstrap, self.broker.deliver_from_topic, loop
+                )
+                consumer.start()
+                self.consumers.append(consumer)
+
+    async def stop(self) -> None:
+        await self.ping.stop()
+        await asyncio.gather(*(asyncio.to_thread(c.stop) for c in self.consumers))
+        self.consumers.clear()
+        await self.broker.stop()
+        if isinstance(self.dead_letter_sink, KafkaDeadLetterSink):
+            await asyncio.to_thread(self.dead_letter_sink.close)
+
+    async def publish(
+        self, event: ce.CloudEvent, broker: str = "default", namespace: str = "default"
+    ) -> None:
+        await self.broker.publish(event, broker, namespace)
+
+    async def publish_to_topic(self, topic: str, event: ce.CloudEvent) -> None:
+        """Embedded: emulate the KafkaSources of ``topic``. Kafka mode: produce the record to Kafka, where
+        the KafkaSource consumers pick it up (the outbox relay normally produces directly)."""
+        if isinstance(self.dead_letter_sink, KafkaDeadLetterSink):
+            await self.dead_letter_sink.produce(event, topic)
+        else:
+            await self.broker.publish_from_topic(topic, event)
+
+    async def drain(self) -> None:
+        await self.broker.drain()

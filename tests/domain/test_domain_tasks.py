@@ -1,0 +1,388 @@
+"""Task validation, revision (PUT / merge patch), completion and next occurrence of a series."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+import pytest
+
+from tasktide.domain.errors import FieldError, ValidationFailed
+from tasktide.domain.tasks import (
+    PRIORITY_RANK,
+    Priority,
+    RecurrenceBasis,
+    Status,
+    Task,
+    changed_fields,
+    merge_patch,
+    new_task,
+    next_occurrence_task,
+    revise_task,
+    set_completed,
+    task_fields,
+)
+
+NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
+LATER = NOW + timedelta(hours=1)
+TASK_ID = UUID("00000000-0000-4000-8000-000000000001")
+
+FULL_FIELDS: dict[str, object] = {
+    "title": "  Water the plants  ",
+    "description": "balcony first",
+    "priority": "high",
+    "tags": [" Home ", "garden", "HOME", "Plants"],
+    "due_at": "2025-01-06T09:00:00+01:00",
+    "timezone": "Europe/Berlin",
+    "recurrence": "freq=weekly;byday=mo",
+    "recurrence_basis": "completion",
+    "reminders": ["pt15m", "P1D"],
+}
+
+
+def make(fields: dict[str, object] | None = None) -> Task:
+    return new_task(
+        "user-1", fields if fields is not None else {"title": "Pay rent"}, now=NOW, task_id=TASK_ID
+    )
+
+
+def errors_of(fields: dict[str, object]) -> tuple[FieldError, ...]:
+    with pytest.raises(ValidationFailed) as caught:
+        make(fields)
+    return caught.value.errors
+
+
+# --- new_task ---------------------------------------------------------------------------------------
+
+
+def test_new_task_title_only_takes_defaults() -> None:
+    task = make()
+    assert task == Task(
+        id=TASK_ID,
+        user_id="user-1",
+        title="Pay rent",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    assert task.series_id == TASK_ID
+    assert (task.version, task.occurrence, task.status, task.priority) == (
+        1,
+        1,
+        Status.PENDING,
+        Priority.NONE,
+    )
+    assert (task.timezone, task.recurrence_basis, task.completed_at) == ("UTC", RecurrenceBasis.DUE, None)
+
+
+def test_new_task_full_fields_are_normalised() -> None:
+    task = make(FULL_FIELDS)
+    assert task.title == "Water the plants"
+    assert task.tags == ("home", "garden", "plants")
+    assert task.due_at == datetime(2025, 1, 6, 8, tzinfo=UTC)
+    assert task.due_at.tzinfo is UTC
+    assert task.recurrence == "FREQ=WEEKLY;BYDAY=MO"
+    assert task.recurrence_basis is RecurrenceBasis.COMPLETION
+    assert task.reminders == ("PT15M", "P1D")
+    assert task.priority is Priority.HIGH
+
+
+def test_new_task_without_id_generates_one() -> None:
+    task = new_task("user-1", {"title": "x"}, now=NOW)
+    assert isinstance(task.id, UUID)
+    assert task.series_id == task.id
+
+
+def test_new_task_completed_status_sets_completed_at() -> None:
+    task = make({"title": "done already", "status": "completed"})
+    assert task.status is Status.COMPLETED
+    assert task.completed_at == NOW
+
+
+def test_new_task_z_suffix_due_at_parses_as_utc() -> None:
+    assert make({"title": "t", "due_at": "2025-03-01T09:00:00Z"}).due_at == datetime(
+        2025, 3, 1, 9, tzinfo=UTC
+    )
+
+
+def test_new_task_read_only_keys_are_ignored() -> None:
+    task = make({"title": "t", "id": str(uuid4()), "version": 7, "user_id": "mallory", "created_at": "x"})
+    assert (task.id, task.version, task.user_id, task.created_at) == (TASK_ID, 1, "user-1", NOW)
+
+
+def test_new_task_null_optional_fields_take_defaults() -> None:
+    task = make({"title": "t", "description": None, "tags": None, "due_at": None, "priority": None})
+    assert (task.description, task.tags, task.due_at, task.priority) == ("", (), None, Priority.NONE)
+
+
+def test_new_task_tag_and_title_limits_at_boundary_are_accepted() -> None:
+    task = make(
+        {"title": "x" * 200, "tags": [f"t{i}" for i in range(19)] + ["y" * 40], "description": "d" * 4000}
+    )
+    assert len(task.title) == 200
+    assert len(task.description) == 4000
+    assert task.tags[-1] == "y" * 40
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({}, "title"),
+        ({"title": "   "}, "title"),
+        ({"title": "x" * 201}, "title"),
+        ({"title": 5}, "title"),
+        ({"title": "t", "description": "d" * 4001}, "description"),
+        ({"title": "t", "priority": "urgent"}, "priority"),
+        ({"title": "t", "priority": 1}, "priority"),
+        ({"title": "t", "status": "done"}, "status"),
+        ({"title": "t", "tags": "home"}, "tags"),
+        ({"title": "t", "tags": ["ok", 3]}, "tags"),
+        ({"title": "t", "tags": ["  "]}, "tags"),
+        ({"title": "t", "tags": ["x" * 41]}, "tags"),
+        ({"title": "t", "tags": [f"t{i}" for i in range(21)]}, "tags"),
+        ({"title": "t", "due_at": "2025-01-06T09:00:00"}, "due_at"),
+        ({"title": "t", "due_at": "2025-01-06"}, "due_at"),
+        ({"title": "t", "due_at": "tomorrow"}, "due_at"),
+        ({"title": "t", "due_at": 1736150400}, "due_at"),
+        ({"title": "t", "timezone": "Mars/Olympus"}, "timezone"),
+        ({"title": "t", "timezone": "../etc/passwd"}, "timezone"),
+        ({"title": "t", "timezone": ""}, "timezone"),
+        ({"title": "t", "due_at": "2025-01-06T09:00:00Z", "recurrence": "FREQ=DAILY;BYHOUR=9"}, "recurrence"),
+        ({"title": "t", "due_at": "2025-01-06T09:00:00Z", "recurrence": 7}, "recurrence"),
+        ({"title": "t", "recurrence": "FREQ=DAILY"}, "recurrence"),
+        ({"title": "t", "recurrence_basis": "whenever"}, "recurrence_basis"),
+        ({"title": "t", "due_at": "2025-01-06T09:00:00Z", "reminders": ["15 minutes"]}, "reminders"),
+        ({"title": "t", "due_at": "2025-01-06T09:00:00Z", "reminders": ["PT60M", "PT1H"]}, "reminders"),
+        (
+            {"title": "t", "due_at": "2025-01-06T09:00:00Z", "reminders": [f"PT{i}M" for i in range(1, 7)]},
+            "reminders",
+        ),
+        ({"title": "t", "reminders": ["PT15M"]}, "reminders"),
+        ({"title": "t", "colour": "red"}, "colour"),
+    ],
+)
+def test_new_task_bad_field_error_names_it(fields: dict[str, object], field: str) -> None:
+    assert [error.field for error in errors_of(fields)] == [field]
+
+
+def test_new_task_several_bad_fields_all_listed() -> None:
+    errors = errors_of(
+        {
+            "title": "",
+            "priority": "urgent",
+            "tags": ["x" * 41],
+            "due_at": "2025-01-06T09:00:00",
+            "timezone": "Nowhere/City",
+            "reminders": ["soon"],
+            "unknown": 1,
+        }
+    )
+    assert {error.field for error in errors} == {
+        "unknown",
+        "title",
+        "priority",
+        "tags",
+        "due_at",
+        "timezone",
+        "reminders",
+    }
+
+
+def test_new_task_naive_due_at_message_asks_for_offset() -> None:
+    (error,) = errors_of({"title": "t", "due_at": "2025-01-06T09:00:00"})
+    assert error == FieldError("due_at", "must include a UTC offset (e.g. Z or +01:00)")
+
+
+def test_new_task_unknown_field_message() -> None:
+    assert errors_of({"title": "t", "colour": "red"}) == (FieldError("colour", "unknown field"),)
+
+
+def test_new_task_recurrence_without_due_at_message() -> None:
+    assert errors_of({"title": "t", "recurrence": "FREQ=DAILY"}) == (
+        FieldError("recurrence", "requires due_at"),
+    )
+
+
+def test_validation_failed_detail_joins_all_errors() -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        make({"title": "", "priority": "urgent"})
+    assert caught.value.detail == (
+        "title: must be 1-200 characters after trimming; priority: must be one of high, medium, low, none"
+    )
+
+
+def test_new_task_naive_now_raises_value_error() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        new_task("user-1", {"title": "t"}, now=datetime(2025, 1, 1))
+
+
+# --- revise_task / merge_patch / task_fields -------------------------------------------------------------
+
+
+def test_revise_task_full_replacement_bumps_version_and_resets_missing_fields() -> None:
+    task = make(FULL_FIELDS)
+    revised = revise_task(task, {"title": "New title"}, now=LATER)
+    assert (revised.title, revised.version, revised.updated_at, revised.created_at) == (
+        "New title",
+        2,
+        LATER,
+        NOW,
+    )
+    assert (revised.tags, revised.due_at, revised.recurrence, revised.reminders) == ((), None, None, ())
+    assert (revised.id, revised.series_id, revised.user_id) == (task.id, task.series_id, task.user_id)
+
+
+def test_revise_task_to_completed_sets_completed_at() -> None:
+    revised = revise_task(make(), {"title": "Pay rent", "status": "completed"}, now=LATER)
+    assert (revised.status, revised.completed_at) == (Status.COMPLETED, LATER)
+
+
+def test_revise_task_back_to_pending_clears_completed_at() -> None:
+    done = make({"title": "t", "status": "completed"})
+    revised = revise_task(done, {"title": "t", "status": "pending"}, now=LATER)
+    assert (revised.status, revised.completed_at) == (Status.PENDING, None)
+
+
+def test_revise_task_staying_completed_keeps_completed_at() -> None:
+    done = make({"title": "t", "status": "completed"})
+    revised = revise_task(done, {"title": "t2", "status": "completed"}, now=LATER)
+    assert revised.completed_at == NOW
+
+
+def test_revise_task_unknown_field_raises() -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        revise_task(make(), {"title": "t", "bogus": True}, now=LATER)
+    assert caught.value.errors == (FieldError("bogus", "unknown field"),)
+
+
+def test_task_fields_round_trip_through_revise_changes_nothing_but_version() -> None:
+    task = make(FULL_FIELDS)
+    revised = revise_task(task, task_fields(task), now=LATER)
+    assert changed_fields(task, revised) == ()
+    assert revised.version == task.version + 1
+
+
+def test_task_fields_json_ish_values() -> None:
+    fields = task_fields(make(FULL_FIELDS))
+    assert fields == {
+        "title": "Water the plants",
+        "description": "balcony first",
+        "priority": "high",
+        "tags": ["home", "garden", "plants"],
+        "status": "pending",
+        "due_at": "2025-01-06T08:00:00Z",
+        "timezone": "Europe/Berlin",
+        "recurrence": "FREQ=WEEKLY;BYDAY=MO",
+        "recurrence_basis": "completion",
+        "reminders": ["PT15M", "P1D"],
+    }
+
+
+def test_merge_patch_then_revise_changes_only_patched_fields() -> None:
+    task = make(FULL_FIELDS)
+    revised = revise_task(
+        task, merge_patch(task_fields(task), {"title": "Water", "reminders": None}), now=LATER
+    )
+    assert changed_fields(task, revised) == ("title", "reminders")
+    assert (revised.title, revised.reminders, revised.tags) == ("Water", (), task.tags)
+
+
+@pytest.mark.parametrize(
+    ("current", "patch", "expected"),
+    [  # RFC 7396 appendix A
+        ({"a": "b"}, {"a": "c"}, {"a": "c"}),
+        ({"a": "b"}, {"b": "c"}, {"a": "b", "b": "c"}),
+        ({"a": "b"}, {"a": None}, {}),
+        ({"a": "b", "b": "c"}, {"a": None}, {"b": "c"}),
+        ({"a": ["b"]}, {"a": "c"}, {"a": "c"}),
+        ({"a": "c"}, {"a": ["b"]}, {"a": ["b"]}),
+        ({"a": {"b": "c"}}, {"a": {"b": "d", "c": None}}, {"a": {"b": "d"}}),
+        ({"a": [{"b": "c"}]}, {"a": [1]}, {"a": [1]}),
+        ({"e": None}, {"a": 1}, {"e": None, "a": 1}),
+        ({"a": "foo"}, {"a": {"bb": {"ccc": None}}}, {"a": {"bb": {}}}),
+        ({}, {"a": {"bb": {"ccc": None}}}, {"a": {"bb": {}}}),
+    ],
+)
+def test_merge_patch_rfc7396_vector_matches(
+    current: dict[str, object], patch: dict[str, object], expected: dict[str, object]
+) -> None:
+    assert merge_patch(current, patch) == expected
+
+
+def test_merge_patch_leaves_inputs_unchanged() -> None:
+    current: dict[str, object] = {"a": {"b": 1}}
+    merge_patch(current, {"a": {"b": None}})
+    assert current == {"a": {"b": 1}}
+
+
+# --- set_completed / changed_fields ---------------------------------------------------------------------
+
+
+def test_set_completed_unchanged_returns_same_object() -> None:
+    task = make()
+    assert set_completed(task, False, now=LATER) is task
+
+
+def test_set_completed_true_then_false_toggles_completed_at() -> None:
+    done = set_completed(make(), True, now=LATER)
+    assert (done.status, done.completed_at, done.version, done.updated_at) == (
+        Status.COMPLETED,
+        LATER,
+        2,
+        LATER,
+    )
+    reopened = set_completed(done, False, now=LATER + timedelta(minutes=1))
+    assert (reopened.status, reopened.completed_at, reopened.version) == (Status.PENDING, None, 3)
+
+
+def test_changed_fields_completion_lists_status_and_completed_at() -> None:
+    task = make()
+    assert changed_fields(task, set_completed(task, True, now=LATER)) == ("status", "completed_at")
+
+
+def test_priority_rank_sorts_high_first() -> None:
+    ordered = sorted(
+        [Priority.NONE, Priority.LOW, Priority.HIGH, Priority.MEDIUM], key=PRIORITY_RANK.__getitem__
+    )
+    assert ordered == [Priority.HIGH, Priority.MEDIUM, Priority.LOW, Priority.NONE]
+
+
+# --- next_occurrence_task ----------------------------------------------------------------------------------
+
+
+def test_next_occurrence_task_recurring_copies_series_with_new_due() -> None:
+    task = make({**FULL_FIELDS, "recurrence_basis": "due"})
+    new_id = uuid4()
+    following = next_occurrence_task(task, completed_at=LATER, new_id=new_id, now=LATER)
+    assert following is not None
+    assert (following.id, following.series_id, following.occurrence) == (new_id, task.id, 2)
+    assert following.due_at == datetime(2025, 1, 13, 8, tzinfo=UTC)  # next Monday 09:00 Berlin
+    assert (following.status, following.completed_at, following.version) == (Status.PENDING, None, 1)
+    assert (following.created_at, following.updated_at) == (LATER, LATER)
+    for name in ("user_id", "title", "description", "priority", "tags", "reminders", "timezone"):
+        assert getattr(following, name) == getattr(task, name)
+    assert (following.recurrence, following.recurrence_basis) == (task.recurrence, task.recurrence_basis)
+
+
+def test_next_occurrence_task_completion_basis_counts_from_completion() -> None:
+    task = make({"title": "t", "due_at": "2025-01-06T09:00:00Z", "recurrence": "FREQ=DAILY",
+                 "recurrence_basis": "completion"})  # fmt: skip
+    following = next_occurrence_task(
+        task, completed_at=datetime(2025, 1, 8, 15, tzinfo=UTC), new_id=uuid4(), now=LATER
+    )
+    assert following is not None
+    assert following.due_at == datetime(2025, 1, 9, 9, tzinfo=UTC)
+
+
+def test_next_occurrence_task_third_of_three_returns_none() -> None:
+    first = make({"title": "t", "due_at": "2025-01-06T09:00:00Z", "recurrence": "FREQ=DAILY;COUNT=3"})
+    second = next_occurrence_task(first, completed_at=LATER, new_id=uuid4(), now=LATER)
+    assert second is not None
+    third = next_occurrence_task(second, completed_at=LATER, new_id=uuid4(), now=LATER)
+    assert third is not None
+    assert (third.occurrence, third.series_id) == (3, first.id)
+    assert next_occurrence_task(third, completed_at=LATER, new_id=uuid4(), now=LATER) is None
+
+
+def test_next_occurrence_task_without_recurrence_returns_none() -> None:
+    task = make({"title": "t", "due_at": "2025-01-06T09:00:00Z"})
+    assert next_occurrence_task(task, completed_at=LATER, new_id=uuid4(), now=LATER) is None

@@ -1,0 +1,87 @@
+"""Router test fixtures: a real HTTP subscriber server (uvicorn in a thread) and fixture manifests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request, Response
+
+from tasktide import ce
+from tasktide.router.manifests import Manifests, load_manifests
+
+from .support import Behaviour, RecordingSleep, Subscribers
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _app(subs: Subscribers) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/services/{name}")
+    @app.post("/services/{name}/{rest:path}")
+    async def service(name: str, request: Request) -> Response:
+        event = ce.from_http(dict(request.headers), await request.body())
+        with subs.lock:
+            behaviour = subs.behaviours.get(name, Behaviour())
+            subs.attempts[name] = attempt = subs.attempts.get(name, 0) + 1
+            subs.received.setdefault(name, []).append(event)
+        if behaviour.always_fail or attempt <= behaviour.fail_times:
+            return Response(behaviour.fail_body, status_code=behaviour.fail_status)
+        if behaviour.reply_type:
+            reply = ce.new_event(behaviour.reply_type, f"/test/{name}", {"in_reply_to": event["id"]})
+            headers, body = ce.to_binary_http(reply)
+            return Response(body, status_code=200, headers=headers)
+        return Response(status_code=202)
+
+    return app
+
+
+@pytest.fixture(scope="session")
+def subscriber_server() -> Iterator[Subscribers]:
+    port = _free_port()
+    subs = Subscribers(base_url=f"http://127.0.0.1:{port}")
+    server = uvicorn.Server(uvicorn.Config(_app(subs), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("subscriber server did not start")
+        time.sleep(0.02)
+    yield subs
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def subscribers(subscriber_server: Subscribers) -> Subscribers:
+    subscriber_server.reset()
+    return subscriber_server
+
+
+@pytest.fixture
+def manifests() -> Manifests:
+    return load_manifests(FIXTURES / "eventing", FIXTURES / "knative")
+
+
+@pytest.fixture
+def fake_sleep() -> RecordingSleep:
+    return RecordingSleep()

@@ -1,0 +1,95 @@
+"""Tests for manifest loading into frozen dataclasses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasktide.router.manifests import KafkaSink, ManifestError, Manifests, load_manifests, parse_duration
+
+from .conftest import FIXTURES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("PT0.5S", 0.5), ("PT2S", 2.0), ("PT1M", 60.0), ("PT1H30M", 5400.0), ("P1DT1S", 86401.0)],
+)
+def test_parse_duration_iso8601_returns_seconds(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["5s", "PT", "P", "PTXS", ""])
+def test_parse_duration_invalid_raises(text: str) -> None:
+    with pytest.raises(ManifestError):
+        parse_duration(text)
+
+
+def test_load_manifests_fixture_parses_every_kind(manifests: Manifests) -> None:
+    assert [b.name for b in manifests.brokers] == ["default"]
+    assert {t.name for t in manifests.triggers} == {
+        "flaky",
+        "broken",
+        "replier",
+        "answers",
+        "looper",
+        "tasks",
+    }
+    assert manifests.kafka_sinks == (KafkaSink("dead-letters", "test-dead-letter"),)
+    source = manifests.kafka_sources[0]
+    assert (source.topics, source.consumer_group) == (("task-events",), "tasktide-test-task-events")
+    assert source.sink.ref is not None and source.sink.ref.kind == "Broker"
+    ping = manifests.ping_sources[0]
+    assert (ping.schedule, ping.data, ping.content_type) == (
+        "0 0 1 1 *",
+        '{"job": "tick"}',
+        "application/json",
+    )
+    assert manifests.kafka_topics[0].partitions == 3
+
+
+def test_load_manifests_trigger_delivery_parsed(manifests: Manifests) -> None:
+    flaky = next(t for t in manifests.triggers if t.name == "flaky")
+    assert flaky.delivery is not None
+    assert (flaky.delivery.retry, flaky.delivery.backoff_policy, flaky.delivery.backoff_delay) == (
+        3,
+        "exponential",
+        0.1,
+    )
+    dls = flaky.delivery.dead_letter_sink
+    assert dls is not None and dls.ref is not None and dls.ref.kind == "KafkaSink"
+
+
+def test_load_manifests_trigger_subscriber_ref_with_relative_uri(manifests: Manifests) -> None:
+    tasks = next(t for t in manifests.triggers if t.name == "tasks")
+    assert tasks.subscriber.ref is not None and tasks.subscriber.ref.name == "audit"
+    assert tasks.subscriber.uri == "/inbox"
+
+
+def test_load_manifests_skips_local_dir(manifests: Manifests) -> None:
+    assert "must-be-skipped" not in {t.name for t in manifests.triggers}
+
+
+def test_load_manifests_service_env_only_literal_values(manifests: Manifests) -> None:
+    (service,) = manifests.services
+    assert service.name == "tasktide-recurring"
+    assert service.env == {"FUNCTION_TARGET": "recurring"}
+
+
+def test_load_manifests_missing_dir_yields_empty() -> None:
+    assert load_manifests(FIXTURES / "does-not-exist") == Manifests()
+
+
+@pytest.mark.skipif(
+    not (REPO / "eventing" / "triggers.yaml").exists(), reason="repo manifests not written yet"
+)
+def test_load_manifests_repo_manifests_load_and_reference_known_services() -> None:
+    loaded = load_manifests(REPO / "eventing", REPO / "knative")
+    assert loaded.brokers and loaded.triggers
+    services = {s.name for s in loaded.services}
+    for trigger in loaded.triggers:
+        ref = trigger.subscriber.ref
+        if ref is not None and ref.kind == "Service":
+            assert ref.name in services, f"Trigger {trigger.name} subscribes unknown Service {ref.name}"

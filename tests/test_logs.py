@@ -1,0 +1,172 @@
+"""Tests for tasktide.logs: JSON lines on stdout, contextual fields, trace ids and secret redaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tasktide import logs
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJlLXNlY3JldA"
+
+
+@pytest.fixture
+def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    logs.configure_logging("reminders", level="DEBUG")
+    capsys.readouterr()
+    yield capsys
+    root.handlers[:] = saved_handlers
+    root.setLevel(saved_level)
+
+
+def _lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    out = capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_configure_logging_info_record_emits_one_json_object_with_base_fields(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    logging.getLogger("tasktide.test").info("hello %s", "world")
+
+    [line] = _lines(json_logs)
+    assert line["msg"] == "hello world"
+    assert line["level"] == "INFO"
+    assert line["logger"] == "tasktide.test"
+    assert line["function"] == "reminders"
+    assert line["ts"].endswith("+00:00")
+
+
+def test_configure_logging_called_twice_keeps_single_handler(json_logs: pytest.CaptureFixture[str]) -> None:
+    logs.configure_logging("reminders", level="INFO")
+    logging.getLogger("tasktide.test").warning("once")
+
+    assert [line["msg"] for line in _lines(json_logs)] == ["once"]
+
+
+def test_bind_with_traceparent_adds_context_fields_and_trace_id(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    log = logging.getLogger("tasktide.test")
+    with logs.bind(ce_id="evt-1", ce_type="com.tasktide.reminder.due", traceparent=TRACEPARENT):
+        with logs.bind(task_id="task-9", user_id="user-1"):
+            log.info("inside")
+        log.info("outer")
+    log.info("outside")
+
+    inner, outer, outside = _lines(json_logs)
+    assert inner["ce_id"] == "evt-1"
+    assert inner["ce_type"] == "com.tasktide.reminder.due"
+    assert inner["task_id"] == "task-9"
+    assert inner["user_id"] == "user-1"
+    assert inner["trace_id"] == TRACE_ID
+    assert "traceparent" not in inner
+    assert "task_id" not in outer
+    assert outer["trace_id"] == TRACE_ID
+    assert not {"ce_id", "trace_id", "task_id"} & outside.keys()
+
+
+def test_bind_function_field_overrides_configured_function(json_logs: pytest.CaptureFixture[str]) -> None:
+    with logs.bind(function="notifier"):
+        logging.getLogger("tasktide.test").info("served by dev")
+
+    [line] = _lines(json_logs)
+    assert line["function"] == "notifier"
+
+
+def test_extra_fields_with_traceparent_present_in_output(json_logs: pytest.CaptureFixture[str]) -> None:
+    logging.getLogger("tasktide.test").info(
+        "via extra", extra={"task_id": "t-2", "traceparent": TRACEPARENT, "attempt": 3}
+    )
+
+    [line] = _lines(json_logs)
+    assert line["task_id"] == "t-2"
+    assert line["trace_id"] == TRACE_ID
+    assert line["attempt"] == 3
+
+
+def test_log_bearer_token_and_password_field_secrets_redacted(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    logging.getLogger("tasktide.test").info(
+        "calling webhook with Authorization: Bearer s3cr3t-bearer-value, jwt=%s password=hunter2",
+        JWT,
+        extra={
+            "password": "hunter2",
+            "api_key": "key-123",
+            "headers": {"Authorization": "Bearer s3cr3t-bearer-value", "Accept": "application/json"},
+            "task_id": "task-1",
+        },
+    )
+
+    raw = json_logs.readouterr().out
+    for secret in ("s3cr3t-bearer-value", "hunter2", "key-123", JWT, "c2lnbmF0dXJlLXNlY3JldA"):
+        assert secret not in raw
+    [line] = [json.loads(raw_line) for raw_line in raw.splitlines()]
+    assert line["password"] == logs.REDACTED
+    assert line["api_key"] == logs.REDACTED
+    assert line["headers"] == {"Authorization": logs.REDACTED, "Accept": "application/json"}
+    assert line["task_id"] == "task-1"
+    assert logs.REDACTED in line["msg"]
+    assert line["msg"].startswith("calling webhook with Authorization:")
+
+
+def test_log_exception_with_secret_traceback_redacted(json_logs: pytest.CaptureFixture[str]) -> None:
+    try:
+        raise RuntimeError("token=abc123 rejected")
+    except RuntimeError:
+        logging.getLogger("tasktide.test").exception("delivery failed")
+
+    [line] = _lines(json_logs)
+    assert line["level"] == "ERROR"
+    assert "RuntimeError" in line["exc"]
+    assert "abc123" not in line["exc"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (TRACEPARENT, TRACE_ID),
+        (TRACEPARENT.upper(), TRACE_ID),
+        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", None),
+        ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None),
+        ("not-a-traceparent", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_traceparent_various_inputs_returns_trace_id_or_none(
+    value: str | None, expected: str | None
+) -> None:
+    assert logs.parse_traceparent(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("Bearer abc.def.ghi", "abc.def.ghi"),
+        ("basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+        (f"token {JWT} here", JWT),
+        ('{"client_secret": "shh-123"}', "shh-123"),
+        ("db password: pa55word", "pa55word"),
+    ],
+)
+def test_redact_text_credentials_removed(text: str, secret: str) -> None:
+    redacted = logs.redact_text(text)
+
+    assert secret not in redacted
+    assert logs.REDACTED in redacted
+
+
+def test_redact_text_ordinary_message_unchanged() -> None:
+    text = "task task-1 completed by user-7 in 12ms"
+
+    assert logs.redact_text(text) == text
