@@ -1,0 +1,227 @@
+"""Repository contract: the same tests run against SQLite and real Postgres (`database_url` fixture)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from tasktide.db.engine import make_engine, session_factory
+from tasktide.db.models import OutboxRow, ReminderRow
+from tasktide.db.repository import TaskQuery, TaskRepository
+from tasktide.domain.errors import Conflict
+from tasktide.domain.tasks import Task, new_task, revise_task, set_completed, task_fields
+from tasktide.events import TASK_CREATED, task_envelope
+
+NOW = datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def make(user: str = "u1", **fields: object) -> Task:
+    return new_task(user, {"title": "t", **fields}, now=NOW)
+
+
+def store(sessions: sessionmaker[Session], task: Task) -> None:
+    with sessions() as session, session.begin():
+        TaskRepository(session).add(task)
+
+
+def test_repository_add_then_get_round_trips_every_field(sessions: sessionmaker[Session]) -> None:
+    task = make(
+        priority="high",
+        tags=["a", "b"],
+        due_at="2030-03-02T09:00:00+01:00",
+        timezone="Europe/Berlin",
+        recurrence="FREQ=DAILY",
+        reminders=["PT15M"],
+    )
+    store(sessions, task)
+    with sessions() as session:
+        loaded = TaskRepository(session).get("u1", task.id)
+    assert loaded == task
+    with sessions() as session:
+        assert TaskRepository(session).get("someone-else", task.id) is None
+
+
+def test_repository_save_stale_version_raises_conflict(sessions: sessionmaker[Session]) -> None:
+    task = make()
+    store(sessions, task)
+    revised = revise_task(task, {**task_fields(task), "title": "v2"}, now=NOW)
+    with sessions() as session, session.begin():
+        TaskRepository(session).save(revised, expected_version=task.version)
+    with pytest.raises(Conflict), sessions() as session, session.begin():
+        TaskRepository(session).save(revised, expected_version=task.version)
+
+
+def test_repository_add_occurrence_twice_inserts_once(sessions: sessionmaker[Session]) -> None:
+    first = make(due_at="2030-03-02T09:00:00Z", recurrence="FREQ=DAILY")
+    store(sessions, first)
+    nxt = replace(first, id=uuid.uuid4(), occurrence=2)
+    twin = replace(first, id=uuid.uuid4(), occurrence=2)
+    with sessions() as session, session.begin():
+        assert TaskRepository(session).add_occurrence(nxt) is True
+    with sessions() as session, session.begin():
+        assert TaskRepository(session).add_occurrence(twin) is False
+    with sessions() as session:
+        assert TaskRepository(session).series_has_occurrence(first.series_id, 2)
+
+
+def test_repository_write_and_outbox_event_roll_back_together(sessions: sessionmaker[Session]) -> None:
+    task = make()
+    with pytest.raises(RuntimeError), sessions() as session, session.begin():
+        repo = TaskRepository(session)
+        repo.add(task)
+        repo.add_event(task_envelope(TASK_CREATED, task))
+        raise RuntimeError("boom")
+    with sessions() as session:
+        assert TaskRepository(session).get("u1", task.id) is None
+        assert session.scalar(select(func.count(OutboxRow.id))) == 0
+
+
+def test_repository_add_event_writes_one_row_per_topic(sessions: sessionmaker[Session]) -> None:
+    task = make()
+    with sessions() as session, session.begin():
+        repo = TaskRepository(session)
+        repo.add(task)
+        repo.add_event(task_envelope(TASK_CREATED, task))
+    with sessions() as session:
+        topics = sorted(session.scalars(select(OutboxRow.topic)))
+    assert topics == ["task-events", "task-updates"]
+
+
+def test_repository_search_filters_and_sorts(sessions: sessionmaker[Session]) -> None:
+    store(sessions, make(title="b", priority="low", tags=["x"], due_at="2030-03-05T00:00:00Z"))
+    store(sessions, make(title="a", priority="high", tags=["x", "y"], due_at="2030-03-03T00:00:00Z"))
+    store(sessions, make(title="c"))
+    store(sessions, make("u2", title="other"))
+    with sessions() as session:
+        repo = TaskRepository(session)
+
+        def titles(**query: object) -> list[str]:
+            return [t.title for t in repo.search("u1", TaskQuery(**query), now=NOW)]  # type: ignore[arg-type]
+
+        assert titles(sort="due_at") == ["a", "b", "c"]
+        assert titles(sort="-due_at") == ["b", "a", "c"]
+        assert titles(sort="priority") == ["a", "b", "c"]
+        assert titles(tags=("x", "y")) == ["a"]
+        assert titles(q="B") == ["b"]
+        assert titles(sort="title", limit=2, offset=1) == ["b", "c"]
+
+
+def test_repository_reminders_follow_due_date_and_status(sessions: sessionmaker[Session]) -> None:
+    task = make(due_at="2030-03-02T09:00:00Z", reminders=["PT15M", "P1D"])
+    store(sessions, task)
+    with sessions() as session:
+        assert [o for o, _ in TaskRepository(session).pending_reminders(task.id)] == ["P1D", "PT15M"]
+    moved = revise_task(task, {**task_fields(task), "due_at": "2030-03-04T09:00:00Z"}, now=NOW)
+    with sessions() as session, session.begin():
+        TaskRepository(session).save(moved, expected_version=task.version)
+    with sessions() as session:
+        remind_at = dict(TaskRepository(session).pending_reminders(task.id))
+    assert remind_at["PT15M"] == datetime(2030, 3, 4, 8, 45, tzinfo=UTC)
+    done = set_completed(moved, True, now=NOW)
+    with sessions() as session, session.begin():
+        TaskRepository(session).save(done, expected_version=moved.version)
+    with sessions() as session:
+        assert TaskRepository(session).pending_reminders(task.id) == []
+
+
+def test_repository_claim_due_reminders_claims_each_once(sessions: sessionmaker[Session]) -> None:
+    due = make(due_at="2030-03-01T12:10:00Z", reminders=["PT15M"])  # remind 11:55, already due at NOW
+    later = make(due_at="2030-03-09T12:00:00Z", reminders=["PT15M"])
+    store(sessions, due)
+    store(sessions, later)
+    with sessions() as session, session.begin():
+        claimed = TaskRepository(session).claim_due_reminders(NOW)
+    assert [c.task_id for c in claimed] == [due.id]
+    with sessions() as session, session.begin():
+        assert TaskRepository(session).claim_due_reminders(NOW) == []
+
+
+def test_repository_concurrent_claims_never_share_a_reminder(sessions: sessionmaker[Session]) -> None:
+    for i in range(60):
+        store(sessions, make(title=f"t{i}", due_at="2030-03-01T12:30:00Z", reminders=["PT45M"]))
+    results: list[list[uuid.UUID]] = []
+    lock = threading.Lock()
+
+    def scanner() -> None:
+        mine: list[uuid.UUID] = []
+        for _ in range(10):
+            with sessions() as session, session.begin():
+                mine += [c.id for c in TaskRepository(session).claim_due_reminders(NOW, limit=7)]
+        with lock:
+            results.append(mine)
+
+    threads = [threading.Thread(target=scanner) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    claimed = [rid for mine in results for rid in mine]
+    assert len(claimed) == 60 and len(set(claimed)) == 60
+
+
+def test_repository_due_scan_uses_partial_index_on_postgres(sessions: sessionmaker[Session], database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("query plan shown for Postgres; SQLite's plan is checked below")
+    task = make(due_at="2030-03-02T09:00:00Z")
+    store(sessions, task)
+    fired = [
+        {"id": uuid.uuid4(), "task_id": task.id, "user_id": "u1", "offset": f"PT{i}S", "remind_at": NOW,
+         "due_at": NOW, "fired_at": NOW if i % 1000 else None}
+        for i in range(1, 20_001)
+    ]  # fmt: skip
+    with sessions() as session, session.begin():
+        session.execute(insert(ReminderRow), fired)
+    with sessions() as session, session.begin():
+        session.execute(text("ANALYZE reminders"))
+        plan = "\n".join(
+            session.scalars(
+                text(
+                    "EXPLAIN SELECT id FROM reminders WHERE fired_at IS NULL AND remind_at <= :now "
+                    "ORDER BY remind_at LIMIT 500 FOR UPDATE SKIP LOCKED"
+                ),
+                {"now": NOW},
+            )
+        )
+    assert "ix_reminders_due_unfired" in plan, plan
+
+
+def test_repository_due_scan_uses_partial_index_on_sqlite(sessions: sessionmaker[Session], database_url: str) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite plan")
+    with sessions() as session:
+        rows = session.execute(
+            text("EXPLAIN QUERY PLAN SELECT id FROM reminders WHERE fired_at IS NULL AND remind_at <= '2030-01-01'")
+        ).all()
+    assert any("ix_reminders_due_unfired" in str(row[-1]) for row in rows), rows
+
+
+def test_repository_reminder_rows_removed_with_task(sessions: sessionmaker[Session]) -> None:
+    task = make(due_at="2030-03-02T09:00:00Z", reminders=["PT15M"])
+    store(sessions, task)
+    with sessions() as session, session.begin():
+        TaskRepository(session).delete(task)
+    with sessions() as session:
+        assert session.scalar(select(func.count(ReminderRow.id))) == 0
+
+
+def test_repository_time_columns_are_aware_utc(sessions: sessionmaker[Session]) -> None:
+    task = make(due_at="2030-03-02T09:00:00-05:00")
+    store(sessions, task)
+    with sessions() as session:
+        loaded = TaskRepository(session).get("u1", task.id)
+    assert loaded is not None and loaded.due_at == datetime(2030, 3, 2, 14, 0, tzinfo=UTC)
+    assert loaded.due_at.utcoffset() == timedelta(0)
