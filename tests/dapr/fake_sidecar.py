@@ -73,6 +73,7 @@ class FakeStores:
     state_store_name: str = "statestore"
     secret_store_name: str = "secretstore"
     secrets: dict[str, str] = field(default_factory=dict)
+    bundles: dict[str, dict[str, str]] = field(default_factory=dict)
     state: dict[str, _Entry] = field(default_factory=dict)
     next_etag: int = 1
     get_delay: float = 0.0  # seconds GetState stalls, to simulate a hung sidecar
@@ -180,13 +181,15 @@ class FakeDaprServicer(dapr_pb2_grpc.DaprServicer):
                 f"failed finding secret store with key {request.store_name}",
             )
         value = self.stores.secrets.get(request.key)
-        if value is None:
+        if value is None and request.key not in self.stores.bundles:
             _abort(
                 context,
                 grpc.StatusCode.INTERNAL,
                 f"failed getting secret with key {request.key} from secret store {request.store_name}: "
                 f"secret {request.key} not found",
             )
+        if request.key in self.stores.bundles:  # a multi-key secret, like a Kubernetes Secret
+            return secret_pb2.GetSecretResponse(data=self.stores.bundles[request.key])
         return secret_pb2.GetSecretResponse(data={request.key: value})
 
     def GetBulkSecret(self, request: Any, context: grpc.ServicerContext) -> Any:

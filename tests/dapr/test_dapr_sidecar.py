@@ -153,3 +153,12 @@ def test_retry_config_delay_grows_and_is_capped() -> None:
     retry = RetryConfig(attempts=5, base_delay=0.1, max_delay=0.3)
 
     assert [retry.delay(n) for n in range(4)] == [0.1, 0.2, 0.3, 0.3]
+
+
+def test_secret_bundle_secret_key_wins_over_named_secret(
+    sidecar: FakeSidecar, fake_stores: FakeStores, client_factory: CountingFactory
+) -> None:
+    fake_stores.bundles["tasktide-secrets"] = {"jwt-secret": "from-bundle", "database-url": "postgresql://x"}
+    store = DaprSecretStore("secretstore", client_factory, retry=FAST_RETRY)
+    assert store.get_secret("jwt-secret") == "from-bundle"
+    assert store.get_secret("db-password") == "s3cret"  # not in the bundle: the secret of that name

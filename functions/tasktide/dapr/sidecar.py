@@ -194,26 +194,47 @@ def _is_etag_conflict(code: Any, details: str) -> bool:
 
 
 class DaprSecretStore:
-    """``SecretStore`` reading from Dapr secret store component ``store_name``."""
+    """``SecretStore`` reading from Dapr secret store component ``store_name``.
 
-    def __init__(self, store_name: str, client_factory: ClientFactory, *, retry: RetryConfig = RetryConfig()):
+    Looks in the bundle secret (Kubernetes Secret ``tasktide-secrets``, one key per secret) first, then in
+    a secret named after the key itself (how ``secretstores.local.file`` serves a flat JSON file).
+    """
+
+    def __init__(
+        self,
+        store_name: str,
+        client_factory: ClientFactory,
+        *,
+        retry: RetryConfig = RetryConfig(),
+        bundle: str | None = "tasktide-secrets",
+    ):
         self._store = store_name
+        self._bundle = bundle
         self._conn = _Connection(client_factory, retry, f"secret store {store_name!r}")
 
-    def get_secret(self, name: str) -> str:
+    def _fetch(self, key: str) -> dict[str, str]:
         try:
-            response = self._conn.call(lambda client: client.get_secret(self._store, name))
+            response = self._conn.call(lambda client: client.get_secret(self._store, key))
         except grpc.RpcError as exc:
             code, details = _code_and_details(exc)
             not_found = code == grpc.StatusCode.NOT_FOUND or (
                 code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) and "not found" in details.lower()
             )
             if not_found:
-                raise SecretNotFound(name, details) from exc
-            raise StoreError(
-                f"Dapr get_secret {name!r} from {self._store!r} failed: {code}: {details}"
-            ) from exc
-        data: dict[str, str] = dict(response.secret)
+                raise SecretNotFound(key, details) from exc
+            message = f"Dapr get_secret {key!r} from {self._store!r} failed: {code}: {details}"
+            raise StoreError(message) from exc
+        return dict(response.secret)
+
+    def get_secret(self, name: str) -> str:
+        if self._bundle:
+            try:
+                bundle = self._fetch(self._bundle)
+            except SecretNotFound:
+                bundle = {}
+            if name in bundle:
+                return bundle[name]
+        data = self._fetch(name)
         if name in data:
             return data[name]
         if len(data) == 1:  # stores such as Kubernetes answer {<field>: value}
