@@ -32,6 +32,7 @@ services: install
 	bash eventing/local/kafka.sh start
 	bash eventing/local/kafka.sh topics
 	bash .ci/prometheus.sh
+	bash .ci/actionlint.sh install
 
 stop-services:
 	-bash eventing/local/kafka.sh stop

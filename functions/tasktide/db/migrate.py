@@ -1,4 +1,7 @@
-"""Applies the Alembic migrations shipped inside the package (`tasktide migrate`, `tasktide dev`)."""
+"""Applies the Alembic migrations shipped inside the package (`tasktide migrate`, `tasktide dev`, API start).
+
+On Postgres the upgrade holds an advisory lock, so API replicas starting together migrate once.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 
-from tasktide.db.engine import normalise_url
+from tasktide.db.engine import make_engine, normalise_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+LOCK_ID = 0x7A5C_7D1E
 
 
 def alembic_config(url: str) -> Config:
@@ -20,4 +25,21 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    config = alembic_config(url)
+    if not normalise_url(url).startswith("postgresql"):
+        command.upgrade(config, revision)
+        return
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": LOCK_ID})
+            conn.commit()
+            try:
+                config.attributes["connection"] = conn
+                command.upgrade(config, revision)
+                conn.commit()
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": LOCK_ID})
+                conn.commit()
+    finally:
+        engine.dispose()
