@@ -1,0 +1,105 @@
+"""The container entrypoint `tasktide serve`, run exactly as the image runs it (outside Docker)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from tasktide.db.migrate import upgrade
+from tasktide.domain.tasks import new_task
+from tasktide.events import TASK_CREATED, task_envelope
+from tasktide.serve import command
+
+TASKTIDE = str(Path(sys.executable).with_name("tasktide"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(url: str, proc: subprocess.Popen[bytes], method: str = "GET") -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "exited"
+        try:
+            httpx.request(method, url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} never answered")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    upgrade(url)
+    return url
+
+
+def serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    path = os.environ["PATH"]
+    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{path}", **env}
+    return subprocess.Popen([TASKTIDE, "serve"], env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def running() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_serve_command_function_target_runs_functions_framework() -> None:
+    argv = command({"FUNCTION_TARGET": "audit", "PORT": "9000"})
+    assert argv[:3] == ["functions-framework", "--target", "audit"]
+    assert argv[argv.index("--source") + 1].endswith("tasktide/functions/audit.py")
+    assert command({"PORT": "9000"})[:3] == ["uvicorn", "tasktide.serve:api_app", "--factory"]
+
+
+def test_serve_function_target_audit_answers_cloudevent_2xx(
+    sqlite_url: str, running: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    proc = serve({"FUNCTION_TARGET": "audit", "PORT": str(port), "TASKTIDE_DATABASE_URL": sqlite_url})
+    running.append(proc)
+    wait_until_up(f"http://127.0.0.1:{port}/", proc, "POST")
+    task = new_task("alice", {"title": "served"}, now=datetime.now(UTC), task_id=uuid.uuid4())
+    event = task_envelope(TASK_CREATED, task).to_json()
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/",
+        content=json.dumps(event),
+        headers={"content-type": "application/cloudevents+json"},
+        timeout=10,
+    )
+    assert 200 <= response.status_code < 300, response.text
+    engine = create_engine(sqlite_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT type, task_id FROM audit_log")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [(TASK_CREATED, str(task.id))]
+
+
+def test_serve_without_target_serves_the_api(sqlite_url: str, running: list[subprocess.Popen[bytes]]) -> None:
+    port = free_port()
+    env = {"PORT": str(port), "TASKTIDE_DATABASE_URL": sqlite_url, "TASKTIDE_JWT_SECRET": "s" * 32}
+    proc = serve(env)
+    running.append(proc)
+    wait_until_up(f"http://127.0.0.1:{port}/healthz", proc)
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json() == {"status": "ready"}
+    assert httpx.get(f"http://127.0.0.1:{port}/api/alice/tasks", timeout=5).status_code == 401
