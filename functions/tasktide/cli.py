@@ -80,6 +80,20 @@ def cmd_serve(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from tasktide.replay import read_dead_letters, replay
+
+    if args.action == "list":
+        for record in read_dead_letters(args.kafka, group=None):
+            print(record.offset, record.summary)
+        return 0
+    if not args.broker_url:
+        print("replay needs --broker-url, e.g. http://127.0.0.1:8080/default/default", file=sys.stderr)
+        return 2
+    print(f"replayed {replay(args.kafka, args.broker_url)} events", file=sys.stderr)
+    return 0
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from tasktide.events import write_json_schemas
 
@@ -117,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="container entrypoint: FUNCTION_TARGET's function, else the API, on $PORT"
     )
     serve.set_defaults(func=cmd_serve)
+
+    dead = sub.add_parser("dead-letters", help="list or replay the dead-letter topic")
+    dead.add_argument("action", choices=["list", "replay"])
+    dead.add_argument("--kafka", required=True, metavar="HOST:PORT")
+    dead.add_argument("--broker-url", help="Broker ingress to replay into")
+    dead.set_defaults(func=cmd_dead_letters)
 
     schemas = sub.add_parser("schemas", help="write the JSON Schemas of every event's data")
     schemas.add_argument("--out", default="docs/schemas")
