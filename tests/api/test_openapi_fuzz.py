@@ -37,7 +37,9 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     services.engine.dispose()
 
 
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(Services.build(Settings(jwt_secret=JWT_SECRET, database_url="sqlite://"))))
+schema = schemathesis.openapi.from_asgi(
+    "/openapi.json", create_app(Services.build(Settings(jwt_secret=JWT_SECRET, database_url="sqlite://")))
+)
 
 
 @schema.parametrize()

@@ -21,7 +21,12 @@ def create(client: TestClient, auth: Auth, user: str = "alice", **fields: object
 def test_create_task_valid_body_returns_201_with_location_and_etag(client: TestClient, auth: Auth) -> None:
     response = client.post(
         "/api/alice/tasks",
-        json={"title": "  Pay rent  ", "priority": "high", "tags": ["Home", "money", "home"], "due_at": "2030-01-31T09:00:00+01:00"},
+        json={
+            "title": "  Pay rent  ",
+            "priority": "high",
+            "tags": ["Home", "money", "home"],
+            "due_at": "2030-01-31T09:00:00+01:00",
+        },
         headers=auth("alice"),
     )
     assert response.status_code == 201
@@ -55,7 +60,12 @@ def test_auth_missing_token_returns_401_and_other_user_403(client: TestClient, a
 def test_create_task_invalid_fields_lists_every_field(client: TestClient, auth: Auth) -> None:
     response = client.post(
         "/api/alice/tasks",
-        json={"title": "   ", "recurrence": "FREQ=DAILY;BYHOUR=9", "reminders": ["PT15M"], "timezone": "Mars/Base"},
+        json={
+            "title": "   ",
+            "recurrence": "FREQ=DAILY;BYHOUR=9",
+            "reminders": ["PT15M"],
+            "timezone": "Mars/Base",
+        },
         headers=auth("alice"),
     )
     assert response.status_code == 422
@@ -72,7 +82,9 @@ def test_create_task_unknown_field_and_wrong_types_return_422(client: TestClient
 
 
 def test_create_task_naive_due_at_returns_422(client: TestClient, auth: Auth) -> None:
-    response = client.post("/api/alice/tasks", json={"title": "x", "due_at": "2030-01-01T09:00:00"}, headers=auth("alice"))
+    response = client.post(
+        "/api/alice/tasks", json={"title": "x", "due_at": "2030-01-01T09:00:00"}, headers=auth("alice")
+    )
     assert response.status_code == 422
     assert any(e["field"] == "due_at" for e in response.json()["errors"])
 
@@ -89,7 +101,9 @@ def test_create_task_oversized_body_returns_413(client: TestClient, auth: Auth) 
 
 def test_create_task_malformed_json_returns_422(client: TestClient, auth: Auth) -> None:
     response = client.post(
-        "/api/alice/tasks", content=b"{not json", headers={**auth("alice"), "content-type": "application/json"}
+        "/api/alice/tasks",
+        content=b"{not json",
+        headers={**auth("alice"), "content-type": "application/json"},
     )
     assert response.status_code == 422
     assert response.headers["content-type"].startswith(PROBLEM)
@@ -224,3 +238,17 @@ def test_health_endpoints_report_ok(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
     assert "tasktide_requests_total" in client.get("/metrics").text
+
+
+def test_create_task_nul_characters_return_422_not_500(client: TestClient, auth: Auth) -> None:
+    response = client.post(
+        "/api/alice/tasks", json={"title": "a\u0000b", "tags": ["x\u0000"]}, headers=auth("alice")
+    )
+    assert response.status_code == 422
+    assert {e["field"] for e in response.json()["errors"]} == {"title", "tags"}
+
+
+def test_list_tasks_nul_in_query_returns_400(client: TestClient, auth: Auth) -> None:
+    response = client.get("/api/alice/tasks?q=a%00b", headers=auth("alice"))
+    assert response.status_code == 400
+    assert "NUL" in response.json()["detail"]

@@ -18,8 +18,8 @@ from tasktide.stream import StreamHub
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-class BodyLimit:
-    """Answers 413 for bodies over the limit, whether announced by Content-Length or streamed."""
+class RequestGuard:
+    """Answers 400 for NUL characters in the URL and 413 for bodies over the limit (announced or streamed)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -27,6 +27,10 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if b"%00" in scope.get("query_string", b"") or "\x00" in scope.get("path", ""):
+            detail = "The URL contains a NUL character (%00), which no field accepts."
+            await problems.problem_response(400, detail)(scope, receive, send)
             return
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
@@ -82,5 +86,5 @@ def create_app(services: Services, hub: StreamHub | None = None, lifespan: Lifes
             metrics.REQUEST_ERRORS.labels("api").inc()
         return response
 
-    app.add_middleware(BodyLimit, limit=services.settings.max_body_bytes)
+    app.add_middleware(RequestGuard, limit=services.settings.max_body_bytes)
     return app

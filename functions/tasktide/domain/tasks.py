@@ -185,6 +185,9 @@ def _text(value: object, field: str, errors: list[FieldError]) -> str | None:
     if not isinstance(value, str):
         errors.append(FieldError(field, "must be a string"))
         return None
+    if "\x00" in value:
+        errors.append(FieldError(field, "must not contain NUL characters"))
+        return None
     return value
 
 
@@ -205,6 +208,9 @@ def _string_list(value: object, field: str, errors: list[FieldError]) -> list[st
         return []
     if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
         errors.append(FieldError(field, "must be a list of strings"))
+        return None
+    if any("\x00" in item for item in value):
+        errors.append(FieldError(field, "must not contain NUL characters"))
         return None
     return [str(item) for item in value]
 

@@ -16,7 +16,7 @@ from tasktide.api.problems import Problem
 from tasktide.db.models import NotificationRow, NotificationSettingsRow
 
 router = APIRouter(prefix="/api/{user_id}", tags=["notifications"])
-EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
+EMAIL = r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,255}$"
 
 
 class NotificationSettings(BaseModel):
