@@ -65,10 +65,10 @@ def running() -> Iterator[list[subprocess.Popen[bytes]]]:
         proc.wait(10)
 
 
-def test_serve_command_function_target_runs_functions_framework() -> None:
+def test_serve_command_function_target_runs_gunicorn_function_app() -> None:
     argv = command({"FUNCTION_TARGET": "audit", "PORT": "9000"})
-    assert argv[:3] == ["functions-framework", "--target", "audit"]
-    assert argv[argv.index("--source") + 1].endswith("tasktide/functions/audit.py")
+    assert argv[:2] == ["gunicorn", "tasktide.fnserver:app_from_env()"]
+    assert argv[argv.index("--bind") + 1] == "0.0.0.0:9000"
     assert command({"PORT": "9000"})[:3] == ["uvicorn", "tasktide.serve:api_app", "--factory"]
 
 
@@ -78,7 +78,8 @@ def test_serve_function_target_audit_answers_cloudevent_2xx(
     port = free_port()
     proc = serve({"FUNCTION_TARGET": "audit", "PORT": str(port), "TASKTIDE_DATABASE_URL": sqlite_url})
     running.append(proc)
-    wait_until_up(f"http://127.0.0.1:{port}/", proc, "POST")
+    wait_until_up(f"http://127.0.0.1:{port}/healthz", proc)
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["function"] == "audit"
     task = new_task("alice", {"title": "served"}, now=datetime.now(UTC), task_id=uuid.uuid4())
     event = task_envelope(TASK_CREATED, task).to_json()
     response = httpx.post(
@@ -93,6 +94,8 @@ def test_serve_function_target_audit_answers_cloudevent_2xx(
         rows = conn.execute(text("SELECT type, task_id FROM audit_log")).all()
     engine.dispose()
     assert [tuple(r) for r in rows] == [(TASK_CREATED, str(task.id))]
+    scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'tasktide_events_consumed_total{function="audit"' in scraped
 
 
 def test_serve_without_target_serves_the_api(sqlite_url: str, running: list[subprocess.Popen[bytes]]) -> None:

@@ -13,9 +13,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 
-import functions_framework
 import uvicorn
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
@@ -25,6 +23,7 @@ from tasktide import ce, fnkit
 from tasktide.api.app import create_app
 from tasktide.db.migrate import upgrade
 from tasktide.events import TOPIC_TASK_UPDATES
+from tasktide.fnserver import create_function_app
 from tasktide.logs import configure_logging
 from tasktide.outbox import OutboxRecord, Relay
 from tasktide.router.runtime import EventRuntime
@@ -33,12 +32,11 @@ from tasktide.settings import Settings, get_settings
 from tasktide.stream import StreamHub
 
 log = logging.getLogger(__name__)
-FUNCTIONS_DIR = Path(__file__).with_name("functions")
 
 
 def function_app(target: str) -> WSGIMiddleware:
-    """The exact functions-framework app a Knative Service with `FUNCTION_TARGET=target` runs."""
-    return WSGIMiddleware(functions_framework.create_app(target, str(FUNCTIONS_DIR / f"{target}.py")))  # type: ignore[arg-type,no-untyped-call]
+    """The exact app a Knative Service with `FUNCTION_TARGET=target` runs (see `tasktide.fnserver`)."""
+    return WSGIMiddleware(create_function_app(target))  # type: ignore[arg-type]
 
 
 class EmbeddedPublisher:

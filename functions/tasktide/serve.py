@@ -1,14 +1,13 @@
-"""`tasktide serve`: the container entrypoint. `FUNCTION_TARGET` picks a CloudEvents function
-(served by functions-framework); without it the task API is served by uvicorn. Both listen on `$PORT`."""
+"""`tasktide serve`: the container entrypoint, listening on `$PORT`.
+
+`FUNCTION_TARGET` picks a CloudEvents function (functions-framework's app plus `/healthz` and `/metrics`,
+under gunicorn); without it the task API is served by uvicorn."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from fastapi import FastAPI
-
-FUNCTIONS_DIR = Path(__file__).with_name("functions")
 
 
 def api_app() -> FastAPI:
@@ -40,18 +39,10 @@ def command(environ: dict[str, str] | None = None) -> list[str]:
     port = env.get("PORT", "8080")
     target = env.get("FUNCTION_TARGET")
     if target:
-        source = env.get("FUNCTION_SOURCE", str(FUNCTIONS_DIR / f"{target}.py"))
+        threads = env.get("TASKTIDE_THREADS", "8")
         return [
-            *(
-                "functions-framework",
-                "--target",
-                target,
-                "--source",
-                source,
-                "--signature-type",
-                "cloudevent",
-            ),
-            *("--host", "0.0.0.0", "--port", port),
+            *("gunicorn", "tasktide.fnserver:app_from_env()", "--bind", f"0.0.0.0:{port}"),
+            *("--workers", env.get("TASKTIDE_WORKERS", "1"), "--threads", threads, "--timeout", "0"),
         ]
     return [*("uvicorn", "tasktide.serve:api_app", "--factory"), *("--host", "0.0.0.0", "--port", port)]
 

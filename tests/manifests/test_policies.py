@@ -70,12 +70,8 @@ def test_service_read_only_root_has_tmp_empty_dir(service: Manifest) -> None:
 @pytest.mark.parametrize("service", SERVICES, ids=_ids(SERVICES))
 def test_service_probes_use_health_endpoints(service: Manifest) -> None:
     container = _container(service)
-    if _is_api(service):
-        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    else:  # functions-framework serves only POSTed CloudEvents: probe the listening socket
-        assert container["livenessProbe"]["tcpSocket"] == {}
-        assert container["readinessProbe"]["tcpSocket"] == {}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == ("/readyz" if _is_api(service) else "/healthz")
     assert container["ports"] == [{"name": "http1", "containerPort": 8080}]
 
 
