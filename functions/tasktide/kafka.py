@@ -16,6 +16,15 @@ from tasktide.outbox import OutboxRecord
 log = logging.getLogger(__name__)
 
 
+# kafka-python 3 bootstraps eagerly in __init__ for `bootstrap_timeout_ms` (30 s by default); 2.x names it
+# `api_version_auto_timeout_ms`. Bounding it keeps a publish during a broker outage within `timeout_s`.
+_BOOTSTRAP_TIMEOUT = (
+    "bootstrap_timeout_ms"
+    if "bootstrap_timeout_ms" in KafkaProducer.DEFAULT_CONFIG
+    else "api_version_auto_timeout_ms"
+)
+
+
 class PublishFailed(RuntimeError):
     """Kafka did not acknowledge a batch; the records stay in the outbox."""
 
@@ -43,6 +52,7 @@ class KafkaPublisher:
                 max_block_ms=int(self.timeout_s * 1000),
                 request_timeout_ms=int(self.timeout_s * 1000),
                 client_id="tasktide-relay",
+                **{_BOOTSTRAP_TIMEOUT: int(self.timeout_s * 1000)},
             )
         return self._producer
 

@@ -1,0 +1,281 @@
+"""End-to-end event latency over a real Kafka, against a raw kafka-python produce -> consume baseline.
+
+Consumes: a Kafka broker (`--bootstrap`, default env TASKTIDE_TEST_KAFKA or 127.0.0.1:9092), the
+benchmark Postgres server (`TASKTIDE_BENCH_PG`, database `tasktide_bench_events`, recreated), and a
+`tasktide dev --kafka` subprocess (API, outbox relay, KafkaSources, Broker/Triggers, functions: one process).
+Emits: p50/p99 of three paths, measured one at a time (no concurrency):
+  raw    kafka-python `send().get()` (acks=all) -> the record is consumed, on a fresh 1-partition topic;
+  kafka  API `POST /api/{user}/tasks` sent -> its `com.tasktide.task.created` record consumed from
+         `task-events` (outbox commit + relay + Kafka);
+  audit  the same POST -> `GET .../history` lists the event (+ KafkaSource -> Broker -> Trigger -> the
+         `tasktide-audit` function over HTTP -> its database write);
+a markdown table with the ratios to `raw`, and (with --write-doc) the `## Event latency` section of
+docs/benchmarks.md. Before starting the dev server it moves the KafkaSource consumer groups of
+eventing/kafka-sources.yaml to the end of their topics, so records left by earlier runs are not replayed.
+
+    .venv/bin/python loadtests/bench/event_latency.py [--messages 500] [--tasks 200] [--write-doc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import benchlib
+import httpx
+import yaml
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+SECTION = "Event latency"
+DATABASE = "tasktide_bench_events"
+TOPIC = "task-events"
+WARMUP = 10
+WAIT_SECONDS = 30.0
+HISTORY_POLL_SECONDS = 0.002
+
+
+@dataclass(frozen=True)
+class Measured:
+    name: str
+    description: str
+    latency: benchlib.Summary
+
+
+def tail_consumer(bootstrap: str, topic: str) -> KafkaConsumer:
+    """A group-less consumer on every partition of `topic`, positioned at its current end."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100
+    )
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    if not partitions:
+        raise RuntimeError(f"topic {topic} does not exist (bash eventing/local/kafka.sh topics)")
+    consumer.assign(partitions)
+    consumer.seek_to_end(*partitions)
+    for tp in partitions:
+        consumer.position(tp)
+    return consumer
+
+
+# -- (a) raw produce -> consume ------------------------------------------------------------------------
+def raw_round_trip(bootstrap: str, messages: int) -> list[float]:
+    topic = f"tasktide-bench-latency-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    samples: list[float] = []
+    try:
+        # Wait for the new topic's leader, then position a consumer at its end.
+        producer.send(topic, b"warm").get(timeout=30)
+        consumer = tail_consumer(bootstrap, topic)
+        try:
+            for i in range(WARMUP + messages):
+                payload = f"{i}:{uuid.uuid4().hex}".encode()
+                started = time.perf_counter()
+                producer.send(topic, key=str(i).encode(), value=payload).get(timeout=30)
+                arrived = _consume_until(consumer, lambda r, p=payload: r.value == p)
+                if i >= WARMUP:
+                    samples.append(arrived - started)
+        finally:
+            consumer.close()
+    finally:
+        producer.close()
+        admin.delete_topics([topic])
+        admin.close()
+    return samples
+
+
+def _consume_until(consumer: KafkaConsumer, match: Any) -> float:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=100).values():
+            for record in batch:
+                if match(record):
+                    return time.perf_counter()
+    raise TimeoutError("record not consumed in time")
+
+
+# -- (b) API -> Kafka, API -> audit ----------------------------------------------------------------------
+class Arrivals:
+    """A consumer thread recording when each record key first shows up on a topic."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = tail_consumer(bootstrap, topic)
+        self.seen: dict[bytes, float] = {}
+        self.cond = threading.Condition()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            batches = self.consumer.poll(timeout_ms=100)
+            now = time.perf_counter()
+            with self.cond:
+                for batch in batches.values():
+                    for record in batch:
+                        if record.key is not None:
+                            self.seen.setdefault(record.key, now)
+                self.cond.notify_all()
+
+    def wait_for(self, key: bytes) -> float:
+        with self.cond:
+            if not self.cond.wait_for(lambda: key in self.seen, WAIT_SECONDS):
+                raise TimeoutError(f"{key!r} never reached the topic")
+            return self.seen[key]
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+        self.consumer.close()
+
+
+def reset_kafka_source_groups(bootstrap: str) -> None:
+    """Commit the end offsets for each KafkaSource group so the dev server starts at the topic ends."""
+    manifest = benchlib.REPO_ROOT / "eventing" / "kafka-sources.yaml"
+    for doc in yaml.safe_load_all(manifest.read_text()):
+        if not doc or doc.get("kind") != "KafkaSource":
+            continue
+        group = doc["spec"]["consumerGroup"]
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        try:
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in doc["spec"]["topics"]
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            consumer.assign(partitions)
+            consumer.seek_to_end(*partitions)
+            consumer.commit({tp: _offset(consumer.position(tp)) for tp in partitions})
+        except Exception as exc:  # e.g. another `tasktide dev --kafka` is a live member of the group
+            print(
+                f"warning: {group} not moved to the end ({exc}); old records may be replayed", file=sys.stderr
+            )
+        finally:
+            consumer.close(autocommit=False)
+
+
+def _offset(position: int) -> Any:
+    from kafka.structs import OffsetAndMetadata
+
+    try:
+        return OffsetAndMetadata(position, "", -1)
+    except TypeError:  # kafka-python 2.x: (offset, metadata)
+        return OffsetAndMetadata(position, "")
+
+
+def api_paths(bootstrap: str, tasks: int, log_path: Path) -> tuple[list[float], list[float], list[float]]:
+    url = benchlib.sqlalchemy_url(benchlib.recreate_database(DATABASE))
+    reset_kafka_source_groups(bootstrap)
+    user = f"latency-{uuid.uuid4().hex[:8]}"
+    headers = {"Authorization": f"Bearer {benchlib.token(user)}"}
+    post_s: list[float] = []
+    kafka_s: list[float] = []
+    audit_s: list[float] = []
+    with benchlib.dev_server(url, "--kafka", bootstrap, log_path=log_path) as base:
+        arrivals = Arrivals(bootstrap, TOPIC)
+        arrivals.start()
+        client = httpx.Client(base_url=base, headers=headers, timeout=30.0)
+        try:
+            for i in range(WARMUP + tasks):
+                started = time.perf_counter()
+                response = client.post(f"/api/{user}/tasks", json={"title": f"latency {i}"})
+                posted = time.perf_counter()
+                response.raise_for_status()
+                task_id = response.json()["id"]
+                on_kafka = arrivals.wait_for(task_id.encode())
+                audited = _wait_history(client, f"/api/{user}/tasks/{task_id}/history")
+                if i >= WARMUP:
+                    post_s.append(posted - started)
+                    kafka_s.append(on_kafka - started)
+                    audit_s.append(audited - started)
+        finally:
+            client.close()
+            arrivals.stop()
+    return post_s, kafka_s, audit_s
+
+
+def _wait_history(client: httpx.Client, path: str) -> float:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        response = client.get(path)
+        if response.is_success and response.json():
+            return time.perf_counter()
+        time.sleep(HISTORY_POLL_SECONDS)
+    raise TimeoutError(f"{path} stayed empty (is the audit Trigger delivering?)")
+
+
+# -- report -------------------------------------------------------------------------------------------------
+def render(paths: list[Measured], argv: list[str], load: tuple[float, float]) -> str:
+    raw = paths[0].latency
+    rows = [
+        (
+            p.name,
+            p.description,
+            p.latency.count,
+            f"{p.latency.p50_ms:.1f}",
+            f"{p.latency.p99_ms:.1f}",
+            f"{p.latency.mean_ms:.1f}",
+            f"{p.latency.p50_ms / raw.p50_ms:.1f}x",
+            f"{p.latency.p99_ms / raw.p99_ms:.1f}x",
+        )
+        for p in paths
+    ]
+    table = benchlib.table(
+        ["path", "from -> to", "n", "p50 ms", "p99 ms", "mean ms", "p50 / raw p50", "p99 / raw p99"], rows
+    )
+    return (
+        f"Command: `{benchlib.command_line('event_latency.py', argv)}`\n\n"
+        "One message or task at a time (no concurrency), after "
+        f"{WARMUP} warm-up rounds each. `raw`: kafka-python `send().get()` with acks=all, then a group-less "
+        "consumer sees the record, on a fresh 1-partition topic of the local broker. The other rows drive a "
+        "`tasktide dev --kafka` subprocess on Postgres: `POST /api/{user}/tasks` (outbox row committed with "
+        "the task, relay kicked after commit, KafkaPublisher acks=all) until a group-less kafka-python "
+        "consumer in the benchmark sees the `task.created` record on `task-events`, and until "
+        "`GET /api/{user}/tasks/{id}/history` lists it (KafkaSource -> Broker `default` -> Trigger `audit` "
+        f"-> `POST /services/tasktide-audit` -> database; history polled every "
+        f"{HISTORY_POLL_SECONDS * 1000:.0f} ms). {os.cpu_count()} CPUs; 1-minute load average "
+        f"{load[0]:.1f} before and {load[1]:.1f} after the run (other work on the machine widens p99).\n\n"
+        f"{table}\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--bootstrap", default=os.environ.get("TASKTIDE_TEST_KAFKA", "127.0.0.1:9092"))
+    parser.add_argument("--messages", type=int, default=500, help="raw round trips")
+    parser.add_argument("--tasks", type=int, default=200, help="tasks created through the API")
+    parser.add_argument("--write-doc", action="store_true", help=f"replace '## {SECTION}' in docs")
+    parser.add_argument("--log", type=Path, default=Path(os.devnull), help="dev server output")
+    args = parser.parse_args(argv)
+    raw_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write-doc"]
+
+    load_before = os.getloadavg()[0]
+    raw = raw_round_trip(args.bootstrap, args.messages)
+    post, kafka, audit = api_paths(args.bootstrap, args.tasks, args.log)
+    paths = [
+        Measured("raw", "kafka-python produce -> consume", benchlib.Summary.of_seconds(raw)),
+        Measured("api-post", "POST sent -> 201 received", benchlib.Summary.of_seconds(post)),
+        Measured("kafka", "POST sent -> record on task-events", benchlib.Summary.of_seconds(kafka)),
+        Measured("audit", "POST sent -> history lists the event", benchlib.Summary.of_seconds(audit)),
+    ]
+    body = render(paths, raw_argv, (load_before, os.getloadavg()[0]))
+    print(body)
+    if args.write_doc:
+        benchlib.write_section(SECTION, body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
