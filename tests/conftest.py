@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -13,21 +12,9 @@ from tasktide.api.app import create_app
 from tasktide.api.auth import encode_token
 from tasktide.db.engine import make_engine
 from tasktide.db.migrate import upgrade
-from tasktide.db.models import Base
 from tasktide.services import Services
 from tasktide.settings import Settings
-
-JWT_SECRET = "test-secret-0123456789abcdef0123456789"
-
-
-def require_env(name: str) -> str:
-    """A service the suite needs: skip locally when absent, but fail under CI."""
-    value = os.environ.get(name)
-    if not value:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is not set: `make test` provisions it")
-        pytest.skip(f"{name} not set (run `make test` to provision it)")
-    return value
+from testenv import JWT_SECRET, require_env, truncate_all
 
 
 @pytest.fixture(scope="session")
@@ -40,15 +27,6 @@ def postgres_url() -> str:
     engine.dispose()
     upgrade(url)
     return url
-
-
-def truncate_all(url: str) -> None:
-    engine = make_engine(url)
-    names = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        conn.execute(text("DROP TABLE IF EXISTS dapr_state"))
-    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

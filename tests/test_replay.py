@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from kafka import KafkaProducer
 
-from conftest import require_env
 from tasktide import ce
 from tasktide.replay import replay, without_error_extensions
+from testenv import require_env
 
 
 class Recorder(BaseHTTPRequestHandler):

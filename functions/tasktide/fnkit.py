@@ -8,6 +8,7 @@ retried; a transient error propagates so functions-framework answers 5xx and Kna
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from tasktide.settings import get_settings
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("tasktide.function")
+CRASH_AFTER_COMMIT_ENV = "TASKTIDE_CRASH_AFTER_COMMIT"
 _services: Services | None = None
 
 
@@ -83,3 +85,11 @@ def consuming(function: str, event: Any, model: type[M], *types: str) -> Iterato
 def outcome(function: str, event: Any, result: str) -> None:
     metrics.EVENTS_CONSUMED.labels(function, attr(event, "type") or "", result).inc()
     log.info("event %s", result)
+
+
+def crash_after_commit() -> None:
+    """Test hook (tests/e2e crash test only, never set in production): with `TASKTIDE_CRASH_AFTER_COMMIT=1`
+    the process dies right after a function's commit and before its HTTP reply, like a pod killed then."""
+    if os.environ.get(CRASH_AFTER_COMMIT_ENV) == "1":
+        log.error("%s=1: exiting between commit and reply", CRASH_AFTER_COMMIT_ENV)
+        os._exit(1)

@@ -9,12 +9,12 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from conftest import JWT_SECRET, truncate_all
 from tasktide.api.app import create_app
 from tasktide.api.auth import encode_token
 from tasktide.db.migrate import upgrade
 from tasktide.services import Services
 from tasktide.settings import Settings
+from testenv import JWT_SECRET, truncate_all
 
 BACKEND: dict[str, Services] = {}
 

@@ -58,6 +58,7 @@ def recurring(event: Any) -> None:
                         traceparent=fnkit.attr(event, "traceparent"),
                     )
                 )
+        fnkit.crash_after_commit()
         services.committed()
         if created:
             metrics.OCCURRENCES_CREATED.inc()
