@@ -57,26 +57,7 @@ class TaskSnapshot(BaseModel):
 
     @classmethod
     def of(cls, task: Task) -> TaskSnapshot:
-        return cls(
-            id=task.id,
-            user_id=task.user_id,
-            title=task.title,
-            description=task.description,
-            priority=str(task.priority),
-            tags=list(task.tags),
-            status=str(task.status),
-            due_at=task.due_at,
-            timezone=task.timezone,
-            recurrence=task.recurrence,
-            recurrence_basis=str(task.recurrence_basis),
-            reminders=list(task.reminders),
-            series_id=task.series_id,
-            occurrence=task.occurrence,
-            version=task.version,
-            created_at=task.created_at,
-            updated_at=task.updated_at,
-            completed_at=task.completed_at,
-        )
+        return cls.model_validate(task, from_attributes=True)
 
 
 class TaskEventData(BaseModel):

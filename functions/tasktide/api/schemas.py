@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from tasktide.domain.tasks import Task
 
@@ -40,6 +40,8 @@ class CompleteIn(BaseModel):
 
 
 class TaskOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     user_id: str
     title: str
@@ -47,7 +49,6 @@ class TaskOut(BaseModel):
     priority: Priority
     tags: list[str]
     status: StatusName
-    completed: bool
     due_at: datetime | None
     timezone: str
     recurrence: str | None
@@ -60,29 +61,15 @@ class TaskOut(BaseModel):
     updated_at: datetime
     completed_at: datetime | None
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def completed(self) -> bool:
+        """`status == "completed"`, for Phase II clients."""
+        return self.status == "completed"
+
     @classmethod
     def of(cls, task: Task) -> TaskOut:
-        return cls(
-            id=task.id,
-            user_id=task.user_id,
-            title=task.title,
-            description=task.description,
-            priority=task.priority.value,  # type: ignore[arg-type]
-            tags=list(task.tags),
-            status=task.status.value,  # type: ignore[arg-type]
-            completed=task.status.value == "completed",
-            due_at=task.due_at,
-            timezone=task.timezone,
-            recurrence=task.recurrence,
-            recurrence_basis=task.recurrence_basis.value,  # type: ignore[arg-type]
-            reminders=list(task.reminders),
-            series_id=task.series_id,
-            occurrence=task.occurrence,
-            version=task.version,
-            created_at=task.created_at,
-            updated_at=task.updated_at,
-            completed_at=task.completed_at,
-        )
+        return cls.model_validate(task, from_attributes=True)
 
 
 class ProblemOut(BaseModel):
