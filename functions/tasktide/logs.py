@@ -212,3 +212,6 @@ def configure_logging(function: str, level: str = "INFO") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.captureWarnings(True)
+    # One line per outgoing HTTP call (every event delivery) is noise; deliveries log their own outcome.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

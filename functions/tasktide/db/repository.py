@@ -103,8 +103,8 @@ class TaskRepository:
     def add(self, task: Task) -> None:
         self.session.add(TaskRow(id=task.id, **_columns(task)))
         self.session.flush()
-        self._sync_tags(task)
-        self._sync_reminders(task)
+        self._sync_tags(task, new=True)
+        self._sync_reminders(task, new=True)
 
     def add_occurrence(self, task: Task) -> bool:
         """Insert the next occurrence; False when `(series_id, occurrence)` already exists."""
@@ -193,18 +193,19 @@ class TaskRepository:
         return [(o, r) for o, r in self.session.execute(stmt.order_by(ReminderRow.remind_at)).all()]
 
     # -- internals -------------------------------------------------------------------------------
-    def _sync_tags(self, task: Task) -> None:
-        self.session.execute(delete(TaskTagRow).where(TaskTagRow.task_id == task.id))
+    def _sync_tags(self, task: Task, *, new: bool = False) -> None:
+        if not new:
+            self.session.execute(delete(TaskTagRow).where(TaskTagRow.task_id == task.id))
         for tag in task.tags:
             self.session.add(TaskTagRow(task_id=task.id, tag=tag))
         self.session.flush()
 
-    def _sync_reminders(self, task: Task) -> None:
+    def _sync_reminders(self, task: Task, *, new: bool = False) -> None:
         """Materialise one row per (task, offset); keep fired rows whose time did not move."""
-        rows = {
-            r.offset: r
-            for r in self.session.scalars(select(ReminderRow).where(ReminderRow.task_id == task.id))
-        }
+        rows: dict[str, ReminderRow] = {}
+        if not new:
+            stmt = select(ReminderRow).where(ReminderRow.task_id == task.id)
+            rows = {r.offset: r for r in self.session.scalars(stmt)}
         wanted: dict[str, datetime] = {}
         if task.status == Status.PENDING and task.due_at is not None:
             wanted = dict(reminder_times(task.due_at, task.reminders))
