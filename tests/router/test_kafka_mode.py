@@ -98,6 +98,8 @@ def _docs(t: Topics) -> list[dict[str, Any]]:
         trigger("flaky", "test.flaky"),
         trigger("broken", "test.broken"),
         trigger("raw", "dev.knative.kafka.event"),
+        trigger("replier", "test.ask"),
+        trigger("answers", "test.answer"),
     ]
 
 
@@ -228,3 +230,26 @@ async def test_runtime_publish_to_topic_in_kafka_mode_produces_and_is_consumed(
     await runtime.publish_to_topic(topics.source, event)
     await _until(lambda: bool(subscribers.events("audit")), "the produced event to reach audit")
     assert [e["id"] for e in subscribers.events("audit")] == [event["id"]]
+
+
+async def test_kafka_source_filters_route_each_type_only_to_its_trigger(
+    bootstrap: str, runtime: EventRuntime, topics: Topics, subscribers: Subscribers
+) -> None:
+    audit, other = _event("test.audit", key="task-7"), _event("test.unrouted", key="task-8")
+    await asyncio.to_thread(_produce, bootstrap, topics.source, [other, audit])
+    await _until(lambda: bool(subscribers.events("audit")), "test.audit to reach its trigger")
+    await _until(lambda: _lag(bootstrap, topics) == 0, "both offsets to be committed")
+    assert [e["id"] for e in subscribers.events("audit")] == [audit["id"]]
+    for name in ("flaky", "broken", "raw", "replier", "answers"):
+        assert subscribers.events(name) == [], name
+
+
+async def test_kafka_source_reply_event_routed_onward(
+    bootstrap: str, runtime: EventRuntime, topics: Topics, subscribers: Subscribers
+) -> None:
+    subscribers.behaviours["replier"] = Behaviour(reply_type="test.answer")
+    question = _event("test.ask", key="task-9")
+    await asyncio.to_thread(_produce, bootstrap, topics.source, [question])
+    await _until(lambda: bool(subscribers.events("answers")), "the reply to reach the answers trigger")
+    (answer,) = subscribers.events("answers")
+    assert ce.event_data(answer) == {"in_reply_to": question["id"]}
