@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint typecheck pytest services stop-services kafka-up kafka-down postgres-up postgres-down loadtest bench clean
+.PHONY: run test install lint typecheck pytest services stop-services loadtest bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,10 +39,16 @@ stop-services:
 	-bash .ci/postgres.sh stop
 
 pytest: install
-	source .ci/test-env.sh && $(BIN)/pytest $(PYTEST_ARGS)
+	source .ci/test-env.sh && $(BIN)/pytest tests loadtests/bench $(PYTEST_ARGS)
 
 test: lint typecheck services
 	$(MAKE) pytest
+
+loadtest: install
+	bash loadtests/smoke.sh
+
+bench: install
+	$(BIN)/python loadtests/bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .local tasktide.db

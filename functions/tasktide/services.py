@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tasktide.dapr import SecretNotFound, SecretStore, StateStore, secret_store, state_store
-from tasktide.db.engine import make_engine, session_factory
+from tasktide.db.engine import make_engine, session_factory, track_pool
 from tasktide.outbox import Relay, RelayWorker
 from tasktide.settings import DEV_JWT_SECRET, Settings
 
@@ -91,6 +91,7 @@ class Services:
         if "database_url" not in settings.model_fields_set:
             url = read_secret(secrets, "database-url", None) or url
         engine = make_engine(url)
+        track_pool(engine)
         services = cls(
             settings=settings,
             engine=engine,

@@ -252,3 +252,20 @@ def test_list_tasks_nul_in_query_returns_400(client: TestClient, auth: Auth) -> 
     response = client.get("/api/alice/tasks?q=a%00b", headers=auth("alice"))
     assert response.status_code == 400
     assert "NUL" in response.json()["detail"]
+
+
+def test_api_metrics_count_api_routes_only(client: TestClient, auth: Auth) -> None:
+    from tasktide import metrics
+
+    def api_requests(code: str) -> float:
+        value = metrics.REGISTRY.get_sample_value(
+            "tasktide_requests_total", {"function": "api", "code": code}
+        )
+        return value or 0.0
+
+    before = api_requests("201")
+    create(client, auth)
+    assert api_requests("201") == before + 1
+    before_404 = api_requests("404")
+    client.post("/services/tasktide-audit", content=b"{}")
+    assert api_requests("404") == before_404

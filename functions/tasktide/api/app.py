@@ -60,6 +60,13 @@ class _TooLarge(Exception):
     pass
 
 
+def _is_api_request(request: Request) -> bool:
+    route = request.scope.get("route")
+    if request.url.path.startswith("/services/"):
+        return False
+    return getattr(route, "path", None) != "/{namespace}/{broker_name}"
+
+
 def create_app(services: Services, hub: StreamHub | None = None, lifespan: Lifespan | None = None) -> FastAPI:
     app = FastAPI(
         lifespan=lifespan,
@@ -80,6 +87,8 @@ def create_app(services: Services, hub: StreamHub | None = None, lifespan: Lifes
     async def red_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start = time.perf_counter()
         response = await call_next(request)
+        if not _is_api_request(request):
+            return response  # functions and the broker ingress mounted by `tasktide dev` count themselves
         metrics.REQUEST_DURATION.labels("api").observe(time.perf_counter() - start)
         metrics.REQUESTS.labels("api", str(response.status_code)).inc()
         if response.status_code >= 500:

@@ -1,4 +1,8 @@
-"""Engines and sessions for SQLite (embedded default) and Postgres (psycopg 3)."""
+"""Engines and sessions for SQLite (embedded default) and Postgres (psycopg 3).
+
+Emits (via :func:`track_pool`) the ``tasktide_db_pool_connections{state}`` gauge, updated on every pool
+checkout and checkin.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import Pool, QueuePool
+
+from tasktide import metrics
 
 
 def normalise_url(url: str) -> str:
@@ -43,6 +50,36 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin_immediate(connection: Any) -> None:
     """Writers serialise at BEGIN, so read-then-write claims on SQLite are safe."""
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def pool_connections(pool: Pool, returning: int = 0) -> dict[metrics.PoolState, int]:
+    """Connections of a ``QueuePool`` by state (``{}`` for other pools).
+
+    ``returning`` connections are being checked in right now: the ``checkin`` event fires before the pool
+    takes them back, into the idle queue if it has room, else closing them (an overflow connection).
+    """
+    if not isinstance(pool, QueuePool):
+        return {}
+    idle, size = pool.checkedin(), pool.size()
+    in_use = max(0, pool.checkedout() - returning)
+    overflow = max(0, pool.overflow())
+    if size == 0 or idle + returning <= size:
+        idle += returning
+    else:
+        overflow = max(0, overflow - returning)
+    return {"in_use": in_use, "idle": idle, "overflow": overflow}
+
+
+def track_pool(engine: Engine) -> None:
+    """Keep ``metrics.DB_POOL`` current with ``engine``'s pool (once per process, for its main engine)."""
+
+    def update(returning: int) -> None:
+        for state, count in pool_connections(engine.pool, returning).items():
+            metrics.DB_POOL.labels(state).set(count)
+
+    event.listen(engine, "checkout", lambda *_: update(0))
+    event.listen(engine, "checkin", lambda *_: update(1))
+    update(0)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -2,8 +2,10 @@
 
 Consumes :class:`Manifests` (Brokers, Triggers, KafkaSources, KafkaSinks), a resolver turning Destinations
 into URLs, an ``httpx.AsyncClient`` and a :class:`DeadLetterSink`. Emits HTTP deliveries to subscribers,
-reply events back into the broker (bounded by a hop limit) and dead letters. ``publish`` only enqueues;
-worker tasks deliver in the background (``drain()`` waits for them).
+reply events back into the broker (bounded by a hop limit) and dead letters, counted in
+``tasktide_dead_letters_total{trigger}`` and ``tasktide_events_consumed_total{outcome="dead_lettered"}``;
+retries the function itself cannot count (no answer, or a retryable 4xx) count as ``outcome="retried"``.
+``publish`` only enqueues; worker tasks deliver in the background (``drain()`` waits for them).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from tasktide import ce
+from tasktide import ce, metrics
 from tasktide.router.delivery import DeadLetterSink, DeliveryOutcome, Sleep, deliver, post_event
 from tasktide.router.filters import matches
 from tasktide.router.manifests import DeliverySpec, Destination, Manifests, Trigger
@@ -26,6 +28,13 @@ HOP_LIMIT = 8
 DEFAULT_DEAD_LETTER_TOPIC = "tasktide-dead-letter"
 Resolver = Callable[[Destination], str]
 Job = Callable[[], Awaitable[None]]
+
+
+def function_of(dest: Destination) -> str:
+    """The ``function`` metrics label of a subscriber: Service ``tasktide-<f>`` -> ``f``, else name/URI."""
+    if dest.ref is None:
+        return dest.uri or ""
+    return dest.ref.name.removeprefix("tasktide-")
 
 
 class UnresolvableDestination(ValueError):
@@ -183,7 +192,13 @@ class LocalBroker:
         triggers = self.triggers_for(event, broker, namespace)
         outcomes = await asyncio.gather(
             *(
-                self.send_to(t.subscriber, event, (t.delivery or DeliverySpec()).merged_over(base), hops)
+                self.send_to(
+                    t.subscriber,
+                    event,
+                    (t.delivery or DeliverySpec()).merged_over(base),
+                    hops,
+                    trigger=t.name,
+                )
                 for t in triggers
             ),
             return_exceptions=True,
@@ -203,9 +218,18 @@ class LocalBroker:
         await self._enqueue(lambda: self.dispatch(event, broker, namespace, hops))
 
     async def send_to(
-        self, dest: Destination, event: ce.CloudEvent, delivery: DeliverySpec | None, hops: int = 0
+        self,
+        dest: Destination,
+        event: ce.CloudEvent,
+        delivery: DeliverySpec | None,
+        hops: int = 0,
+        *,
+        trigger: str | None = None,
     ) -> DeliveryOutcome | None:
-        """Send ``event`` to a Destination: a Broker (re-publish), a KafkaSink, or an HTTP subscriber."""
+        """Send ``event`` to a Destination: a Broker (re-publish), a KafkaSink, or an HTTP subscriber.
+
+        ``trigger`` names the subscription in the dead-letter metrics (default: the destination's name).
+        """
         if dest.ref is not None and dest.ref.kind == "Broker":
             if hops + 1 > HOP_LIMIT:
                 log.warning("dropping %s (%s): hop limit %d exceeded", event["id"], event["type"], HOP_LIMIT)
@@ -216,7 +240,13 @@ class LocalBroker:
             await self.dead_letter_sink.send(event, self.kafka_sink_topic(dest.ref.name))
             return None
         dls, target = self._dead_letter(delivery)
-        return await deliver(
+        function, event_type = function_of(dest), str(event["type"])
+
+        def on_retry(status: int | None) -> None:
+            if status is None or status < 500:  # a 5xx came from the function, which counted it itself
+                metrics.EVENTS_CONSUMED.labels(function, event_type, "retried").inc()
+
+        outcome = await deliver(
             event,
             self._resolve(dest),
             delivery,
@@ -224,7 +254,12 @@ class LocalBroker:
             dead_letter=dls,
             dead_letter_target=target,
             sleep=self._sleep,
+            on_retry=on_retry,
         )
+        if outcome.status == "dead_lettered":
+            metrics.DEAD_LETTERS.labels(trigger or (dest.ref.name if dest.ref else dest.uri or "")).inc()
+            metrics.EVENTS_CONSUMED.labels(function, event_type, "dead_lettered").inc()
+        return outcome
 
     def kafka_sink_topic(self, name: str) -> str:
         return next(

@@ -26,6 +26,7 @@ RETRYABLE = frozenset({404, 408, 409, 429})
 ERROR_DATA_LIMIT = 1024
 DEFAULT_TIMEOUT = 30.0
 Sleep = Callable[[float], Awaitable[None]]
+OnRetry = Callable[[int | None], None]  # called before each retry with the failed attempt's status
 
 
 class DeadLetterSink(Protocol):
@@ -95,8 +96,12 @@ async def deliver(
     dead_letter: DeadLetterSink | None = None,
     dead_letter_target: str = "",
     sleep: Sleep = asyncio.sleep,
+    on_retry: OnRetry | None = None,
 ) -> DeliveryOutcome:
-    """Deliver ``event`` to ``url``; see the module docstring for the retry/dead-letter rules."""
+    """Deliver ``event`` to ``url``; see the module docstring for the retry/dead-letter rules.
+
+    ``on_retry(status)`` is called before each retry with the failed attempt's status (None: no answer).
+    """
     spec = delivery or DeliverySpec()
     max_attempts = 1 + max(spec.retry or 0, 0)
     timeout = spec.timeout or DEFAULT_TIMEOUT
@@ -105,6 +110,8 @@ async def deliver(
     attempt = 0
     while attempt < max_attempts:
         if attempt:
+            if on_retry is not None:
+                on_retry(status)
             await sleep(backoff(spec, attempt))
         attempt += 1
         try:

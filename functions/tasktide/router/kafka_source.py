@@ -4,7 +4,8 @@ Consumes Kafka records (one kafka-python ``KafkaConsumer`` per KafkaSource, in a
 ``enable_auto_commit=False``) and hands each as a CloudEvent to the broker's ``deliver_from_topic`` on the
 runtime's event loop, committing the offset only once it was delivered or dead-lettered (one record at a
 time, so per-partition order holds). Emits dead letters either to Kafka (``KafkaDeadLetterSink``, error
-extensions as ``ce_`` headers) or into memory (``InMemoryDeadLetterSink``, embedded mode).
+extensions as ``ce_`` headers) or into memory (``InMemoryDeadLetterSink``, embedded mode), and, every few
+seconds, ``tasktide_kafka_consumer_lag{group,topic}`` (end offsets minus positions of assigned partitions).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from tasktide import ce
+from tasktide import ce, metrics
 from tasktide.router.manifests import KafkaSource
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,18 @@ class KafkaDeadLetterSink(InMemoryDeadLetterSink):
             self._producer = None
 
 
+def consumer_lag(consumer: Any) -> dict[str, int]:
+    """Records behind the end of each topic, summed over the partitions assigned to ``consumer``."""
+    assigned = list(consumer.assignment())
+    if not assigned:
+        return {}
+    ends = consumer.end_offsets(assigned)
+    lag: dict[str, int] = {}
+    for tp in assigned:
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, int(ends.get(tp, 0)) - int(consumer.position(tp)))
+    return lag
+
+
 def wrap_raw_record(
     source: KafkaSource, topic: str, partition: int, offset: int, value: bytes
 ) -> ce.CloudEvent:
@@ -105,12 +119,15 @@ class KafkaSourceConsumer:
         loop: asyncio.AbstractEventLoop,
         *,
         poll_timeout_ms: int = 500,
+        lag_every: float = 5.0,
     ) -> None:
         self.source = source
         self._bootstrap = bootstrap
         self._dispatch = dispatch
         self._loop = loop
         self._poll_timeout_ms = poll_timeout_ms
+        self._lag_every = lag_every
+        self._lag_due = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
@@ -139,6 +156,7 @@ class KafkaSourceConsumer:
             while not self._stop.is_set():
                 batches = consumer.poll(timeout_ms=self._poll_timeout_ms, max_records=1)
                 self.ready.set()
+                self._report_lag(consumer)
                 for records in batches.values():
                     for record in records:
                         if self._stop.is_set():
@@ -148,6 +166,19 @@ class KafkaSourceConsumer:
             log.exception("KafkaSource %s consumer crashed", self.source.name)
         finally:
             consumer.close(autocommit=False)
+
+    def _report_lag(self, consumer: Any) -> None:
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        self._lag_due = now + self._lag_every
+        try:
+            lag = consumer_lag(consumer)
+        except Exception as exc:  # metrics must never stop consumption
+            log.debug("KafkaSource %s: lag not measured: %s", self.source.name, exc)
+            return
+        for topic, behind in lag.items():
+            metrics.KAFKA_CONSUMER_LAG.labels(self.source.consumer_group, topic).set(behind)
 
     def _handle(self, consumer: Any, record: Any) -> None:
         from kafka.structs import OffsetAndMetadata, TopicPartition
