@@ -21,8 +21,8 @@ run: install
 	$(BIN)/tasktide dev $(ARGS)
 
 lint: install
-	$(BIN)/ruff check functions tests
-	$(BIN)/ruff format --check functions tests
+	$(BIN)/ruff check functions tests loadtests grafana
+	$(BIN)/ruff format --check functions tests loadtests grafana
 
 typecheck: install
 	$(BIN)/mypy

@@ -173,7 +173,9 @@ def test_repository_concurrent_claims_never_share_a_reminder(sessions: sessionma
     assert len(claimed) == 60 and len(set(claimed)) == 60
 
 
-def test_repository_due_scan_uses_partial_index_on_postgres(sessions: sessionmaker[Session], database_url: str) -> None:
+def test_repository_due_scan_uses_partial_index_on_postgres(
+    sessions: sessionmaker[Session], database_url: str
+) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("query plan shown for Postgres; SQLite's plan is checked below")
     task = make(due_at="2030-03-02T09:00:00Z")
@@ -199,12 +201,17 @@ def test_repository_due_scan_uses_partial_index_on_postgres(sessions: sessionmak
     assert "ix_reminders_due_unfired" in plan, plan
 
 
-def test_repository_due_scan_uses_partial_index_on_sqlite(sessions: sessionmaker[Session], database_url: str) -> None:
+def test_repository_due_scan_uses_partial_index_on_sqlite(
+    sessions: sessionmaker[Session], database_url: str
+) -> None:
     if not database_url.startswith("sqlite"):
         pytest.skip("SQLite plan")
     with sessions() as session:
         rows = session.execute(
-            text("EXPLAIN QUERY PLAN SELECT id FROM reminders WHERE fired_at IS NULL AND remind_at <= '2030-01-01'")
+            text(
+                "EXPLAIN QUERY PLAN SELECT id FROM reminders "
+                "WHERE fired_at IS NULL AND remind_at <= '2030-01-01'"
+            )
         ).all()
     assert any("ix_reminders_due_unfired" in str(row[-1]) for row in rows), rows
 
