@@ -25,7 +25,7 @@ CRASH_AFTER_COMMIT_ENV = "TASKTIDE_CRASH_AFTER_COMMIT"
 _services: Services | None = None
 
 
-def install(services: Services) -> None:
+def install(services: Services | None) -> None:
     """Share one container (the embedded default runs every function in the API's process)."""
     global _services
     _services = services

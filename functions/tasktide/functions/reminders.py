@@ -26,38 +26,50 @@ def reminder_event_id(reminder: ClaimedReminder) -> str:
     return str(uuid.uuid5(REMINDER_NAMESPACE, f"{reminder.id}:{reminder.remind_at.isoformat()}"))
 
 
+BATCH = 500
+
+
+def announce(repo: TaskRepository, reminder: ClaimedReminder, now: datetime) -> bool:
+    """Write the `reminder.due` event of one claimed reminder; False when the task is gone or past due."""
+    task = repo.get(reminder.user_id, reminder.task_id)
+    if task is None or not should_fire(remind_at=reminder.remind_at, due_at=reminder.due_at, now=now):
+        return False
+    data = events.ReminderDueData(
+        reminder_id=reminder.id,
+        task_id=reminder.task_id,
+        user_id=reminder.user_id,
+        title=task.title,
+        offset=reminder.offset,
+        remind_at=reminder.remind_at,
+        due_at=reminder.due_at,
+        fired_at=now,
+    )
+    event_id = reminder_event_id(reminder)
+    repo.add_event(
+        events.envelope(events.REMINDER_DUE, "reminders", str(reminder.task_id), data, event_id=event_id)
+    )
+    metrics.REMINDER_LATENESS.observe(max(0.0, (now - reminder.remind_at).total_seconds()))
+    return True
+
+
 def scan(now: datetime) -> tuple[int, int]:
-    """Claim and announce due reminders; returns (fired, skipped because the task is already past due)."""
+    """Claim and announce every due reminder, a batch per transaction, until none is left.
+
+    Returns (fired, skipped because the task is already past due)."""
     services = fnkit.services()
     fired = skipped = 0
-    with services.sessions() as session, session.begin():
-        repo = TaskRepository(session)
-        for reminder in repo.claim_due_reminders(now):
-            task = repo.get(reminder.user_id, reminder.task_id)
-            if task is None or not should_fire(remind_at=reminder.remind_at, due_at=reminder.due_at, now=now):
-                skipped += 1
-                continue
-            data = events.ReminderDueData(
-                reminder_id=reminder.id,
-                task_id=reminder.task_id,
-                user_id=reminder.user_id,
-                title=task.title,
-                offset=reminder.offset,
-                remind_at=reminder.remind_at,
-                due_at=reminder.due_at,
-                fired_at=now,
-            )
-            envelope = events.envelope(
-                events.REMINDER_DUE,
-                "reminders",
-                str(reminder.task_id),
-                data,
-                event_id=reminder_event_id(reminder),
-            )
-            repo.add_event(envelope)
-            metrics.REMINDER_LATENESS.observe(max(0.0, (now - reminder.remind_at).total_seconds()))
-            fired += 1
-    services.committed()
+    while True:
+        with services.sessions() as session, session.begin():
+            repo = TaskRepository(session)
+            claimed = repo.claim_due_reminders(now, limit=BATCH)
+            for reminder in claimed:
+                if announce(repo, reminder, now):
+                    fired += 1
+                else:
+                    skipped += 1
+        services.committed()
+        if len(claimed) < BATCH:
+            break
     metrics.REMINDERS_FIRED.inc(fired)
     return fired, skipped
 

@@ -1,0 +1,55 @@
+"""The reminders function's scan on a real database: every due reminder fires once, in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from tasktide import fnkit
+from tasktide.db.models import OutboxRow
+from tasktide.db.repository import TaskRepository
+from tasktide.domain.tasks import new_task
+from tasktide.events import REMINDER_DUE
+from tasktide.functions import reminders
+from tasktide.services import Services
+
+
+@pytest.fixture
+def installed(services: Services) -> Iterator[Services]:
+    fnkit.install(services)
+    yield services
+    fnkit.install(None)
+
+
+def add_task(services: Services, due_at: datetime, offset: str = "PT10M") -> None:
+    task = new_task("u1", {"title": "t", "due_at": due_at.isoformat(), "reminders": [offset]}, now=due_at)
+    with services.sessions() as session, session.begin():
+        TaskRepository(session).add(task)
+
+
+def reminder_events(services: Services) -> list[str]:
+    with services.sessions() as session:
+        return list(session.scalars(select(OutboxRow.event_id).where(OutboxRow.type == REMINDER_DUE)))
+
+
+def test_reminders_scan_more_due_than_a_batch_fires_all_once(
+    installed: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reminders, "BATCH", 3)
+    now = datetime.now(UTC)
+    for _ in range(7):
+        add_task(installed, now + timedelta(minutes=5))  # reminder 5 minutes ago, task still ahead
+    assert reminders.scan(now) == (7, 0)
+    assert reminders.scan(now) == (0, 0)
+    events = reminder_events(installed)
+    assert len(events) == 7 and len(set(events)) == 7
+
+
+def test_reminders_scan_task_already_past_due_skips(installed: Services) -> None:
+    now = datetime.now(UTC)
+    add_task(installed, now - timedelta(minutes=1))  # reminder and due date both passed
+    assert reminders.scan(now) == (0, 1)
+    assert reminder_events(installed) == []
