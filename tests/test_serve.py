@@ -96,6 +96,11 @@ def test_serve_function_target_audit_answers_cloudevent_2xx(
     assert [tuple(r) for r in rows] == [(TASK_CREATED, str(task.id))]
     scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert 'tasktide_events_consumed_total{function="audit"' in scraped
+    proc.terminate()
+    output, _ = proc.communicate(timeout=10)
+    lines = [json.loads(line) for line in output.decode().splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("ce_id") == event["id"]]
+    assert mine and all(line["function"] == "audit" and line["task_id"] == str(task.id) for line in mine)
 
 
 def test_serve_without_target_serves_the_api(sqlite_url: str, running: list[subprocess.Popen[bytes]]) -> None:

@@ -36,7 +36,11 @@ def create_function_app(target: str, source: str | None = None) -> flask.Flask:
 
 def app_from_env() -> flask.Flask:
     """gunicorn factory: `gunicorn 'tasktide.fnserver:app_from_env()'` with `FUNCTION_TARGET` set."""
+    from tasktide.logs import configure_logging
+    from tasktide.settings import get_settings
+
     target = os.environ.get("FUNCTION_TARGET")
     if not target:
         raise RuntimeError("FUNCTION_TARGET is not set")
+    configure_logging(target, get_settings().log_level)
     return create_function_app(target, os.environ.get("FUNCTION_SOURCE"))

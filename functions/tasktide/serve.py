@@ -41,7 +41,8 @@ def command(environ: dict[str, str] | None = None) -> list[str]:
     if target:
         threads = env.get("TASKTIDE_THREADS", "8")
         return [
-            *("gunicorn", "tasktide.fnserver:app_from_env()", "--bind", f"0.0.0.0:{port}"),
+            *("gunicorn", "tasktide.fnserver:app_from_env()", "--config", "python:tasktide.gunicorn_conf"),
+            *("--bind", f"0.0.0.0:{port}"),
             *("--workers", env.get("TASKTIDE_WORKERS", "1"), "--threads", threads, "--timeout", "0"),
         ]
     return [*("uvicorn", "tasktide.serve:api_app", "--factory"), *("--host", "0.0.0.0", "--port", port)]
