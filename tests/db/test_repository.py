@@ -173,47 +173,39 @@ def test_repository_concurrent_claims_never_share_a_reminder(sessions: sessionma
     assert len(claimed) == 60 and len(set(claimed)) == 60
 
 
-def test_repository_due_scan_uses_partial_index_on_postgres(
-    sessions: sessionmaker[Session], database_url: str
-) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("query plan shown for Postgres; SQLite's plan is checked below")
-    task = make(due_at="2030-03-02T09:00:00Z")
-    store(sessions, task)
-    fired = [
-        {"id": uuid.uuid4(), "task_id": task.id, "user_id": "u1", "offset": f"PT{i}S", "remind_at": NOW,
-         "due_at": NOW, "fired_at": NOW if i % 1000 else None}
-        for i in range(1, 20_001)
-    ]  # fmt: skip
-    with sessions() as session, session.begin():
-        session.execute(insert(ReminderRow), fired)
-    with sessions() as session, session.begin():
-        session.execute(text("ANALYZE reminders"))
-        plan = "\n".join(
-            session.scalars(
+def test_repository_due_scan_uses_partial_index(sessions: sessionmaker[Session], database_url: str) -> None:
+    """The scan costs O(due reminders): the planner walks the partial index of unfired reminders."""
+    if database_url.startswith("postgresql"):
+        task = make(due_at="2030-03-02T09:00:00Z")
+        store(sessions, task)
+        fired = [
+            {"id": uuid.uuid4(), "task_id": task.id, "user_id": "u1", "offset": f"PT{i}S", "remind_at": NOW,
+             "due_at": NOW, "fired_at": NOW if i % 1000 else None}
+            for i in range(1, 20_001)
+        ]  # fmt: skip
+        with sessions() as session, session.begin():
+            session.execute(insert(ReminderRow), fired)
+        with sessions() as session, session.begin():
+            session.execute(text("ANALYZE reminders"))
+            plan = "\n".join(
+                session.scalars(
+                    text(
+                        "EXPLAIN SELECT id FROM reminders WHERE fired_at IS NULL AND remind_at <= :now "
+                        "ORDER BY remind_at LIMIT 500 FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"now": NOW},
+                )
+            )
+        assert "ix_reminders_due_unfired" in plan, plan
+    else:
+        with sessions() as session:
+            rows = session.execute(
                 text(
-                    "EXPLAIN SELECT id FROM reminders WHERE fired_at IS NULL AND remind_at <= :now "
-                    "ORDER BY remind_at LIMIT 500 FOR UPDATE SKIP LOCKED"
-                ),
-                {"now": NOW},
-            )
-        )
-    assert "ix_reminders_due_unfired" in plan, plan
-
-
-def test_repository_due_scan_uses_partial_index_on_sqlite(
-    sessions: sessionmaker[Session], database_url: str
-) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("SQLite plan")
-    with sessions() as session:
-        rows = session.execute(
-            text(
-                "EXPLAIN QUERY PLAN SELECT id FROM reminders "
-                "WHERE fired_at IS NULL AND remind_at <= '2030-01-01'"
-            )
-        ).all()
-    assert any("ix_reminders_due_unfired" in str(row[-1]) for row in rows), rows
+                    "EXPLAIN QUERY PLAN SELECT id FROM reminders "
+                    "WHERE fired_at IS NULL AND remind_at <= '2030-01-01'"
+                )
+            ).all()
+        assert any("ix_reminders_due_unfired" in str(row[-1]) for row in rows), rows
 
 
 def test_repository_reminder_rows_removed_with_task(sessions: sessionmaker[Session]) -> None:
