@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from tasktide import fnkit
 from tasktide.db.models import OutboxRow
-from tasktide.db.repository import TaskRepository
-from tasktide.domain.tasks import new_task
+from tasktide.db.repository import TaskQuery, TaskRepository
+from tasktide.domain.tasks import new_task, revise_task, task_fields
 from tasktide.events import REMINDER_DUE
 from tasktide.functions import reminders
 from tasktide.services import Services
@@ -53,3 +53,21 @@ def test_reminders_scan_task_already_past_due_skips(installed: Services) -> None
     add_task(installed, now - timedelta(minutes=1))  # reminder and due date both passed
     assert reminders.scan(now) == (0, 1)
     assert reminder_events(installed) == []
+
+
+def test_reminders_scan_due_moved_away_and_back_fires_again_without_blocking(installed: Services) -> None:
+    now = datetime.now(UTC)
+    add_task(installed, now + timedelta(minutes=5))
+    assert reminders.scan(now) == (1, 0)
+    with installed.sessions() as session, session.begin():
+        repo = TaskRepository(session)
+        (task,) = repo.search("u1", TaskQuery(), now=now)
+        moved = revise_task(
+            task, {**task_fields(task), "due_at": (now + timedelta(days=1)).isoformat()}, now=now
+        )
+        repo.save(moved, expected_version=task.version)
+        back = revise_task(moved, {**task_fields(moved), "due_at": task_fields(task)["due_at"]}, now=now)
+        repo.save(back, expected_version=moved.version)
+    add_task(installed, now + timedelta(minutes=6))
+    assert reminders.scan(now) == (2, 0)  # the re-armed reminder and the other task's both fire
+    assert len(set(reminder_events(installed))) == 3

@@ -201,7 +201,8 @@ class TaskRepository:
         self.session.flush()
 
     def _sync_reminders(self, task: Task, *, new: bool = False) -> None:
-        """Materialise one row per (task, offset); keep fired rows whose time did not move."""
+        """Materialise one row per (task, offset). A row whose time did not move is kept (fired or not);
+        one whose time moved is replaced by a new row with a new id, so its next firing is a new event."""
         rows: dict[str, ReminderRow] = {}
         if not new:
             stmt = select(ReminderRow).where(ReminderRow.task_id == task.id)
@@ -209,15 +210,13 @@ class TaskRepository:
         wanted: dict[str, datetime] = {}
         if task.status == Status.PENDING and task.due_at is not None:
             wanted = dict(reminder_times(task.due_at, task.reminders))
+        kept = {o for o, r in rows.items() if wanted.get(o) == r.remind_at and r.due_at == task.due_at}
         for offset, row in rows.items():
-            if offset not in wanted:
+            if offset not in kept:
                 self.session.delete(row)
-            elif row.remind_at != wanted[offset] or row.due_at != task.due_at:
-                row.remind_at, row.fired_at = wanted[offset], None
-                assert task.due_at is not None
-                row.due_at = task.due_at
+        self.session.flush()  # deletes before the inserts that reuse their (task_id, offset)
         for offset, remind_at in wanted.items():
-            if offset not in rows:
+            if offset not in kept:
                 assert task.due_at is not None
                 self.session.add(
                     ReminderRow(

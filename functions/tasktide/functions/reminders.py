@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import functions_framework
+from sqlalchemy.exc import IntegrityError
 
 from tasktide import events, fnkit, metrics
 from tasktide.db.repository import ClaimedReminder, TaskRepository
@@ -45,9 +46,14 @@ def announce(repo: TaskRepository, reminder: ClaimedReminder, now: datetime) -> 
         fired_at=now,
     )
     event_id = reminder_event_id(reminder)
-    repo.add_event(
-        events.envelope(events.REMINDER_DUE, "reminders", str(reminder.task_id), data, event_id=event_id)
+    envelope = events.envelope(
+        events.REMINDER_DUE, "reminders", str(reminder.task_id), data, event_id=event_id
     )
+    try:
+        with repo.session.begin_nested():
+            repo.add_event(envelope)
+    except IntegrityError:  # announced before: never let one row block the whole scan
+        return False
     metrics.REMINDER_LATENESS.observe(max(0.0, (now - reminder.remind_at).total_seconds()))
     return True
 
