@@ -9,69 +9,57 @@ the state store), and one that keeps failing ends in the dead-letter topic.
 
 from __future__ import annotations
 
-import json
-import smtplib
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from typing import Any
 
 import functions_framework
-import httpx
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from standardwebhooks.webhooks import Webhook
 
 from tasktide import events, fnkit, metrics
+from tasktide.channels import send_email, send_webhook
 from tasktide.db.models import NotificationRow, NotificationSettingsRow
 from tasktide.db.repository import TaskRepository
+from tasktide.domain.tasks import Status
 from tasktide.services import Services
 
 SENT_NAMESPACE = uuid.UUID("0c5d3c52-4f0e-4f59-9a57-5c2d6a9b8e13")
 DEDUPE_TTL = 7 * 24 * 3600
+CLAIM_TTL = 120  # longer than one delivery attempt (webhook + SMTP timeouts)
 
 
-def send_webhook(services: Services, url: str, event_id: str, payload: dict[str, Any]) -> None:
-    body = json.dumps(payload, separators=(",", ":"))
-    now = datetime.now(UTC)
-    signature = Webhook(services.webhook_secret).sign(event_id, now, body)
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": event_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signature,
-    }
-    response = httpx.post(url, content=body, headers=headers, timeout=10.0)
-    response.raise_for_status()
+class ChannelsFailed(RuntimeError):
+    """At least one channel failed; the others were delivered. Answered 5xx so Knative redelivers."""
 
 
-def send_email(services: Services, to: str, reminder: events.ReminderDueData) -> None:
-    settings = services.settings
-    if not settings.smtp_host:
-        raise RuntimeError("no SMTP server configured (TASKTIDE_SMTP_HOST)")
-    message = EmailMessage()
-    message["From"], message["To"] = settings.smtp_from, to
-    message["Subject"] = f"Reminder: {reminder.title}"
-    message.set_content(f"'{reminder.title}' is due at {reminder.due_at.isoformat()}.")
-    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10) as smtp:
-        if settings.smtp_user and services.smtp_password:
-            smtp.login(settings.smtp_user, services.smtp_password)
-        smtp.send_message(message)
+def deliver_once(services: Services, event_id: str, channel: str, send: Callable[[], None]) -> str:
+    """Claim the (event, channel) first (first write wins), send, then record it as sent.
 
-
-def deliver_once(services: Services, event_id: str, channel: str, send: Any) -> str:
+    A concurrent or repeated delivery of the same event finds the claim and sends nothing; a failed send
+    drops the claim so the redelivery tries again."""
     key = f"notified:{event_id}:{channel}"
-    if services.state.get(key) is not None:
+    if not services.state.put_if_absent(key, b"sending", ttl_seconds=CLAIM_TTL):
         metrics.NOTIFICATIONS.labels(channel, "duplicate").inc()
         return "duplicate"
     try:
         send()
     except Exception:
         metrics.NOTIFICATIONS.labels(channel, "failed").inc()
+        services.state.delete(key)
         raise
-    services.state.put_if_absent(key, b"1", ttl_seconds=DEDUPE_TTL)
+    item = services.state.get(key)
+    services.state.put(key, b"sent", etag=item.etag if item else None, ttl_seconds=DEDUPE_TTL)
     metrics.NOTIFICATIONS.labels(channel, "sent").inc()
     return "sent"
+
+
+def still_due(services: Services, data: events.ReminderDueData) -> bool:
+    """The task is still pending with the same due date (completed, deleted or moved: stay silent)."""
+    with services.sessions() as session:
+        task = TaskRepository(session).get(data.user_id, data.task_id)
+    return task is not None and task.status == Status.PENDING and task.due_at == data.due_at
 
 
 @functions_framework.cloud_event
@@ -80,6 +68,9 @@ def notifier(event: Any) -> None:
         if data is None:
             return
         services, event_id = fnkit.services(), fnkit.attr(event, "id") or ""
+        if not still_due(services, data):
+            fnkit.outcome("notifier", event, "ok")
+            return
         with services.sessions() as session, session.begin():
             prefs = session.scalars(
                 select(NotificationSettingsRow).where(NotificationSettingsRow.user_id == data.user_id)
@@ -100,20 +91,28 @@ def notifier(event: Any) -> None:
                 metrics.NOTIFICATIONS.labels("in_app", "sent").inc()
             except IntegrityError:
                 metrics.NOTIFICATIONS.labels("in_app", "duplicate").inc()
-        channels = ["in_app"]
         payload = {"type": events.REMINDER_DUE, "data": data.model_dump(mode="json")}
+        sends: dict[str, Callable[[], None]] = {}
         if prefs is not None and prefs.webhook_url:
             url = prefs.webhook_url
-            deliver_once(
-                services, event_id, "webhook", lambda: send_webhook(services, url, event_id, payload)
-            )
-            channels.append("webhook")
+            sends["webhook"] = lambda: send_webhook(url, services.webhook_secret, event_id, payload)
         if prefs is not None and prefs.email:
             email = prefs.email
-            deliver_once(services, event_id, "email", lambda: send_email(services, email, data))
-            channels.append("email")
+            sends["email"] = lambda: send_email(services.settings, services.smtp_password, email, data)
+        failed = []
+        for channel, send in sends.items():  # every channel gets its try, whatever the others do
+            try:
+                deliver_once(services, event_id, channel, send)
+            except Exception as exc:
+                fnkit.log.warning("channel %s failed: %s", channel, exc)
+                failed.append(channel)
+        if failed:
+            raise ChannelsFailed(f"channels {', '.join(failed)} failed; the event will be redelivered")
         sent = events.NotificationSentData(
-            reminder_event_id=event_id, task_id=data.task_id, user_id=data.user_id, channels=channels
+            reminder_event_id=event_id,
+            task_id=data.task_id,
+            user_id=data.user_id,
+            channels=["in_app", *sends],
         )
         envelope = events.envelope(
             events.NOTIFICATION_SENT,

@@ -1,0 +1,122 @@
+"""The notifier on a real database and state store: per-channel dedupe, independent channels, stale events."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from tasktide import ce, fnkit
+from tasktide.db.models import NotificationRow, NotificationSettingsRow
+from tasktide.db.repository import TaskRepository
+from tasktide.domain.tasks import Task, new_task, set_completed
+from tasktide.events import REMINDER_DUE, ReminderDueData
+from tasktide.functions import notifier
+from tasktide.services import Services
+
+
+@pytest.fixture
+def installed(services: Services) -> Iterator[Services]:
+    fnkit.install(services)
+    yield services
+    fnkit.install(None)
+
+
+def add_task(services: Services, *, webhook: bool = False, email: bool = False) -> Task:
+    now = datetime.now(UTC)
+    task = new_task("u1", {"title": "t", "due_at": (now + timedelta(hours=1)).isoformat()}, now=now)
+    with services.sessions() as session, session.begin():
+        TaskRepository(session).add(task)
+        session.merge(
+            NotificationSettingsRow(
+                user_id="u1",
+                webhook_url="http://hooks.invalid/x" if webhook else None,
+                email="u1@example.com" if email else None,
+                updated_at=now,
+            )
+        )
+    return task
+
+
+def reminder_event(task: Task) -> ce.CloudEvent:
+    assert task.due_at is not None
+    data = ReminderDueData(
+        reminder_id=uuid.uuid4(),
+        task_id=task.id,
+        user_id=task.user_id,
+        title=task.title,
+        offset="PT15M",
+        remind_at=task.due_at - timedelta(minutes=15),
+        due_at=task.due_at,
+        fired_at=datetime.now(UTC),
+    )
+    return ce.new_event(
+        REMINDER_DUE, "/tasktide/reminders", data.model_dump(mode="json"), subject=str(task.id)
+    )
+
+
+def in_app_count(services: Services) -> int:
+    with services.sessions() as session:
+        return int(session.scalar(select(func.count(NotificationRow.id))) or 0)
+
+
+def test_deliver_once_concurrent_same_event_sends_once(installed: Services) -> None:
+    sent: list[int] = []
+
+    def send() -> None:
+        time.sleep(0.05)
+        sent.append(1)
+
+    threads = [
+        threading.Thread(target=notifier.deliver_once, args=(installed, "evt-1", "webhook", send))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sent == [1]
+    assert notifier.deliver_once(installed, "evt-1", "webhook", send) == "duplicate"
+
+
+def test_deliver_once_failed_send_is_retried_on_redelivery(installed: Services) -> None:
+    def broken() -> None:
+        raise OSError("connection refused")
+
+    with pytest.raises(OSError):
+        notifier.deliver_once(installed, "evt-2", "email", broken)
+    assert notifier.deliver_once(installed, "evt-2", "email", lambda: None) == "sent"
+
+
+def test_notifier_failing_webhook_still_sends_email_then_raises(
+    installed: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emails: list[str] = []
+    monkeypatch.setattr(notifier, "send_email", lambda _s, _p, to, _r: emails.append(to))
+
+    def refuse(*_: object) -> None:
+        raise OSError("webhook down")
+
+    monkeypatch.setattr(notifier, "send_webhook", refuse)
+    event = reminder_event(add_task(installed, webhook=True, email=True))
+    with pytest.raises(notifier.ChannelsFailed, match="webhook"):
+        notifier.notifier(event)
+    assert emails == ["u1@example.com"] and in_app_count(installed) == 1
+    with pytest.raises(notifier.ChannelsFailed):
+        notifier.notifier(event)  # redelivery: only the webhook is tried again
+    assert emails == ["u1@example.com"] and in_app_count(installed) == 1
+
+
+def test_notifier_task_completed_since_the_scan_stays_silent(installed: Services) -> None:
+    task = add_task(installed)
+    with installed.sessions() as session, session.begin():
+        TaskRepository(session).save(
+            set_completed(task, True, now=datetime.now(UTC)), expected_version=task.version
+        )
+    notifier.notifier(reminder_event(task))
+    assert in_app_count(installed) == 0
