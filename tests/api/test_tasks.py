@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
@@ -269,3 +271,19 @@ def test_api_metrics_count_api_routes_only(client: TestClient, auth: Auth) -> No
     before_404 = api_requests("404")
     client.post("/services/tasktide-audit", content=b"{}")
     assert api_requests("404") == before_404
+
+
+def test_extreme_dates_and_cursors_return_problems_not_500(client: TestClient, auth: Auth) -> None:
+    for due in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"):
+        response = client.post("/api/alice/tasks", json={"title": "x", "due_at": due}, headers=auth("alice"))
+        assert response.status_code == 422, due
+        assert response.json()["errors"][0]["field"] == "due_at"
+    huge = base64.urlsafe_b64encode(json.dumps({"o": 10**30}).encode()).decode()
+    for query in (
+        "due_from=0001-01-01T00:00:00%2B01:00",
+        "due_to=9999-12-31T23:59:59-05:00",
+        f"cursor={huge}",
+    ):
+        response = client.get(f"/api/alice/tasks?{query}", headers=auth("alice"))
+        assert 400 <= response.status_code < 500, query
+        assert response.headers["content-type"].startswith(PROBLEM)

@@ -142,6 +142,10 @@ class _Editable:
 # --- date-times -------------------------------------------------------------------------------------
 
 
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
 def parse_datetime(value: object) -> datetime:
     """An aware RFC 3339 date-time (string with offset, or aware ``datetime``) converted to UTC.
 
@@ -161,7 +165,13 @@ def parse_datetime(value: object) -> datetime:
         raise ValueError("must be an RFC 3339 date-time string")
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError("must include a UTC offset (e.g. Z or +01:00)")
-    return parsed.astimezone(UTC)
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise ValueError(f"must lie between {format_datetime(EARLIEST)} and {format_datetime(LATEST)}")
+    return utc
 
 
 def format_datetime(value: datetime) -> str:

@@ -6,13 +6,17 @@ reply events back into the broker (bounded by a hop limit) and dead letters, cou
 ``tasktide_dead_letters_total{trigger}`` and ``tasktide_events_consumed_total{outcome="dead_lettered"}``;
 retries the function itself cannot count (no answer, or a retryable 4xx) count as ``outcome="retried"``.
 ``publish`` only enqueues; worker tasks deliver in the background (``drain()`` waits for them).
+An event that a destination could neither deliver nor dead-letter (a dead-letter sink that failed, an
+unresolvable subscriber) makes ``dispatch``/``deliver_from_topic`` raise :class:`DeliveryFailed` once every
+destination has settled, so a KafkaSource consumer can retry the record instead of committing past it;
+background workers log it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urljoin
 
 import httpx
@@ -41,6 +45,34 @@ class UnresolvableDestination(ValueError):
     """A Destination whose ref kind cannot be turned into a URL."""
 
 
+class DeadLetterFailed(RuntimeError):
+    """A dead-letter sink did not accept an event."""
+
+
+class DeliveryFailed(RuntimeError):
+    """An event was neither delivered nor dead-lettered by at least one destination.
+
+    ``failures`` pairs each failed destination (Trigger or KafkaSource name) with its error.
+    """
+
+    def __init__(self, event_id: str, failures: Sequence[tuple[str, Exception]]) -> None:
+        self.event_id = event_id
+        self.failures = tuple(failures)
+        detail = "; ".join(f"{name}: {exc!r}" for name, exc in self.failures)
+        super().__init__(f"event {event_id} neither delivered nor dead-lettered ({detail})")
+
+
+def _failures(names: Sequence[str], outcomes: Sequence[object]) -> list[tuple[str, Exception]]:
+    """The ``(name, error)`` pairs of a ``gather(..., return_exceptions=True)``; re-raises cancellation."""
+    failures: list[tuple[str, Exception]] = []
+    for name, outcome in zip(names, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            failures.append((name, outcome))
+        elif isinstance(outcome, BaseException):
+            raise outcome
+    return failures
+
+
 def service_resolver(base_url: str) -> Resolver:
     """Service ``S`` -> ``{base_url}/services/S`` (+ relative ``uri``); absolute ``uri`` as is."""
     base = base_url.rstrip("/")
@@ -59,7 +91,7 @@ def service_resolver(base_url: str) -> Resolver:
 
 
 class HttpDeadLetterSink:
-    """Dead-letter sink for ``uri``/Service destinations: one POST, failures logged."""
+    """Dead-letter sink for ``uri``/Service destinations: one POST; raises :class:`DeadLetterFailed`."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
@@ -67,12 +99,10 @@ class HttpDeadLetterSink:
     async def send(self, event: ce.CloudEvent, target: str) -> None:
         try:
             response = await post_event(self._client, target, event, 30.0)
-            if response.status_code >= 300:
-                log.error(
-                    "dead-letter sink %s rejected event %s: %d", target, event["id"], response.status_code
-                )
         except httpx.HTTPError as exc:
-            log.error("dead-letter sink %s unreachable, event %s lost: %s", target, event["id"], exc)
+            raise DeadLetterFailed(f"dead-letter sink {target} unreachable: {exc}") from exc
+        if response.status_code >= 300:
+            raise DeadLetterFailed(f"dead-letter sink {target} rejected the event: {response.status_code}")
 
 
 class LocalBroker:
@@ -127,6 +157,8 @@ class LocalBroker:
             job = await self._queue.get()
             try:
                 await job()
+            except DeliveryFailed as exc:  # already logged per Trigger; nobody retries background jobs
+                log.error("event lost: %s", exc)
             except Exception:
                 log.exception("broker job failed")
             finally:
@@ -167,11 +199,19 @@ class LocalBroker:
         await self._enqueue(job)
 
     async def deliver_from_topic(self, topic: str, event: ce.CloudEvent) -> None:
-        """Hand ``event`` to the sink of every KafkaSource reading ``topic``; returns once delivered."""
+        """Hand ``event`` to the sink of every KafkaSource reading ``topic``; returns once delivered.
+
+        Raises :class:`DeliveryFailed` (after every source settled) if any source's sink failed.
+        """
         sources = [s for s in self.manifests.kafka_sources if topic in s.topics]
         if not sources:
             log.warning("no KafkaSource reads topic %s; event %s ignored", topic, event["id"])
-        await asyncio.gather(*(self.send_to(s.sink, event, s.delivery) for s in sources))
+        outcomes = await asyncio.gather(
+            *(self.send_to(s.sink, event, s.delivery) for s in sources), return_exceptions=True
+        )
+        failures = _failures([s.name for s in sources], outcomes)
+        if failures:
+            raise DeliveryFailed(str(event["id"]), failures)
 
     def triggers_for(self, event: ce.CloudEvent, broker: str, namespace: str) -> list[Trigger]:
         attrs = ce.attributes(event)
@@ -184,7 +224,11 @@ class LocalBroker:
     async def dispatch(
         self, event: ce.CloudEvent, broker: str = "default", namespace: str = "default", hops: int = 0
     ) -> None:
-        """Deliver ``event`` to every matching Trigger concurrently; returns once all are settled."""
+        """Deliver ``event`` to every matching Trigger concurrently; returns once all are settled.
+
+        Raises :class:`DeliveryFailed` once all settled if any Trigger neither delivered nor dead-lettered
+        it (replies of the Triggers that succeeded are still routed).
+        """
         base = next(
             (b.delivery for b in self.manifests.brokers if b.name == broker and b.namespace == namespace),
             None,
@@ -203,11 +247,14 @@ class LocalBroker:
             ),
             return_exceptions=True,
         )
-        for trigger, outcome in zip(triggers, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                log.error("trigger %s failed for event %s: %r", trigger.name, event["id"], outcome)
-            elif outcome is not None and outcome.reply is not None:
+        failures = _failures([t.name for t in triggers], outcomes)
+        for name, exc in failures:
+            log.error("trigger %s failed for event %s: %r", name, event["id"], exc)
+        for outcome in outcomes:
+            if isinstance(outcome, DeliveryOutcome) and outcome.reply is not None:
                 await self._reply(outcome.reply, broker, namespace, hops + 1)
+        if failures:
+            raise DeliveryFailed(str(event["id"]), failures)
 
     async def _reply(self, event: ce.CloudEvent, broker: str, namespace: str, hops: int) -> None:
         if hops > HOP_LIMIT:

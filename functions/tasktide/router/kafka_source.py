@@ -3,9 +3,12 @@
 Consumes Kafka records (one kafka-python ``KafkaConsumer`` per KafkaSource, in a background thread,
 ``enable_auto_commit=False``) and hands each as a CloudEvent to the broker's ``deliver_from_topic`` on the
 runtime's event loop, committing the offset only once it was delivered or dead-lettered (one record at a
-time, so per-partition order holds). Emits dead letters either to Kafka (``KafkaDeadLetterSink``, error
-extensions as ``ce_`` headers) or into memory (``InMemoryDeadLetterSink``, embedded mode), and, every few
-seconds, ``tasktide_kafka_consumer_lag{group,topic}`` (end offsets minus positions of assigned partitions).
+time, so per-partition order holds). A record whose dispatch failed is not committed: the consumer seeks back
+to it and retries it after a bounded exponential backoff; a consumer that cannot connect, or whose poll or
+commit fails, is closed and rebuilt after the same kind of backoff, until ``stop()``. Emits dead letters
+either to Kafka (``KafkaDeadLetterSink``, error extensions as ``ce_`` headers) or into memory
+(``InMemoryDeadLetterSink``, embedded mode), and, every few seconds,
+``tasktide_kafka_consumer_lag{group,topic}`` (end offsets minus positions of assigned partitions).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from tasktide.router.manifests import KafkaSource
 log = logging.getLogger(__name__)
 
 Dispatch = Callable[[str, ce.CloudEvent], Coroutine[Any, Any, None]]
+ConsumerFactory = Callable[..., Any]  # (*topics, **KafkaConsumer settings) -> a KafkaConsumer-like object
+BOOTSTRAP_TIMEOUT_MS = 5000
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,8 @@ class KafkaDeadLetterSink(InMemoryDeadLetterSink):
         self._producer.send(topic, value=value, key=key, headers=headers).get(timeout=30)
 
     async def send(self, event: ce.CloudEvent, target: str) -> None:
+        await self.produce(event, target)  # raises if Kafka did not take it: the caller must not commit
         await super().send(event, target)
-        await self.produce(event, target)
 
     def close(self) -> None:
         if self._producer is not None:
@@ -108,8 +113,18 @@ def wrap_raw_record(
     )
 
 
+def retry_delay(failures: int, base: float, cap: float) -> float:
+    """Seconds to wait after failure number ``failures`` in a row: ``base * 2^(failures-1)``, <= ``cap``."""
+    return float(min(cap, base * 2 ** max(failures - 1, 0)))
+
+
 class KafkaSourceConsumer:
-    """One KafkaSource: a consumer thread feeding ``dispatch`` on ``loop``."""
+    """One KafkaSource: a consumer thread feeding ``dispatch`` on ``loop``.
+
+    ``consumer_factory`` (default ``kafka.KafkaConsumer``) is called with the topics and consumer settings
+    each time a consumer is (re)built. ``retry_backoff``/``max_retry_backoff`` bound the waits (seconds)
+    before reconnecting and before re-dispatching a failed record.
+    """
 
     def __init__(
         self,
@@ -120,6 +135,9 @@ class KafkaSourceConsumer:
         *,
         poll_timeout_ms: int = 500,
         lag_every: float = 5.0,
+        consumer_factory: ConsumerFactory | None = None,
+        retry_backoff: float = 0.5,
+        max_retry_backoff: float = 30.0,
     ) -> None:
         self.source = source
         self._bootstrap = bootstrap
@@ -128,6 +146,11 @@ class KafkaSourceConsumer:
         self._poll_timeout_ms = poll_timeout_ms
         self._lag_every = lag_every
         self._lag_due = 0.0
+        self._consumer_factory = consumer_factory
+        self._retry_backoff = retry_backoff
+        self._max_retry_backoff = max_retry_backoff
+        self._connect_failures = 0
+        self._record_failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
@@ -143,29 +166,58 @@ class KafkaSourceConsumer:
             self._thread = None
 
     def _run(self) -> None:
-        from kafka import KafkaConsumer
+        while not self._stop.is_set():
+            try:
+                self._consume()
+            except Exception as exc:
+                self._connect_failures += 1
+                delay = retry_delay(self._connect_failures, self._retry_backoff, self._max_retry_backoff)
+                log.warning(
+                    "KafkaSource %s consumer failed (%s: %s); reconnecting in %.1fs",
+                    self.source.name,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                self._stop.wait(delay)
 
-        consumer = KafkaConsumer(
-            *self.source.topics,
-            bootstrap_servers=self._bootstrap,
-            group_id=self.source.consumer_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
+    def _new_consumer(self) -> Any:
+        factory = self._consumer_factory
+        settings: dict[str, Any] = {
+            "bootstrap_servers": self._bootstrap,
+            "group_id": self.source.consumer_group,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+        }
+        if factory is None:
+            from kafka import KafkaConsumer
+
+            factory = KafkaConsumer
+            if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG:  # kafka-python 3: keeps stop() prompt
+                settings["bootstrap_timeout_ms"] = BOOTSTRAP_TIMEOUT_MS
+        return factory(*self.source.topics, **settings)
+
+    def _consume(self) -> None:
+        """Build a consumer and poll until stopped; raises whatever breaks it (closed either way)."""
+        consumer = self._new_consumer()
         try:
             while not self._stop.is_set():
                 batches = consumer.poll(timeout_ms=self._poll_timeout_ms, max_records=1)
+                self._connect_failures = 0
                 self.ready.set()
                 self._report_lag(consumer)
-                for records in batches.values():
-                    for record in records:
-                        if self._stop.is_set():
-                            return
-                        self._handle(consumer, record)
-        except Exception:
-            log.exception("KafkaSource %s consumer crashed", self.source.name)
+                self._handle_batches(consumer, batches)
         finally:
-            consumer.close(autocommit=False)
+            try:
+                consumer.close(autocommit=False)
+            except Exception as exc:
+                log.debug("KafkaSource %s: closing the consumer failed: %s", self.source.name, exc)
+
+    def _handle_batches(self, consumer: Any, batches: dict[Any, list[Any]]) -> None:
+        for records in batches.values():
+            for record in records:
+                if self._stop.is_set() or not self._handle(consumer, record):
+                    return  # after a failure the remaining records are fetched again from the seek
 
     def _report_lag(self, consumer: Any) -> None:
         now = time.monotonic()
@@ -180,7 +232,8 @@ class KafkaSourceConsumer:
         for topic, behind in lag.items():
             metrics.KAFKA_CONSUMER_LAG.labels(self.source.consumer_group, topic).set(behind)
 
-    def _handle(self, consumer: Any, record: Any) -> None:
+    def _handle(self, consumer: Any, record: Any) -> bool:
+        """Dispatch one record and commit it; False (nothing committed) if it must be consumed again."""
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
         try:
@@ -189,6 +242,7 @@ class KafkaSourceConsumer:
             event = wrap_raw_record(
                 self.source, record.topic, record.partition, record.offset, record.value or b""
             )
+        tp = TopicPartition(record.topic, record.partition)
         future = asyncio.run_coroutine_threadsafe(self._dispatch(record.topic, event), self._loop)
         while True:
             try:
@@ -197,9 +251,27 @@ class KafkaSourceConsumer:
             except TimeoutError:
                 if self._stop.is_set():
                     future.cancel()
-                    return  # not committed: redelivered after restart
-            except Exception:
-                log.exception("dispatch of %s@%d failed; committing past it", record.topic, record.offset)
-                break
-        tp = TopicPartition(record.topic, record.partition)
+                    return False  # not committed: redelivered after restart
+            except Exception as exc:
+                self._retry_later(consumer, tp, record, exc)
+                return False
+        self._record_failures = 0
         consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+        return True
+
+    def _retry_later(self, consumer: Any, tp: Any, record: Any, exc: Exception) -> None:
+        """Rewind to ``record`` (uncommitted) so the next poll returns it again, after a backoff."""
+        self._record_failures += 1
+        delay = retry_delay(self._record_failures, self._retry_backoff, self._max_retry_backoff)
+        log.error(
+            "KafkaSource %s: dispatch of %s[%d]@%d failed (attempt %d), retrying in %.1fs: %s",
+            self.source.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            self._record_failures,
+            delay,
+            exc,
+        )
+        consumer.seek(tp, record.offset)
+        self._stop.wait(delay)

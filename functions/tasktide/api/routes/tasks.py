@@ -30,6 +30,7 @@ from tasktide.domain.tasks import (
     changed_fields,
     merge_patch,
     new_task,
+    parse_datetime,
     revise_task,
     set_completed,
     task_fields,
@@ -144,8 +145,12 @@ def list_tasks(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[TaskOut]:
     for name, value in (("due_from", due_from), ("due_to", due_to)):
-        if value is not None and value.tzinfo is None:
-            raise Problem(422, f"{name} needs a UTC offset (RFC 3339), e.g. 2026-01-31T09:00:00Z.")
+        if value is None:
+            continue
+        try:
+            parse_datetime(value)
+        except ValueError as exc:
+            raise Problem(422, f"{name} {exc} (RFC 3339, e.g. 2026-01-31T09:00:00Z).") from None
     offset = _decode_cursor(cursor)
     query = TaskQuery(
         status=status,
@@ -263,7 +268,7 @@ def _decode_cursor(cursor: str | None) -> int:
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         offset = raw["o"]
-        if not isinstance(offset, int) or offset < 0:
+        if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 2**31:
             raise ValueError
         return offset
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
