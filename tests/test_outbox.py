@@ -165,7 +165,7 @@ def test_relay_failing_publisher_leaves_rows_unsent_and_later_run_publishes(
 def test_relay_expired_lease_of_dead_relay_is_reclaimed(sessions: sessionmaker[Session]) -> None:
     create_tasks(sessions, 2)
     crashed = Relay(sessions, RecordingPublisher(), lease_seconds=0)
-    claimed = crashed._claim()  # a relay that claims and then dies before publishing
+    _, claimed = crashed._claim()  # a relay that claims and then dies before publishing
 
     recording = RecordingPublisher()
     sent = Relay(sessions, recording).run_once()
@@ -173,6 +173,21 @@ def test_relay_expired_lease_of_dead_relay_is_reclaimed(sessions: sessionmaker[S
     assert len(claimed) == 4
     assert sent == 4
     assert sorted(r.id for r in recording.records) == sorted(r.id for r in claimed)
+
+
+def test_relay_stale_claim_cannot_mark_or_release_rows_reclaimed_since(
+    sessions: sessionmaker[Session],
+) -> None:
+    create_tasks(sessions, 1)
+    slow = Relay(sessions, RecordingPublisher(), lease_seconds=0)
+    stale_token, stale = slow._claim()  # its lease expires at once
+    fresh_token, fresh = Relay(sessions, RecordingPublisher(), lease_seconds=300)._claim()
+    assert sorted(r.id for r in stale) == sorted(r.id for r in fresh)
+    slow._release(stale, stale_token)
+    slow._mark_sent(stale, stale_token)
+    assert unsent(sessions) == 2  # still the fresh relay's, untouched by the stale one
+    Relay(sessions, RecordingPublisher())._mark_sent(fresh, fresh_token)
+    assert unsent(sessions) == 0
 
 
 def test_relay_live_lease_is_not_stolen(sessions: sessionmaker[Session]) -> None:

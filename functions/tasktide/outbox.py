@@ -55,15 +55,18 @@ class Relay:
         """Publish until the outbox is empty (or a publish fails, which is raised); returns the count sent."""
         sent = 0
         try:
-            while records := self._claim():
+            while True:
+                token, records = self._claim()
+                if not records:
+                    break
                 started = time.perf_counter()
                 try:
                     self.publisher.publish(records)
                 except Exception:
-                    self._release(records)
+                    self._release(records, token)
                     raise
                 metrics.RELAY_PUBLISH_SECONDS.observe(time.perf_counter() - started)
-                self._mark_sent(records)
+                self._mark_sent(records, token)
                 for record in records:
                     metrics.EVENTS_EMITTED.labels(str(record.event.get("type", "")), record.topic).inc()
                 sent += len(records)
@@ -86,7 +89,7 @@ class Relay:
         metrics.OUTBOX_OLDEST_AGE.set(age)
         return int(count), age
 
-    def _claim(self) -> list[OutboxRecord]:
+    def _claim(self) -> tuple[str, list[OutboxRecord]]:
         now = datetime.now(UTC)
         token = uuid.uuid4().hex
         with self.sessions() as session, session.begin():
@@ -108,22 +111,26 @@ class Relay:
                 .returning(OutboxRow.id, OutboxRow.topic, OutboxRow.key, OutboxRow.event)
                 .execution_options(synchronize_session=False)
             ).all()
-        return sorted((OutboxRecord(*row) for row in rows), key=lambda r: r.id)
+        return token, sorted((OutboxRecord(*row) for row in rows), key=lambda r: r.id)
 
-    def _mark_sent(self, records: Sequence[OutboxRecord]) -> None:
+    def _mark_sent(self, records: Sequence[OutboxRecord], token: str) -> None:
         with self.sessions() as session, session.begin():
             session.execute(
                 update(OutboxRow)
-                .where(OutboxRow.id.in_([r.id for r in records]))
+                .where(OutboxRow.id.in_([r.id for r in records]), OutboxRow.claim_token == token)
                 .values(sent_at=datetime.now(UTC), claimed_until=None)
                 .execution_options(synchronize_session=False)
             )
 
-    def _release(self, records: Sequence[OutboxRecord]) -> None:
+    def _release(self, records: Sequence[OutboxRecord], token: str) -> None:
         with self.sessions() as session, session.begin():
             session.execute(
                 update(OutboxRow)
-                .where(OutboxRow.id.in_([r.id for r in records]), OutboxRow.sent_at.is_(None))
+                .where(
+                    OutboxRow.id.in_([r.id for r in records]),
+                    OutboxRow.sent_at.is_(None),
+                    OutboxRow.claim_token == token,
+                )
                 .values(claimed_until=None, claim_token=None)
                 .execution_options(synchronize_session=False)
             )

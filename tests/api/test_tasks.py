@@ -287,3 +287,22 @@ def test_extreme_dates_and_cursors_return_problems_not_500(client: TestClient, a
         response = client.get(f"/api/alice/tasks?{query}", headers=auth("alice"))
         assert 400 <= response.status_code < 500, query
         assert response.headers["content-type"].startswith(PROBLEM)
+
+
+def test_put_task_body_from_get_with_read_only_fields_is_accepted(client: TestClient, auth: Auth) -> None:
+    task = create(client, auth, priority="low")
+    url = f"/api/alice/tasks/{task['id']}"
+    body = {**client.get(url, headers=auth("alice")).json(), "title": "Renamed", "id": "ignored"}
+    response = client.put(url, json=body, headers=auth("alice"))
+    assert response.status_code == 200, response.text
+    assert response.json()["title"] == "Renamed" and response.json()["id"] == task["id"]
+    assert response.json()["priority"] == "low"
+
+
+def test_create_task_oversized_chunked_body_returns_413(client: TestClient, auth: Auth) -> None:
+    chunks = iter([b'{"title": "', b"x" * 40_000, b"x" * 40_000, b'"}'])
+    response = client.post(
+        "/api/alice/tasks", content=chunks, headers={**auth("alice"), "content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith(PROBLEM)

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaTimeoutError
 
 from tasktide import ce
+from tasktide.router.delivery import DeadLetterSink
 from tasktide.router.manifests import load_documents
 from tasktide.router.runtime import EventRuntime
 
@@ -205,6 +207,36 @@ async def test_kafka_source_always_failing_lands_on_dead_letter_topic(
     assert record.key == b"task-9"
     assert len(subscribers.events("broken")) == 4  # 1 + retry 3
     await _until(lambda: _lag(bootstrap, topics) == 0, "the dead-lettered record's offset to be committed")
+
+
+class DeadLetterSinkFailingOnce:
+    """Wraps the runtime's Kafka dead-letter sink: the first send fails; records the lag at every send."""
+
+    def __init__(self, inner: DeadLetterSink, bootstrap: str, topics: Topics) -> None:
+        self.inner, self.bootstrap, self.topics = inner, bootstrap, topics
+        self.lag_at_send: list[int] = []
+
+    async def send(self, event: ce.CloudEvent, target: str) -> None:
+        self.lag_at_send.append(await asyncio.to_thread(_lag, self.bootstrap, self.topics))
+        if len(self.lag_at_send) == 1:
+            raise KafkaTimeoutError("simulated dead-letter produce failure")
+        await self.inner.send(event, target)
+
+
+async def test_kafka_source_dead_letter_sink_failing_once_redelivers_then_commits(
+    runtime: EventRuntime, bootstrap: str, topics: Topics, subscribers: Subscribers
+) -> None:
+    sink = DeadLetterSinkFailingOnce(runtime.broker.dead_letter_sink, bootstrap, topics)
+    runtime.broker.dead_letter_sink = sink
+    subscribers.behaviours["broken"] = Behaviour(always_fail=True, fail_status=500)
+    event = _event("test.broken", key="task-3")
+    await asyncio.to_thread(_produce, bootstrap, topics.source, [event])
+    (record,) = await asyncio.to_thread(_read_dead_letters, bootstrap, topics.dead_letter, 1)
+    await _until(lambda: _lag(bootstrap, topics) == 0, "the offset to be committed after dead-lettering")
+    assert dict(record.headers)["ce_id"].decode() == event["id"]
+    assert sink.lag_at_send == [1, 1]  # not committed past the record while its dead letter was missing
+    assert len(subscribers.events("broken")) == 8  # (1 + retry 3) per delivery, delivered twice
+    assert [d.event["id"] for d in runtime.dead_letters] == [event["id"]]
 
 
 async def test_kafka_source_plain_record_wrapped_as_kafka_event(

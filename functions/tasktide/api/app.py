@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tasktide import metrics
@@ -56,15 +57,46 @@ class RequestGuard:
         await problems.problem_response(413, detail)(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """An HTTPException so FastAPI's body reader re-raises it instead of answering 400."""
+
+    def __init__(self) -> None:
+        super().__init__(413)
 
 
-def _is_api_request(request: Request) -> bool:
-    route = request.scope.get("route")
-    if request.url.path.startswith("/services/"):
+class RedMetrics:
+    """Rate, errors and duration of the API's own requests (pure ASGI: no task group around the body)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def recording(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording)
+        finally:
+            if _is_api_request(scope):
+                metrics.REQUEST_DURATION.labels("api").observe(time.perf_counter() - start)
+                metrics.REQUESTS.labels("api", str(status)).inc()
+                if status >= 500:
+                    metrics.REQUEST_ERRORS.labels("api").inc()
+
+
+def _is_api_request(scope: Scope) -> bool:
+    """Functions and the broker ingress mounted by `tasktide dev` count themselves."""
+    if str(scope.get("path", "")).startswith("/services/"):
         return False
-    return getattr(route, "path", None) != "/{namespace}/{broker_name}"
+    return getattr(scope.get("route"), "path", None) != "/{namespace}/{broker_name}"
 
 
 def create_app(services: Services, hub: StreamHub | None = None, lifespan: Lifespan | None = None) -> FastAPI:
@@ -83,17 +115,6 @@ def create_app(services: Services, hub: StreamHub | None = None, lifespan: Lifes
     app.include_router(notifications.router)
     app.include_router(stream.router)
 
-    @app.middleware("http")
-    async def red_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        if not _is_api_request(request):
-            return response  # functions and the broker ingress mounted by `tasktide dev` count themselves
-        metrics.REQUEST_DURATION.labels("api").observe(time.perf_counter() - start)
-        metrics.REQUESTS.labels("api", str(response.status_code)).inc()
-        if response.status_code >= 500:
-            metrics.REQUEST_ERRORS.labels("api").inc()
-        return response
-
+    app.add_middleware(RedMetrics)
     app.add_middleware(RequestGuard, limit=services.settings.max_body_bytes)
     return app

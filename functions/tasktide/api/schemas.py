@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -31,6 +31,15 @@ class TaskIn(BaseModel):
     recurrence: str | None = Field(default=None, max_length=1000)
     recurrence_basis: Basis = "due"
     reminders: list[str] = Field(default_factory=list, max_length=50)
+    # Read-only fields a client may send back unchanged (e.g. PUT of a task it just GOT): ignored.
+    id: Any = Field(default=None, exclude=True, description="read-only, ignored")
+    user_id: Any = Field(default=None, exclude=True, description="read-only, ignored")
+    series_id: Any = Field(default=None, exclude=True, description="read-only, ignored")
+    occurrence: Any = Field(default=None, exclude=True, description="read-only, ignored")
+    version: Any = Field(default=None, exclude=True, description="read-only, ignored")
+    created_at: Any = Field(default=None, exclude=True, description="read-only, ignored")
+    updated_at: Any = Field(default=None, exclude=True, description="read-only, ignored")
+    completed_at: Any = Field(default=None, exclude=True, description="read-only, ignored")
 
 
 class CompleteIn(BaseModel):
