@@ -39,6 +39,24 @@ class Publisher(Protocol):
         """Publish every record or raise; a raise leaves them unsent for the next attempt."""
 
 
+def measure_backlog(sessions: sessionmaker[Session]) -> tuple[int, float]:
+    """Unsent events and the age of the oldest, into the outbox gauges (also read at every API scrape,
+    so a dead or scaled-to-zero relay still shows a growing age)."""
+    with sessions() as session:
+        count, oldest = session.execute(
+            select(func.count(OutboxRow.id), func.min(OutboxRow.created_at)).where(
+                OutboxRow.sent_at.is_(None)
+            )
+        ).one()
+    age = 0.0
+    if oldest is not None:
+        oldest_dt = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+        age = max(0.0, (datetime.now(UTC) - oldest_dt).total_seconds())
+    metrics.OUTBOX_BACKLOG.set(count)
+    metrics.OUTBOX_OLDEST_AGE.set(age)
+    return int(count), age
+
+
 class Relay:
     def __init__(
         self,
@@ -75,19 +93,7 @@ class Relay:
         return sent
 
     def update_backlog(self) -> tuple[int, float]:
-        with self.sessions() as session:
-            count, oldest = session.execute(
-                select(func.count(OutboxRow.id), func.min(OutboxRow.created_at)).where(
-                    OutboxRow.sent_at.is_(None)
-                )
-            ).one()
-        age = 0.0
-        if oldest is not None:
-            oldest_dt = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
-            age = max(0.0, (datetime.now(UTC) - oldest_dt).total_seconds())
-        metrics.OUTBOX_BACKLOG.set(count)
-        metrics.OUTBOX_OLDEST_AGE.set(age)
-        return int(count), age
+        return measure_backlog(self.sessions)
 
     def _claim(self) -> tuple[str, list[OutboxRecord]]:
         now = datetime.now(UTC)

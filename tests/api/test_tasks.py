@@ -306,3 +306,11 @@ def test_create_task_oversized_chunked_body_returns_413(client: TestClient, auth
     )
     assert response.status_code == 413
     assert response.headers["content-type"].startswith(PROBLEM)
+
+
+def test_metrics_scrape_measures_outbox_backlog_without_a_relay(client: TestClient, auth: Auth) -> None:
+    create(client, auth)
+    lines = client.get("/metrics").text.splitlines()
+    assert "tasktide_outbox_backlog 2.0" in lines  # task-events + task-updates, nothing publishing them
+    (age,) = [line for line in lines if line.startswith("tasktide_outbox_oldest_age_seconds ")]
+    assert float(age.split()[1]) >= 0.0

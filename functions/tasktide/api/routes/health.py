@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Response
 from sqlalchemy import text
 
 from tasktide import metrics
 from tasktide.api.deps import ServicesDep
 from tasktide.api.problems import problem_response
+from tasktide.outbox import measure_backlog
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -28,6 +32,10 @@ def readyz(services: ServicesDep) -> dict[str, str] | Response:
 
 
 @router.get("/metrics", include_in_schema=False)
-def prometheus_metrics() -> Response:
+def prometheus_metrics(services: ServicesDep) -> Response:
+    try:
+        measure_backlog(services.sessions)
+    except Exception:  # the database being down must not hide every other metric
+        log.warning("could not measure the outbox backlog", exc_info=True)
     payload, content_type = metrics.render()
     return Response(payload, media_type=content_type)
