@@ -225,7 +225,8 @@ def render(
 Time from `subprocess.Popen` to the first 2xx answer (requests retried every {POLL_S * 1000:.0f} ms while
 the port refuses connections), median of {runs} runs after one unrecorded warm-up run (page cache and
 `.pyc` files warm). Functions run exactly as a Knative Service runs them (`tasktide serve` execs
-`gunicorn 'tasktide.fnserver:app_from_env()'`: functions-framework's app plus `/healthz` and `/metrics`), with `TASKTIDE_DATABASE_URL` a
+`gunicorn 'tasktide.fnserver:app_from_env()'`: functions-framework's app plus `/healthz` and
+`/metrics`), with `TASKTIDE_DATABASE_URL` a
 SQLite file migrated beforehand; the first CloudEvent is a real `com.tasktide.task.created`, so the
 measured path includes building the services container, opening the database and writing the audit row.
 The API path runs the uvicorn factory, which applies (already applied) migrations before listening.
