@@ -1,4 +1,4 @@
-"""`tasktide` command line: dev (everything in one process), migrate, token, serve, schemas."""
+"""`tasktide` command line: dev (everything in one process), migrate, token, serve, dead-letters, schemas."""
 
 from __future__ import annotations
 

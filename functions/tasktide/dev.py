@@ -1,7 +1,8 @@
 """`tasktide dev`: the API, every function and the Knative-faithful event router in one process.
 
 Reads the same `eventing/` and `knative/` YAML a cluster runs: each Knative Service with a
-`FUNCTION_TARGET` is served by functions-framework at `/services/<name>`, the broker ingress at
+`FUNCTION_TARGET` is served by `tasktide.fnserver`'s app (as in the container) at `/services/<name>`, the
+broker ingress at
 `/<namespace>/<broker>`, and Triggers, KafkaSources and PingSources route events to them over HTTP.
 Embedded (default): outbox -> in-process topics. With `--kafka`: outbox -> Kafka -> KafkaSource consumers.
 """

@@ -1,8 +1,9 @@
 """The HTTP app of one CloudEvents function: functions-framework's app for `FUNCTION_TARGET`, plus
 `GET /healthz` (liveness and readiness probes) and `GET /metrics` (Prometheus scrape) beside it.
 
-Used by the container (`tasktide serve` runs it under gunicorn) and by `tasktide dev` (mounted at
-`/services/<name>`), so both serve exactly the same app.
+Used by the container (`tasktide serve` runs it under gunicorn) and by `tasktide dev` (routed at exactly
+`/services/<name>`: there only the CloudEvent endpoint is reachable, the dev process's own `/healthz` and
+`/metrics` cover it), so both serve exactly the same app.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""kafka-python adapters: the outbox's Kafka publisher (binary-mode CloudEvents, key = task id)."""
+"""kafka-python adapters: the outbox's Kafka publisher (binary-mode CloudEvents, key = task id) and
+`TopicFollower` (every partition of a topic from its end, no consumer group: the SSE feed)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 from kafka import KafkaConsumer
@@ -64,7 +65,8 @@ def without_error_extensions(event: ce.CloudEvent) -> ce.CloudEvent:
     core = {k: attrs.pop(k) for k in ("id", "type", "source", "specversion") if k in attrs}
     subject = attrs.pop("subject", None)
     content_type = attrs.pop("datacontenttype", "application/json")
-    attrs.pop("time", None)
+    raw_time = attrs.pop("time", None)
+    time = datetime.fromisoformat(raw_time.replace("Z", "+00:00")) if raw_time else None
     return ce.new_event(
         core["type"],
         core["source"],
@@ -73,6 +75,7 @@ def without_error_extensions(event: ce.CloudEvent) -> ce.CloudEvent:
         id=core["id"],
         extensions=attrs,
         datacontenttype=content_type,
+        time=time,
     )
 
 

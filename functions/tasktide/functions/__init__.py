@@ -1,3 +1,4 @@
-"""One CloudEvents function per module; each is served by functions-framework (`FUNCTION_TARGET`)."""
+"""One CloudEvents function per module, picked by `FUNCTION_TARGET` and served by `tasktide.fnserver`
+(functions-framework's app plus `/healthz` and `/metrics`; gunicorn in the container)."""
 
 TARGETS = ("recurring", "reminders", "notifier", "audit", "relay")
