@@ -148,22 +148,29 @@ def send_undeliverable_reminder(server: DevServer, client: httpx.Client) -> None
     settings = {"webhook_url": f"http://127.0.0.1:{free_port()}/hook"}  # nothing listens there
     response = client.put(f"/api/{user}/notification-settings", json=settings, headers=server.headers(user))
     assert response.status_code == 200, response.text
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).replace(microsecond=0)
+    # A real pending task: the notifier stays silent for reminders of tasks that are gone or done.
+    task = client.post(
+        f"/api/{user}/tasks",
+        json={"title": "unreachable webhook", "due_at": (now + timedelta(minutes=5)).isoformat()},
+        headers=server.headers(user),
+    )
+    assert task.status_code == 201, task.text
     event = {
         "specversion": "1.0",
         "id": str(uuid.uuid4()),
         "source": "/tasktide/reminders",
         "type": "com.tasktide.reminder.due",
-        "subject": str(uuid.uuid4()),
+        "subject": task.json()["id"],
         "datacontenttype": "application/json",
         "data": {
             "reminder_id": str(uuid.uuid4()),
-            "task_id": str(uuid.uuid4()),
+            "task_id": task.json()["id"],
             "user_id": user,
             "title": "unreachable webhook",
             "offset": "PT5M",
             "remind_at": now.isoformat(),
-            "due_at": (now + timedelta(minutes=5)).isoformat(),
+            "due_at": task.json()["due_at"],
             "fired_at": now.isoformat(),
         },
     }
