@@ -13,7 +13,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Settings(BaseSettings):
-    """Every knob of the system; each field maps to ``TASKTIDE_<NAME>``."""
+    """Every knob of the system; each field maps to ``TASKTIDE_<NAME>``.
+
+    The container's gunicorn sizing (``TASKTIDE_WORKERS``, ``TASKTIDE_THREADS``) is read by ``tasktide serve``
+    before any Python app exists, so it lives in ``serve.py``."""
 
     model_config = SettingsConfigDict(env_prefix="TASKTIDE_", extra="ignore")
 
