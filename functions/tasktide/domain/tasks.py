@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 from uuid import UUID, uuid4
 from zoneinfo import available_timezones
 
@@ -137,6 +137,10 @@ class _Editable:
     recurrence: str | None
     recurrence_basis: RecurrenceBasis
     reminders: tuple[str, ...]
+
+    def as_fields(self) -> dict[str, Any]:
+        """The editable fields by name, to build or revise a ``Task``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 # --- date-times -------------------------------------------------------------------------------------
@@ -371,16 +375,7 @@ def new_task(
         updated_at=now,
         series_id=identifier,
         completed_at=now if valid.status is Status.COMPLETED else None,
-        title=valid.title,
-        description=valid.description,
-        priority=valid.priority,
-        tags=valid.tags,
-        status=valid.status,
-        due_at=valid.due_at,
-        timezone=valid.timezone,
-        recurrence=valid.recurrence,
-        recurrence_basis=valid.recurrence_basis,
-        reminders=valid.reminders,
+        **valid.as_fields(),
     )
 
 
@@ -400,16 +395,7 @@ def revise_task(task: Task, fields: Mapping[str, object], *, now: datetime) -> T
         version=task.version + 1,
         updated_at=now,
         completed_at=completed_at,
-        title=valid.title,
-        description=valid.description,
-        priority=valid.priority,
-        tags=valid.tags,
-        status=valid.status,
-        due_at=valid.due_at,
-        timezone=valid.timezone,
-        recurrence=valid.recurrence,
-        recurrence_basis=valid.recurrence_basis,
-        reminders=valid.reminders,
+        **valid.as_fields(),
     )
 
 
