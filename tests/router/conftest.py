@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request, Response
 
 from tasktide import ce
 from tasktide.router.manifests import Manifests, load_manifests
+from tasktide.router.runtime import EventRuntime
+from testenv import require_env
 
 from .support import Behaviour, RecordingSleep, Subscribers
 
@@ -85,3 +87,19 @@ def manifests() -> Manifests:
 @pytest.fixture
 def fake_sleep() -> RecordingSleep:
     return RecordingSleep()
+
+
+@pytest.fixture
+async def runtime(
+    subscribers: Subscribers, manifests: Manifests, fake_sleep: RecordingSleep
+) -> AsyncIterator[EventRuntime]:
+    rt = EventRuntime.create(subscribers.base_url, manifests=manifests, sleep=fake_sleep)
+    await rt.start()
+    yield rt
+    await rt.stop()
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> str:
+    """The real Kafka of `make test` (skipped locally without it, a failure under CI)."""
+    return require_env("TASKTIDE_TEST_KAFKA")

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from tasktide import ce
 from tasktide.router.broker import HOP_LIMIT, UnresolvableDestination, service_resolver
-from tasktide.router.manifests import Destination, Manifests, Ref, load_documents
+from tasktide.router.manifests import Destination, Ref, load_documents
 from tasktide.router.runtime import EventRuntime
 
 from .support import Behaviour, RecordingSleep, Subscribers
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def runtime(
-    subscribers: Subscribers, manifests: Manifests, fake_sleep: RecordingSleep
-) -> AsyncIterator[EventRuntime]:
-    rt = EventRuntime.create(subscribers.base_url, manifests=manifests, sleep=fake_sleep)
-    await rt.start()
-    yield rt
-    await rt.stop()
 
 
 def test_service_resolver_service_ref_and_uris() -> None:

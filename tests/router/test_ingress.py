@@ -9,22 +9,11 @@ import pytest
 from fastapi import FastAPI
 
 from tasktide import ce
-from tasktide.router.manifests import Manifests
 from tasktide.router.runtime import EventRuntime
 
-from .support import RecordingSleep, Subscribers
+from .support import Subscribers
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def runtime(
-    subscribers: Subscribers, manifests: Manifests, fake_sleep: RecordingSleep
-) -> AsyncIterator[EventRuntime]:
-    rt = EventRuntime.create(subscribers.base_url, manifests=manifests, sleep=fake_sleep)
-    await rt.start()
-    yield rt
-    await rt.stop()
 
 
 @pytest.fixture

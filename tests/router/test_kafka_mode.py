@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -28,16 +27,6 @@ from .support import Behaviour, RecordingSleep, Subscribers
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
 WAIT_SECONDS = 90.0
-
-
-@pytest.fixture(scope="module")
-def bootstrap() -> str:
-    value = os.environ.get("TASKTIDE_TEST_KAFKA")
-    if not value:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("TASKTIDE_TEST_KAFKA must be set in CI (run `bash eventing/local/kafka.sh start`)")
-        pytest.skip("TASKTIDE_TEST_KAFKA not set")
-    return value
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import threading
 import uuid
@@ -31,16 +30,6 @@ from .support import RecordingSleep, Subscribers
 pytestmark = pytest.mark.anyio
 
 WAIT_SECONDS = 90.0
-
-
-@pytest.fixture(scope="module")
-def bootstrap() -> str:
-    value = os.environ.get("TASKTIDE_TEST_KAFKA")
-    if not value:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("TASKTIDE_TEST_KAFKA must be set in CI (run `bash eventing/local/kafka.sh start`)")
-        pytest.skip("TASKTIDE_TEST_KAFKA not set")
-    return value
 
 
 @pytest.fixture
