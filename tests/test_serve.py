@@ -52,7 +52,8 @@ def sqlite_url(tmp_path: Path) -> str:
 
 def serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
     path = os.environ["PATH"]
-    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{path}", **env}
+    inherited = {k: v for k, v in os.environ.items() if k != "TASKTIDE_HOST"}  # loopback, the default
+    full = {**inherited, "PATH": f"{Path(sys.executable).parent}:{path}", **env}
     return subprocess.Popen([TASKTIDE, "serve"], env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -68,8 +69,27 @@ def running() -> Iterator[list[subprocess.Popen[bytes]]]:
 def test_serve_command_function_target_runs_gunicorn_function_app() -> None:
     argv = command({"FUNCTION_TARGET": "audit", "PORT": "9000"})
     assert argv[:2] == ["gunicorn", "tasktide.fnserver:app_from_env()"]
-    assert argv[argv.index("--bind") + 1] == "0.0.0.0:9000"
+    assert argv[argv.index("--bind") + 1] == "127.0.0.1:9000"
     assert command({"PORT": "9000"})[:3] == ["uvicorn", "tasktide.serve:api_app", "--factory"]
+
+
+def test_serve_command_without_host_env_binds_loopback() -> None:
+    for env in ({"PORT": "9000"}, {"PORT": "9000", "FUNCTION_TARGET": "audit"}):
+        argv = command(env)
+        bind = argv[argv.index("--host") + 1] if "--host" in argv else argv[argv.index("--bind") + 1]
+        assert bind.split(":")[0] == "127.0.0.1"
+
+
+def test_serve_command_host_env_sets_bind_address() -> None:
+    argv = command({"PORT": "9000", "FUNCTION_TARGET": "audit", "TASKTIDE_HOST": "0.0.0.0"})
+    assert argv[argv.index("--bind") + 1] == "0.0.0.0:9000"
+    argv = command({"PORT": "9000", "TASKTIDE_HOST": "0.0.0.0"})
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+
+
+def test_serve_image_sets_host_env_to_all_interfaces() -> None:
+    dockerfile = (Path(__file__).resolve().parents[1] / "Dockerfile").read_text()
+    assert "TASKTIDE_HOST=0.0.0.0" in dockerfile
 
 
 def test_serve_function_target_audit_answers_cloudevent_2xx(

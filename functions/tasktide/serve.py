@@ -1,13 +1,17 @@
-"""`tasktide serve`: the container entrypoint, listening on `$PORT`.
+"""`tasktide serve`: the container entrypoint, listening on `$TASKTIDE_HOST:$PORT`.
 
 `FUNCTION_TARGET` picks a CloudEvents function (functions-framework's app plus `/healthz` and `/metrics`,
-under gunicorn); without it the task API is served by uvicorn."""
+under gunicorn); without it the task API is served by uvicorn. The bind address is `TASKTIDE_HOST`,
+127.0.0.1 unless set: the image sets it to 0.0.0.0 (a pod must answer on its IP), while tests and
+benchmarks started outside a container stay on loopback."""
 
 from __future__ import annotations
 
 import os
 
 from fastapi import FastAPI
+
+DEFAULT_HOST = "127.0.0.1"
 
 
 def api_app() -> FastAPI:
@@ -37,15 +41,16 @@ def command(environ: dict[str, str] | None = None) -> list[str]:
     """The exact argv `tasktide serve` execs for this environment."""
     env = dict(os.environ if environ is None else environ)
     port = env.get("PORT", "8080")
+    host = env.get("TASKTIDE_HOST") or DEFAULT_HOST
     target = env.get("FUNCTION_TARGET")
     if target:
         threads = env.get("TASKTIDE_THREADS", "8")
         return [
             *("gunicorn", "tasktide.fnserver:app_from_env()", "--config", "python:tasktide.gunicorn_conf"),
-            *("--bind", f"0.0.0.0:{port}"),
+            *("--bind", f"{host}:{port}"),
             *("--workers", env.get("TASKTIDE_WORKERS", "1"), "--threads", threads, "--timeout", "0"),
         ]
-    return [*("uvicorn", "tasktide.serve:api_app", "--factory"), *("--host", "0.0.0.0", "--port", port)]
+    return [*("uvicorn", "tasktide.serve:api_app", "--factory"), *("--host", host, "--port", port)]
 
 
 def serve() -> None:

@@ -160,6 +160,7 @@ def run_all(runs: int, workdir: Path) -> tuple[list[Measured], ImportProfile, Im
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
         "TASKTIDE_DATABASE_URL": db_url,
         "TASKTIDE_JWT_SECRET": benchlib.JWT_SECRET,
+        "TASKTIDE_HOST": "127.0.0.1",  # `tasktide serve` binds loopback here (the image sets 0.0.0.0)
     }
     base_env.pop("FUNCTION_TARGET", None)
 
