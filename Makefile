@@ -42,7 +42,9 @@ pytest: install
 	source .ci/test-env.sh && $(BIN)/pytest tests loadtests/bench $(PYTEST_ARGS)
 
 test: lint typecheck services
-	$(MAKE) pytest
+	@status=0; $(MAKE) pytest || status=$$?; \
+	echo "make test: Postgres (127.0.0.1:$${TASKTIDE_PG_PORT:-55432}) and Kafka (127.0.0.1:$${TASKTIDE_KAFKA_PORT:-9092}) are still running for the next run; \`make stop-services\` stops them."; \
+	exit $$status
 
 loadtest: install
 	bash loadtests/smoke.sh

@@ -170,3 +170,56 @@ def test_redact_text_ordinary_message_unchanged() -> None:
     text = "task task-1 completed by user-7 in 12ms"
 
     assert logs.redact_text(text) == text
+
+
+def test_json_formatter_uvicorn_color_message_dropped_and_ansi_stripped(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]", 42, extra={"color_message": "Started \x1b[36m%d\x1b[0m"}
+    )
+    logging.getLogger("tasktide.test").info("\x1b[32mgreen\x1b[0m")
+
+    first, second = _lines(json_logs)
+    assert "color_message" not in first and first["msg"] == "Started server process [42]"
+    assert second["msg"] == "green"
+
+
+def _record(msg: str, **extra: Any) -> logging.LogRecord:
+    record = logging.LogRecord("tasktide.test", logging.WARNING, __file__, 1, msg, None, None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_text_formatter_same_fields_as_json_one_readable_line() -> None:
+    record = _record("delivery failed", ce_id="ev-1", task_id="t-1", attempt=2, token=JWT)
+    as_json = json.loads(logs.JsonFormatter("notifier").format(record))
+    as_text = logs.TextFormatter("notifier").format(record)
+
+    assert "\n" not in as_text and not as_text.startswith("{")
+    assert " WARNING notifier tasktide.test: delivery failed" in as_text
+    for key in ("ce_id", "task_id", "attempt", "token"):
+        assert f"{key}={as_json[key]}" in as_text
+    assert JWT not in as_text and logs.REDACTED in as_text
+
+
+class _Terminal:
+    def isatty(self) -> bool:
+        return True
+
+
+def _installed_formatter() -> logging.Formatter | None:
+    [handler] = [h for h in logging.getLogger().handlers if getattr(h, "_tasktide_json_handler", False)]
+    return handler.formatter
+
+
+def test_configure_logging_auto_text_on_terminal_json_otherwise(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure_logging("api", log_format="auto")
+    assert isinstance(_installed_formatter(), logs.JsonFormatter)  # captured stdout is no terminal
+    logs.configure_logging("api", log_format="text")
+    assert isinstance(_installed_formatter(), logs.TextFormatter)
+    terminal: Any = _Terminal()
+    assert logs._wants_text("auto", terminal) and logs._wants_text("text", terminal)
+    assert not logs._wants_text("json", terminal)

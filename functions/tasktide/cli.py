@@ -21,10 +21,12 @@ def parse_duration(text: str) -> timedelta:
 
 
 def parse_seconds(text: str) -> float:
+    from tasktide.settings import parse_seconds as seconds
+
     try:
-        return parse_duration(text).total_seconds()
-    except argparse.ArgumentTypeError:
-        return float(text)
+        return seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _apply_env(args: argparse.Namespace) -> None:
@@ -57,16 +59,26 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     from tasktide.api.auth import encode_token
     from tasktide.dapr import secret_store
-    from tasktide.services import resolve_jwt_secret
-    from tasktide.settings import get_settings
+    from tasktide.services import configured_jwt_secret
+    from tasktide.settings import DEV_JWT_SECRET, get_settings
 
     settings = get_settings()
-    print(encode_token(args.user_id, resolve_jwt_secret(settings, secret_store(settings)), args.ttl))
+    secret = configured_jwt_secret(settings, secret_store(settings))
+    if not secret:
+        secret = DEV_JWT_SECRET
+        print(
+            "tasktide token: TASKTIDE_JWT_SECRET is not set, so this token is signed with the development "
+            "secret that `tasktide dev` uses; a server started with TASKTIDE_JWT_SECRET refuses it "
+            "(run `TASKTIDE_JWT_SECRET=<the server's secret> tasktide token ...`)",
+            file=sys.stderr,
+        )
+    print(encode_token(args.user_id, secret, args.ttl))
     return 0
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
     _apply_env(args)
+    os.environ.setdefault("TASKTIDE_DEV_MODE", "1")  # development secrets on any database (local only)
     from tasktide.dev import serve_dev
 
     serve_dev()
@@ -102,8 +114,25 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+SERVE_HELP = """Container entrypoint. With FUNCTION_TARGET set (recurring, reminders, notifier, audit, relay)
+it runs that CloudEvents function under gunicorn, else the task API under uvicorn, listening on $PORT
+(default 8080). Env: FUNCTION_TARGET, PORT, TASKTIDE_WORKERS, TASKTIDE_THREADS and every TASKTIDE_*
+setting."""
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("tasktide")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tasktide", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run the API, every function and the event router in one process")
@@ -115,38 +144,80 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--kafka", metavar="HOST:PORT", help="use a real Kafka broker (TASKTIDE_KAFKA_BOOTSTRAP)"
     )
-    dev.add_argument("--ping-every", type=parse_seconds, help="run every PingSource this often, e.g. 1s")
+    dev.add_argument(
+        "--ping-every",
+        type=parse_seconds,
+        metavar="DURATION",
+        help="run every PingSource this often instead of its schedule, e.g. 1s (TASKTIDE_PING_EVERY)",
+    )
     dev.set_defaults(func=cmd_dev)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
-    migrate.add_argument("--database-url")
+    migrate.add_argument(
+        "--database-url", help="SQLAlchemy URL (TASKTIDE_DATABASE_URL, default sqlite:///./tasktide.db)"
+    )
     migrate.set_defaults(func=cmd_migrate)
 
-    token = sub.add_parser("token", help="print a bearer token for USER_ID")
-    token.add_argument("user_id")
-    token.add_argument("--ttl", type=parse_duration, default=timedelta(hours=24))
+    token = sub.add_parser(
+        "token",
+        help="print a bearer token for USER_ID",
+        description="Print a bearer token for USER_ID, signed with TASKTIDE_JWT_SECRET (or the jwt-secret "
+        "secret); without one, with the development secret that `tasktide dev` uses.",
+    )
+    token.add_argument("user_id", metavar="USER_ID", help="the user the token is for (its sub claim)")
+    token.add_argument(
+        "--ttl",
+        type=parse_duration,
+        default=timedelta(hours=24),
+        metavar="DURATION",
+        help="lifetime, e.g. 30m, 24h or 7d (default 24h)",
+    )
     token.set_defaults(func=cmd_token)
 
     serve = sub.add_parser(
-        "serve", help="container entrypoint: FUNCTION_TARGET's function, else the API, on $PORT"
+        "serve",
+        help="container entrypoint: FUNCTION_TARGET's function, else the API, on $PORT",
+        description=SERVE_HELP,
     )
     serve.set_defaults(func=cmd_serve)
 
     dead = sub.add_parser("dead-letters", help="list or replay the dead-letter topic")
-    dead.add_argument("action", choices=["list", "replay"])
-    dead.add_argument("--kafka", required=True, metavar="HOST:PORT")
-    dead.add_argument("--broker-url", help="Broker ingress to replay into")
+    dead.add_argument("action", choices=["list", "replay"], help="list the dead letters, or replay them")
+    dead.add_argument(
+        "--kafka", required=True, metavar="HOST:PORT", help="Kafka bootstrap server holding the topic"
+    )
+    dead.add_argument(
+        "--broker-url",
+        metavar="URL",
+        help="Broker ingress to replay into, e.g. http://127.0.0.1:8080/default/default "
+        "(on a cluster: kubectl port-forward, see docs/operations.md)",
+    )
     dead.set_defaults(func=cmd_dead_letters)
 
     schemas = sub.add_parser("schemas", help="write the JSON Schemas of every event's data")
-    schemas.add_argument("--out", default="docs/schemas")
+    schemas.add_argument(
+        "--out", default="docs/schemas", metavar="DIR", help="directory to write to (default docs/schemas)"
+    )
     schemas.set_defaults(func=cmd_schemas)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from tasktide.settings import ConfigurationError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigurationError as exc:
+        print(f"tasktide {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a TASKTIDE_* variable pydantic-settings refused
+        for error in exc.errors():
+            name = "TASKTIDE_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"tasktide {args.command}: error: {name}: {error['msg']}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Structured JSON logging: one JSON object per line on stdout, with secrets redacted.
+"""Structured logging: one JSON object per line on stdout (containers), or one readable line per record on
+a terminal (``TASKTIDE_LOG_FORMAT=auto|json|text``), the same fields either way, with secrets redacted.
 
 Consumes: standard ``logging`` records from every module, contextual fields bound with :func:`bind` (a
 contextvar, so it follows asyncio tasks) or passed as ``extra=``, and a W3C ``traceparent`` header value
@@ -31,10 +32,12 @@ __all__ = [
     "CONTEXT_FIELDS",
     "REDACTED",
     "JsonFormatter",
+    "TextFormatter",
     "bind",
     "bound_fields",
     "configure_logging",
     "parse_traceparent",
+    "record_fields",
     "redact",
     "redact_text",
 ]
@@ -153,36 +156,78 @@ def bound_fields() -> Mapping[str, Any]:
     return dict(_CONTEXT.get())
 
 
+_ANSI: Final = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Extras some libraries add that duplicate ``msg`` (uvicorn's ``color_message`` carries ANSI colours).
+_DROPPED_EXTRAS: Final = frozenset({"color_message"})
+
+
+def record_fields(record: logging.LogRecord, function: str, formatter: logging.Formatter) -> dict[str, Any]:
+    """The redacted fields of one record, the same whichever format prints them (see module docstring)."""
+    payload: dict[str, Any] = {
+        "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+        "level": record.levelname,
+        "logger": record.name,
+        "function": function,
+        "msg": _ANSI.sub("", record.getMessage()),
+    }
+    extras = {
+        k: v for k, v in record.__dict__.items() if k not in _RESERVED_ATTRS and k not in _DROPPED_EXTRAS
+    }
+    context = {**_CONTEXT.get(), **_normalise(extras)}
+    # a bound/extra `function` (one process serving several functions, e.g. `tasktide dev`) wins
+    if context.get("function"):
+        payload["function"] = str(context.pop("function"))
+    for name in CONTEXT_FIELDS:
+        if name in context:
+            payload[name] = context.pop(name)
+    for name, value in context.items():
+        payload.setdefault(name, value)
+    if record.exc_info:
+        payload["exc"] = formatter.formatException(record.exc_info)
+    if record.stack_info:
+        payload["stack"] = formatter.formatStack(record.stack_info)
+    redacted: dict[str, Any] = redact(payload)
+    return redacted
+
+
 class JsonFormatter(logging.Formatter):
-    """Format a record as one JSON line (see module docstring)."""
+    """Format a record as one JSON line (see module docstring): for containers and Loki."""
 
     def __init__(self, function: str) -> None:
         super().__init__()
         self.function = function
 
     def format(self, record: logging.LogRecord) -> str:
-        payload: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "function": self.function,
-            "msg": record.getMessage(),
-        }
-        extras = {k: v for k, v in record.__dict__.items() if k not in _RESERVED_ATTRS}
-        context = {**_CONTEXT.get(), **_normalise(extras)}
-        # a bound/extra `function` (one process serving several functions, e.g. `tasktide dev`) wins
-        if context.get("function"):
-            payload["function"] = str(context.pop("function"))
-        for name in CONTEXT_FIELDS:
-            if name in context:
-                payload[name] = context.pop(name)
-        for name, value in context.items():
-            payload.setdefault(name, value)
-        if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            payload["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(redact(payload), default=str, ensure_ascii=False)
+        return json.dumps(record_fields(record, self.function, self), default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """Format a record for a person at a terminal, with the same fields as :class:`JsonFormatter`:
+    ``12:00:01.234 INFO  reminders tasktide.functions.reminders: msg  ce_id=... task_id=...``
+    (the date and the exception follow on their own lines)."""
+
+    def __init__(self, function: str) -> None:
+        super().__init__()
+        self.function = function
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = record_fields(record, self.function, self)
+        ts, level, logger = fields.pop("ts"), fields.pop("level"), fields.pop("logger")
+        function, msg = fields.pop("function"), fields.pop("msg")
+        exc, stack = fields.pop("exc", None), fields.pop("stack", None)
+        clock = str(ts)[11:23]
+        line = f"{clock} {level:<7} {function} {logger}: {msg}"
+        if fields:
+            line += "  " + " ".join(f"{k}={_text_value(v)}" for k, v in fields.items())
+        for extra in (exc, stack):
+            if extra:
+                line += "\n" + str(extra)
+        return line
+
+
+def _text_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    return json.dumps(text, ensure_ascii=False) if (not text or " " in text or '"' in text) else text
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -200,15 +245,30 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(function: str, level: str = "INFO") -> None:
-    """Install the JSON formatter on stdout for the root logger (idempotent: replaces a previous install)."""
+def _wants_text(log_format: str, stream: TextIO) -> bool:
+    if log_format == "auto":
+        isatty = getattr(stream, "isatty", None)
+        return bool(isatty and isatty())
+    return log_format == "text"
+
+
+def configure_logging(function: str, level: str = "INFO", log_format: str | None = None) -> None:
+    """Install the formatter on stdout for the root logger (idempotent: replaces a previous install).
+
+    ``log_format`` (default ``TASKTIDE_LOG_FORMAT``): ``json`` (containers, Loki), ``text`` (a person),
+    ``auto`` (the default: text when stdout is a terminal, else JSON). Both carry the same fields."""
+    if log_format is None:
+        from tasktide.settings import get_settings
+
+        log_format = get_settings().log_format
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, _HANDLER_MARK, False):
             root.removeHandler(handler)
     handler = _StdoutHandler()
     setattr(handler, _HANDLER_MARK, True)
-    handler.setFormatter(JsonFormatter(function))
+    text = _wants_text(log_format, sys.stdout)
+    handler.setFormatter(TextFormatter(function) if text else JsonFormatter(function))
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.captureWarnings(True)

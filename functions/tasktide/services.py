@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tasktide.dapr import SecretNotFound, SecretStore, StateStore, secret_store, state_store
 from tasktide.db.engine import make_engine, session_factory, track_pool
 from tasktide.outbox import Relay, RelayWorker
-from tasktide.settings import DEV_JWT_SECRET, Settings
+from tasktide.settings import DEV_JWT_SECRET, ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
 DEV_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"tasktide-dev-webhook-signing-key!").decode()
@@ -61,7 +61,10 @@ class Services:
         if secret:
             return secret
         if not self.settings.embedded:
-            raise RuntimeError("the webhook-signing-secret secret is required outside the embedded default")
+            raise ConfigurationError(
+                "set TASKTIDE_WEBHOOK_SECRET (or the webhook-signing-secret secret): the development "
+                "secret is only used by `tasktide dev` and the SQLite default"
+            )
         log.warning("using the built-in development webhook signing secret (embedded default only)")
         return DEV_WEBHOOK_SECRET
 
@@ -108,13 +111,24 @@ class Services:
         return services
 
 
+def configured_jwt_secret(settings: Settings, secrets: SecretStore | None = None) -> str | None:
+    """The JWT secret an operator configured (secret store, then ``TASKTIDE_JWT_SECRET``), if any."""
+    return read_secret(secrets, "jwt-secret", settings.jwt_secret) if secrets else settings.jwt_secret
+
+
 def resolve_jwt_secret(settings: Settings, secrets: SecretStore | None = None) -> str:
-    secret = read_secret(secrets, "jwt-secret", settings.jwt_secret) if secrets else settings.jwt_secret
+    """The configured secret; else, for `tasktide dev` and the SQLite default, the development secret
+    (which `tasktide token` also signs with when no secret is configured); else ConfigurationError."""
+    secret = configured_jwt_secret(settings, secrets)
     if secret:
         return secret
     if settings.embedded:
-        log.warning("using the built-in development JWT secret (embedded default only)")
+        log.warning(
+            "using the built-in development JWT secret (`tasktide token` signs with it when "
+            "TASKTIDE_JWT_SECRET is unset); set TASKTIDE_JWT_SECRET for anything but local development"
+        )
         return DEV_JWT_SECRET
-    raise RuntimeError(
-        "the jwt-secret secret (or TASKTIDE_JWT_SECRET) is required outside the embedded default"
+    raise ConfigurationError(
+        "set TASKTIDE_JWT_SECRET (or the jwt-secret secret): the development secret is only used by "
+        "`tasktide dev` and the SQLite default; mint tokens with the same secret (`tasktide token USER`)"
     )

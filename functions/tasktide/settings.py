@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "tasktide-dev-secret-do-not-use-in-production"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+_DURATION = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>ms|[smhd])?$")
+_UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class ConfigurationError(RuntimeError):
+    """A setting or secret is missing or wrong; ``str(exc)`` tells the operator what to set."""
+
+
+def parse_seconds(text: str) -> float:
+    """``"1s"``, ``"500ms"``, ``"15m"``, ``"2h"``, ``"1d"`` or a plain number of seconds, as seconds."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 1s, 500ms, 15m, 24h or a number of seconds")
+    return float(match["n"]) * _UNIT_SECONDS[match["unit"]]
 
 
 class Settings(BaseSettings):
@@ -31,6 +47,7 @@ class Settings(BaseSettings):
     eventing_dir: Path = REPO_ROOT / "eventing"
     knative_dir: Path = REPO_ROOT / "knative"
     ping_every: float | None = None
+    dev_mode: bool = False
     dapr_http_port: int | None = Field(default=None, validation_alias="DAPR_HTTP_PORT")
     dapr_grpc_port: int | None = Field(default=None, validation_alias="DAPR_GRPC_PORT")
     secret_store: str = "secretstore"
@@ -43,11 +60,21 @@ class Settings(BaseSettings):
     smtp_from: str = "tasktide@localhost"
     webhook_secret: str | None = None
     log_level: str = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
     max_body_bytes: int = 64 * 1024
+
+    @field_validator("ping_every", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        """``TASKTIDE_PING_EVERY=1s`` (the README's value) as well as ``1`` or ``0.5``."""
+        return parse_seconds(value) if isinstance(value, str) and value.strip() else value
 
     @property
     def embedded(self) -> bool:
-        """The one-process default: SQLite and no Dapr sidecar (dev secrets allowed only here)."""
+        """Development secrets are allowed: ``tasktide dev`` (``TASKTIDE_DEV_MODE``, set by the command, on
+        any database), or the one-process default (SQLite and no Dapr sidecar)."""
+        if self.dev_mode:
+            return True
         return self.database_url.startswith("sqlite") and self.dapr_grpc_port is None
 
 

@@ -101,13 +101,13 @@ def test_create_task_oversized_body_returns_413(client: TestClient, auth: Auth) 
     assert response.headers["content-type"].startswith(PROBLEM)
 
 
-def test_create_task_malformed_json_returns_422(client: TestClient, auth: Auth) -> None:
+def test_create_task_malformed_json_returns_400(client: TestClient, auth: Auth) -> None:
     response = client.post(
         "/api/alice/tasks",
         content=b"{not json",
         headers={**auth("alice"), "content-type": "application/json"},
     )
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.headers["content-type"].startswith(PROBLEM)
 
 
@@ -200,8 +200,8 @@ def test_list_tasks_due_range_overdue_and_sort(client: TestClient, auth: Auth) -
     assert titles("due_to=2021-01-01T00:00:00Z") == ["past"]
     assert titles("sort=due_at") == ["past", "future", "undated"]
     assert titles("sort=-due_at") == ["future", "past", "undated"]
-    assert titles("sort=priority") == ["future", "past", "undated"]
-    assert titles("sort=-priority") == ["undated", "past", "future"]
+    assert titles("sort=priority") == ["undated", "past", "future"]
+    assert titles("sort=-priority") == ["future", "past", "undated"]
     assert titles("sort=title") == ["future", "past", "undated"]
 
 

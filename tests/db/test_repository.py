@@ -114,7 +114,8 @@ def test_repository_search_filters_and_sorts(sessions: sessionmaker[Session]) ->
 
         assert titles(sort="due_at") == ["a", "b", "c"]
         assert titles(sort="-due_at") == ["b", "a", "c"]
-        assert titles(sort="priority") == ["a", "b", "c"]
+        assert titles(sort="priority") == ["c", "b", "a"]  # ascending: none < low < high
+        assert titles(sort="-priority") == ["a", "b", "c"]  # descending: high first
         assert titles(tags=("x", "y")) == ["a"]
         assert titles(q="B") == ["b"]
         assert titles(sort="title", limit=2, offset=1) == ["b", "c"]

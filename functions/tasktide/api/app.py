@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tasktide import metrics
 from tasktide.api import problems
+from tasktide.api.docs import install_docs
 from tasktide.api.routes import health, history, notifications, stream, tasks
 from tasktide.services import Services
 from tasktide.stream import StreamHub
@@ -102,6 +103,9 @@ def _is_api_request(scope: Scope) -> bool:
 def create_app(services: Services, hub: StreamHub | None = None, lifespan: Lifespan | None = None) -> FastAPI:
     app = FastAPI(
         lifespan=lifespan,
+        redirect_slashes=False,  # a trailing slash gets a 404 problem saying so, not an empty 307
+        docs_url=None,  # served from local files by install_docs: no CDN
+        redoc_url=None,
         title="tasktide",
         version="0.1.0",
         description="Tasks with priorities, tags, due dates, recurrence and reminders.",
@@ -109,11 +113,13 @@ def create_app(services: Services, hub: StreamHub | None = None, lifespan: Lifes
     app.state.services = services
     app.state.hub = hub or StreamHub()
     problems.install(app)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.include_router(history.router)
     app.include_router(notifications.router)
     app.include_router(stream.router)
+    app.include_router(problems.misdirected)
 
     app.add_middleware(RedMetrics)
     app.add_middleware(RequestGuard, limit=services.settings.max_body_bytes)

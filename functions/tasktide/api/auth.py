@@ -38,6 +38,18 @@ def authorize(request: Request, user_id: UserId) -> str:
         )
     except jwt.ExpiredSignatureError:
         raise Problem(401, "The token has expired; mint a new one.") from None
+    except jwt.InvalidSignatureError:
+        raise Problem(
+            401,
+            "The token's signature does not match this server's JWT secret: mint it with the secret the "
+            "server uses (`TASKTIDE_JWT_SECRET=<the server's secret> tasktide token USER_ID`).",
+        ) from None
+    except jwt.DecodeError:
+        raise Problem(
+            401,
+            "The bearer token is not a JWT (three base64url parts separated by dots); "
+            "mint one with `tasktide token USER_ID`.",
+        ) from None
     except jwt.InvalidTokenError as exc:
         raise Problem(401, f"The token is invalid: {exc}.") from None
     if claims.get("sub") != user_id:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -69,6 +70,50 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or str(loc[0] if loc else "request")
 
 
+# The same words for the same mistake, whichever validator caught it (pydantic for POST/PUT, the domain
+# for PATCH's merge patch).
+_MESSAGES = {"extra_forbidden": "unknown field"}
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    return _MESSAGES.get(str(error.get("type")), str(error.get("msg", "")))
+
+
+def _json_problem(error: Mapping[str, Any]) -> JSONResponse:
+    """A body that is not JSON at all: 400, saying where parsing stopped (not a field named by an offset)."""
+    ctx = error.get("ctx") or {}
+    reason = str(ctx.get("error") or error.get("msg") or "invalid JSON")
+    loc = tuple(error.get("loc", ()))
+    where = f" at character {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
+    detail = f"The request body is not valid JSON ({reason}{where}); send a JSON object."
+    return problem_response(400, detail, errors=[{"field": "body", "message": f"{reason}{where}"}])
+
+
+def not_found_hint(path: str) -> str:
+    """What to do about a URL no route serves: a trailing slash, or the user left out of a task URL."""
+    if path != "/" and path.endswith("/"):
+        return f"No route serves {path}; drop the trailing slash: {path.rstrip('/')}"
+    parts = path.strip("/").split("/")
+    if len(parts) >= 2 and parts[0] == "api" and parts[1] == "tasks":
+        return (
+            f"No route serves {path}: task routes name the user, "
+            "e.g. /api/alice/tasks (/api/{user_id}/tasks)."
+        )
+    return f"No route serves {path}; see /docs for the API's routes."
+
+
+misdirected = APIRouter(include_in_schema=False)
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@misdirected.api_route("/api/tasks", methods=_METHODS)
+@misdirected.api_route("/api/tasks/{rest:path}", methods=_METHODS)
+async def _user_left_out(request: Request) -> JSONResponse:
+    """`/api/tasks...` without a user: a 404 that names the route to use (in `tasktide dev` the broker
+    ingress `/{namespace}/{broker}` would otherwise answer for it)."""
+    return problem_response(404, not_found_hint(request.url.path))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
@@ -83,16 +128,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": _location(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))}
-            for e in exc.errors()
-        ]
+        invalid_json = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+        if invalid_json:
+            return _json_problem(invalid_json[0])
+        errors = [{"field": _location(tuple(e.get("loc", ()))), "message": _message(e)} for e in exc.errors()]
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem_response(422, f"The request has invalid fields: {summary}", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "Error")
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = not_found_hint(request.url.path)
         return problem_response(exc.status_code, detail, headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)

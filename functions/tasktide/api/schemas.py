@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, computed_field
 
 from tasktide.domain.tasks import Task
 
@@ -25,7 +25,7 @@ class TaskIn(BaseModel):
     priority: Priority = "none"
     tags: list[str] = Field(default_factory=list, max_length=100)
     status: StatusName | None = None
-    completed: bool | None = None
+    completed: StrictBool | None = None  # JSON true/false only: "yes" or 1 is a 422, not true
     due_at: datetime | None = None
     timezone: str = Field(default="UTC", max_length=64)
     recurrence: str | None = Field(default=None, max_length=1000)
@@ -45,7 +45,7 @@ class TaskIn(BaseModel):
 class CompleteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    completed: bool
+    completed: StrictBool
 
 
 class TaskOut(BaseModel):

@@ -265,7 +265,10 @@ def _sorted(stmt: Select[Any], sort: str) -> Select[Any]:
         "created_at": TaskRow.created_at,
         "updated_at": TaskRow.updated_at,
     }[key]
-    # "priority" ascending means high first (rank 0); tasks without a due date always come last.
+    # Priorities order high > medium > low > none (rank 0 is high): "-priority" (descending) puts high
+    # first, "priority" low first. Tasks without a due date always come last.
+    if key == "priority":
+        descending = not descending
     order = column.desc() if descending else column.asc()
     clauses = [TaskRow.due_at.is_(None).asc()] if key == "due_at" else []
     return stmt.order_by(*clauses, order, TaskRow.created_at.asc(), TaskRow.id.asc())

@@ -205,7 +205,8 @@ class LocalBroker:
         """
         sources = [s for s in self.manifests.kafka_sources if topic in s.topics]
         if not sources:
-            log.warning("no KafkaSource reads topic %s; event %s ignored", topic, event["id"])
+            # normal for a topic other consumers read (task-updates: every API replica follows it for SSE)
+            log.debug("no KafkaSource reads topic %s; event %s not routed to a Broker", topic, event["id"])
         outcomes = await asyncio.gather(
             *(self.send_to(s.sink, event, s.delivery) for s in sources), return_exceptions=True
         )
@@ -234,6 +235,15 @@ class LocalBroker:
             None,
         )
         triggers = self.triggers_for(event, broker, namespace)
+        if not triggers:
+            log.info(
+                "event %s of type %s matches no Trigger of Broker %s/%s: nothing receives it",
+                event["id"],
+                event["type"],
+                namespace,
+                broker,
+                extra={"ce_id": str(event["id"]), "ce_type": str(event["type"])},
+            )
         outcomes = await asyncio.gather(
             *(
                 self.send_to(

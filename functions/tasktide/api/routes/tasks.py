@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
 from tasktide import events
 from tasktide.api.auth import CurrentUser
@@ -39,9 +39,29 @@ from tasktide.services import Services
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ProblemOut, "content": {"application/problem+json": {}}}
-    for code in (401, 403, 404, 412, 413, 422)
+    for code in (400, 401, 403, 404, 412, 413, 415, 422)
 }
-router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=ERRORS)
+
+
+def require_json(request: Request) -> None:
+    """A body must be JSON (``application/json``, ``application/merge-patch+json``, any ``+json``): 415
+    for anything else, e.g. ``text/plain``, instead of a confusing validation error."""
+    content_type = request.headers.get("content-type")
+    if content_type is None or request.method not in ("POST", "PUT", "PATCH"):
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return
+    raise Problem(
+        415,
+        f"The body is {media or 'untyped'}; send JSON with 'Content-Type: application/json'.",
+        headers={"Accept-Post": "application/json", "Accept-Patch": "application/merge-patch+json"},
+    )
+
+
+router = APIRouter(
+    prefix="/api/{user_id}/tasks", tags=["tasks"], responses=ERRORS, dependencies=[Depends(require_json)]
+)
 Sort = Literal[
     "due_at",
     "-due_at",
