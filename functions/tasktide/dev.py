@@ -112,8 +112,20 @@ def build_dev_app(settings: Settings) -> FastAPI:
     return app
 
 
+def quiet_internal_deliveries(record: logging.LogRecord) -> bool:
+    """Drop uvicorn's access line for the router's own successful deliveries to `/services/<name>`: the
+    function logs its outcome already, so `--ping-every 1s` does not add two lines a second."""
+    args = record.args
+    if isinstance(args, tuple) and len(args) >= 5:
+        path, status = str(args[2]), args[4]
+        if path.startswith("/services/") and isinstance(status, int) and status < 400:
+            return False
+    return True
+
+
 def serve_dev() -> None:
     settings = get_settings()
     configure_logging("dev", settings.log_level)
+    logging.getLogger("uvicorn.access").addFilter(quiet_internal_deliveries)
     app = build_dev_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -80,6 +81,16 @@ async def test_publish_unmatched_event_delivered_nowhere(
     assert runtime.dead_letters == []
 
 
+async def test_publish_unmatched_event_logged_once_with_its_type(
+    runtime: EventRuntime, subscribers: Subscribers, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="tasktide.router"):
+        await runtime.publish(ce.new_event("test.nobody", "/test", None))
+        await runtime.drain()
+    lines = [r.getMessage() for r in caplog.records if "matches no Trigger" in r.getMessage()]
+    assert len(lines) == 1 and "test.nobody" in lines[0]
+
+
 async def test_publish_to_topic_goes_through_kafka_source_to_trigger(
     runtime: EventRuntime, subscribers: Subscribers
 ) -> None:
@@ -105,12 +116,14 @@ async def test_publish_to_topic_same_partitionkey_delivered_in_order(
     assert [e["id"] for e in subscribers.events("audit")] == [e["id"] for e in events]
 
 
-async def test_publish_to_topic_without_source_delivers_nothing(
-    runtime: EventRuntime, subscribers: Subscribers
+async def test_publish_to_topic_without_source_delivers_nothing_without_warning(
+    runtime: EventRuntime, subscribers: Subscribers, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await runtime.publish_to_topic("task-updates", ce.new_event("com.tasktide.task.created", "/x", None))
-    await runtime.drain()
+    with caplog.at_level(logging.DEBUG):
+        await runtime.publish_to_topic("task-updates", ce.new_event("com.tasktide.task.created", "/x", None))
+        await runtime.drain()
     assert subscribers.received == {}
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []  # SSE reads it: normal
 
 
 async def test_trigger_uri_dead_letter_sink_receives_failed_event(

@@ -6,6 +6,7 @@ event to its Kafka topic (`task-events`, `task-updates`, `reminders`).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import functions_framework
@@ -22,4 +23,5 @@ def relay(event: Any) -> None:
             raise RuntimeError("relay has no publisher: set TASKTIDE_KAFKA_BOOTSTRAP")
         sent = services.relay.run_once()
         metrics.EVENTS_CONSUMED.labels("relay", fnkit.attr(event, "type") or "", "ok").inc()
-        fnkit.log.info("outbox sweep published %d events", sent)
+        # an idle sweep (every second with --ping-every 1s) is DEBUG; one that published is INFO
+        fnkit.log.log(logging.INFO if sent else logging.DEBUG, "outbox sweep published %d events", sent)

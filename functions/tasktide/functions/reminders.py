@@ -8,6 +8,7 @@ reminder; the partial index on unfired `remind_at` keeps the scan O(due reminder
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -85,4 +86,6 @@ def reminders(event: Any) -> None:
     with fnkit.bind_event("reminders", event):
         fired, skipped = scan(datetime.now(UTC))
         metrics.EVENTS_CONSUMED.labels("reminders", fnkit.attr(event, "type") or "", "ok").inc()
-        fnkit.log.info("reminder scan fired %d, skipped %d past-due", fired, skipped)
+        # an idle tick (every second with --ping-every 1s) is DEBUG; a tick that did something is INFO
+        level = logging.INFO if fired or skipped else logging.DEBUG
+        fnkit.log.log(level, "reminder scan fired %d, skipped %d past-due", fired, skipped)
