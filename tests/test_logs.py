@@ -175,7 +175,7 @@ def test_redact_text_ordinary_message_unchanged() -> None:
 def test_json_formatter_uvicorn_color_message_dropped_and_ansi_stripped(
     json_logs: pytest.CaptureFixture[str],
 ) -> None:
-    logging.getLogger("uvicorn.error").info(
+    logging.getLogger("tasktide.test.uvicorn").info(  # uvicorn.error may not propagate after a server ran
         "Started server process [%d]", 42, extra={"color_message": "Started \x1b[36m%d\x1b[0m"}
     )
     logging.getLogger("tasktide.test").info("\x1b[32mgreen\x1b[0m")
