@@ -61,6 +61,7 @@ def test_without_error_extensions_keeps_identity_and_drops_errors() -> None:
     assert not any(k.startswith("knativeerror") for k in cleaned)
 
 
+@pytest.mark.kafka
 def test_replay_dead_letters_posts_each_once_then_nothing(broker_url: str) -> None:
     bootstrap = require_env("TASKTIDE_TEST_KAFKA")
     topic = f"dead-letter-{uuid.uuid4().hex[:8]}"

@@ -6,7 +6,7 @@ contextvar, so it follows asyncio tasks) or passed as ``extra=``, and a W3C ``tr
 (``00-<trace_id>-<span_id>-<flags>``) from which ``trace_id`` is extracted.
 Emits: lines like ``{"ts": "...", "level": "INFO", "logger": "tasktide.api", "function": "api",
 "msg": "...", "ce_id": "...", "ce_type": "...", "task_id": "...", "user_id": "...", "trace_id": "..."}``
-on stdout (Loki/promtail parses them, see ``grafana/loki/promtail.yaml``).
+on stdout (Grafana Alloy ships them to Loki, see ``grafana/loki/config.alloy``).
 
 Redaction: values under keys that look secret (authorization, token, password, secret, jwt, api_key, ...)
 and ``Bearer ...`` / ``Basic ...`` credentials, JWT-looking strings and ``password=...``-style pairs inside

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -178,12 +179,32 @@ def test_provisioning_datasources_match_dashboard_variables() -> None:
     assert dashboards["providers"][0]["type"] == "file"
 
 
-def test_promtail_pipeline_extracts_log_fields_tasktide_emits() -> None:
-    doc = yaml.safe_load((GRAFANA / "loki" / "promtail.yaml").read_text())
-    stages: list[dict[str, Any]] = doc["scrape_configs"][0]["pipeline_stages"]
-    merged = {key: value for stage in stages for key, value in stage.items()}
+def _alloy_block(text: str, name: str) -> str:
+    """The body of the first ``name {`` block of an Alloy file (braces balanced; no Alloy parser here)."""
+    start = text.index(name + " {") + len(name) + 2
+    depth, end = 1, start
+    while depth:
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
+        end += 1
+    return text[start : end - 1]
 
-    assert {"level", "function", "trace_id"} <= merged["json"]["expressions"].keys()
-    assert set(merged["labels"]) == {"level", "function"}
-    assert "trace_id" in merged["structured_metadata"]
-    assert merged["timestamp"]["source"] == "ts"
+
+def _alloy_keys(block: str) -> set[str]:
+    return set(re.findall(r"^\s*(\w+)\s*=", block, re.MULTILINE))
+
+
+def test_alloy_pipeline_extracts_log_fields_tasktide_emits() -> None:
+    text = (GRAFANA / "loki" / "config.alloy").read_text()
+    process = _alloy_block(text, 'loki.process "tasktide"')
+
+    assert {"level", "function", "trace_id"} <= _alloy_keys(_alloy_block(process, "expressions ="))
+    assert _alloy_keys(_alloy_block(_alloy_block(process, "stage.labels"), "values =")) == {
+        "level",
+        "function",
+    }
+    assert "trace_id" in _alloy_keys(
+        _alloy_block(_alloy_block(process, "stage.structured_metadata"), "values =")
+    )
+    assert 'source            = "ts"' in _alloy_block(process, "stage.timestamp")
+    assert "forward_to = [loki.process.tasktide.receiver]" in text  # the source feeds this pipeline
+    assert "listen" not in text.lower().replace("listenport", "")  # the chart owns the port
