@@ -34,6 +34,7 @@ services: install
 	bash .ci/prometheus.sh
 	bash .ci/actionlint.sh install
 	bash .ci/helm.sh install
+	bash .ci/daprd.sh install
 
 stop-services:
 	-bash eventing/local/kafka.sh stop

@@ -1,6 +1,12 @@
 """The HTTP app of one CloudEvents function: functions-framework's app for `FUNCTION_TARGET`, plus
 `GET /healthz` (liveness and readiness probes) and `GET /metrics` (Prometheus scrape) beside it.
 
+Dapr's input bindings are served too: daprd calls `POST /<binding name>` with a JSON body (bindings.cron:
+an empty one) and no CloudEvent, and `OPTIONS /<binding name>` once to learn whether the app takes it.
+`BindingMiddleware` turns that call into a binary-mode CloudEvent of type `BINDING_EVENT_TYPE` on `/`,
+so the same function runs, through functions-framework, as on a Knative PingSource tick. The names are
+`BINDING_ROUTES` (one per PingSource: dapr/eventing/cron.yaml uses the PingSources' names).
+
 Used by the container (`tasktide serve` runs it under gunicorn) and by `tasktide dev` (routed at exactly
 `/services/<name>`: there only the CloudEvent endpoint is reachable, the dev process's own `/healthz` and
 `/metrics` cover it), so both serve exactly the same app.
@@ -8,8 +14,12 @@ Used by the container (`tasktide serve` runs it under gunicorn) and by `tasktide
 
 from __future__ import annotations
 
+import io
 import os
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import flask
 import functions_framework
@@ -17,6 +27,54 @@ import functions_framework
 from tasktide import metrics
 
 FUNCTIONS_DIR = Path(__file__).with_name("functions")
+BINDING_EVENT_TYPE = "io.dapr.binding"
+# function target -> the Dapr input bindings it serves (named after eventing/ping-sources.yaml)
+BINDING_ROUTES: Mapping[str, tuple[str, ...]] = {
+    "reminders": ("reminders-tick",),
+    "relay": ("outbox-sweep",),
+}
+MAX_BINDING_BODY = 64 * 1024
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class BindingMiddleware:
+    """WSGI: `POST /<binding>` without `ce-*` headers -> a binary CloudEvent on `/`; `OPTIONS` -> 200."""
+
+    def __init__(self, app: WsgiApp, bindings: Iterable[str]) -> None:
+        self.app = app
+        self.paths = {f"/{name}": name for name in bindings}
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        name = self.paths.get(environ.get("PATH_INFO", ""))
+        method = environ.get("REQUEST_METHOD", "")
+        if name is None or "HTTP_CE_SPECVERSION" in environ:
+            return self.app(environ, start_response)
+        if method == "OPTIONS":
+            start_response("200 OK", [("Content-Length", "0"), ("Allow", "OPTIONS, POST")])
+            return [b""]
+        if method != "POST":
+            return self.app(environ, start_response)
+        try:
+            length = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_BINDING_BODY)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length) if length else b""
+        event = dict(environ)
+        event.update(
+            {
+                "PATH_INFO": "/",
+                "CONTENT_TYPE": "application/json",
+                "CONTENT_LENGTH": str(len(body.strip() or b"{}")),
+                "wsgi.input": io.BytesIO(body.strip() or b"{}"),
+                "HTTP_CE_SPECVERSION": "1.0",
+                "HTTP_CE_ID": str(uuid.uuid4()),
+                "HTTP_CE_TYPE": BINDING_EVENT_TYPE,
+                "HTTP_CE_SOURCE": f"/dapr/bindings/{name}",
+                "HTTP_CE_SUBJECT": name,
+            }
+        )
+        return self.app(event, start_response)
 
 
 def create_function_app(target: str, source: str | None = None) -> flask.Flask:
@@ -32,6 +90,9 @@ def create_function_app(target: str, source: str | None = None) -> flask.Flask:
 
     app.add_url_rule("/healthz", "tasktide_healthz", healthz, methods=["GET"])
     app.add_url_rule("/metrics", "tasktide_metrics", prometheus, methods=["GET"])
+    bindings = BINDING_ROUTES.get(target, ())
+    if bindings:
+        app.wsgi_app = BindingMiddleware(app.wsgi_app, bindings)  # type: ignore[method-assign]
     return app
 
 

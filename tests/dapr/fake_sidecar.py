@@ -4,14 +4,18 @@ HTTP health endpoint the SDK's ``DaprClient`` constructor polls.
 Consumes: nothing; binds free ports on 127.0.0.1 (kept across ``stop``/``start`` so clients can reconnect).
 Emits: ``FakeSidecar`` (state + secrets that survive restarts, like an external store behind a real
 sidecar), ``FakeClock``, and the test helpers ``CountingFactory`` / ``FAST_RETRY``.
-Error codes and messages mirror daprd: etag mismatch -> ABORTED, malformed etag -> INVALID_ARGUMENT,
-unknown store -> INVALID_ARGUMENT, missing secret -> INTERNAL "... not found".
+Error codes and messages mirror daprd v1.16 with state.postgresql behind it (pinned by the same contract
+suite run against the real daprd, tests/dapr/test_dapr_real.py): etag mismatch -> ABORTED, malformed
+etag -> INVALID_ARGUMENT, a lost first write (key live, no etag) -> INTERNAL "... no item was updated",
+unknown store -> INVALID_ARGUMENT, missing secret -> INTERNAL "... not found", a secret outside the
+Configuration's scope (``allowed_secrets``) -> PERMISSION_DENIED.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -50,12 +54,17 @@ class FakeClock:
 
     def __init__(self, start: datetime | None = None) -> None:
         self.now = start or datetime(2030, 1, 1, 12, 0, 0)
+        # Called with the seconds advanced: a store whose clock is not ours (real daprd on Postgres)
+        # ages its rows instead, so TTL expiry needs no sleeping there either.
+        self.on_advance: list[Callable[[float], None]] = []
 
     def __call__(self) -> datetime:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+        for hook in self.on_advance:
+            hook(seconds)
 
 
 @dataclass
@@ -74,6 +83,7 @@ class FakeStores:
     secret_store_name: str = "secretstore"
     secrets: dict[str, str] = field(default_factory=dict)
     bundles: dict[str, dict[str, str]] = field(default_factory=dict)
+    allowed_secrets: set[str] | None = None  # None: no secret scope; else every other name is denied
     state: dict[str, _Entry] = field(default_factory=dict)
     next_etag: int = 1
     get_delay: float = 0.0  # seconds GetState stalls, to simulate a hung sidecar
@@ -139,11 +149,8 @@ class FakeDaprServicer(dapr_pb2_grpc.DaprServicer):
                             f"failed to set key {item.key}",
                         )
                 elif concurrency == FIRST_WRITE and existing is not None:
-                    _abort(
-                        context,
-                        grpc.StatusCode.ABORTED,
-                        f"{prefix}: possible etag mismatch. error from state store: key {item.key} exists",
-                    )
+                    # state.postgresql's first-write upsert updates no row: not an etag error in daprd
+                    _abort(context, grpc.StatusCode.INTERNAL, f"{prefix}: no item was updated")
                 expires_at = None
                 ttl = item.metadata.get("ttlInSeconds")
                 if ttl is not None:
@@ -179,6 +186,13 @@ class FakeDaprServicer(dapr_pb2_grpc.DaprServicer):
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"failed finding secret store with key {request.store_name}",
+            )
+        allowed = self.stores.allowed_secrets
+        if allowed is not None and request.key not in allowed:
+            _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f'access denied by policy to get "{request.key}" from "{request.store_name}"',
             )
         value = self.stores.secrets.get(request.key)
         if value is None and request.key not in self.stores.bundles:

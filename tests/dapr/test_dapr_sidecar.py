@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from fake_sidecar import FAST_RETRY, CountingFactory, FakeSidecar, FakeStores
 
-from tasktide.dapr.ports import EtagMismatch, SecretNotFound, SidecarUnavailable, StoreError
+from tasktide.dapr.ports import (
+    EtagMismatch,
+    SecretAccessDenied,
+    SecretNotFound,
+    SidecarUnavailable,
+    StoreError,
+)
 from tasktide.dapr.sidecar import (
     STALE_ETAG,
     DaprSecretStore,
@@ -162,3 +168,15 @@ def test_secret_bundle_secret_key_wins_over_named_secret(
     store = DaprSecretStore("secretstore", client_factory, retry=FAST_RETRY)
     assert store.get_secret("jwt-secret") == "from-bundle"
     assert store.get_secret("db-password") == "s3cret"  # not in the bundle: the secret of that name
+
+
+def test_secret_out_of_scope_raises_secret_access_denied_naming_the_scope(
+    sidecar: FakeSidecar, fake_stores: FakeStores, client_factory: CountingFactory
+) -> None:
+    fake_stores.allowed_secrets = {"tasktide-secrets"}
+    store = DaprSecretStore("secretstore", client_factory, retry=FAST_RETRY)
+
+    with pytest.raises(SecretAccessDenied, match=r"spec\.secrets\.scopes") as caught:
+        store.get_secret("db-password")
+
+    assert isinstance(caught.value, SecretNotFound) and caught.value.name == "db-password"

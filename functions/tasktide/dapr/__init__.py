@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from tasktide.dapr.ports import (
     EtagMismatch,
+    SecretAccessDenied,
     SecretNotFound,
     SecretStore,
     SidecarUnavailable,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EtagMismatch",
+    "SecretAccessDenied",
     "SecretNotFound",
     "SecretStore",
     "SidecarUnavailable",

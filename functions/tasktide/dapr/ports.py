@@ -2,7 +2,7 @@
 
 Consumes: nothing (pure types).
 Emits: ``SecretStore`` / ``StateStore`` protocols, the ``StateItem`` value object and the error types
-``SecretNotFound``, ``EtagMismatch``, ``SidecarUnavailable`` and ``StoreError``.
+``SecretNotFound``, ``SecretAccessDenied``, ``EtagMismatch``, ``SidecarUnavailable`` and ``StoreError``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,23 @@ class SecretNotFound(KeyError):
     def __str__(self) -> str:
         suffix = f" ({self.detail})" if self.detail else ""
         return f"secret {self.name!r} not found{suffix}"
+
+
+class SecretAccessDenied(SecretNotFound):
+    """The secret store refuses this secret to this app (Dapr: the Configuration's ``spec.secrets.scopes``).
+
+    A ``SecretNotFound`` so that optional secrets fall back as when absent; its message names the cause."""
+
+    def __init__(self, name: str, store: str, detail: str = "") -> None:
+        super().__init__(name, detail)
+        self.store = store
+
+    def __str__(self) -> str:
+        return (
+            f"secret {self.name!r} is denied to this app by secret store {self.store!r}: allow it in the "
+            f"Dapr Configuration's spec.secrets.scopes (dapr/configuration.yaml) or keep it in the "
+            f"tasktide-secrets bundle ({self.detail})"
+        )
 
 
 class EtagMismatch(RuntimeError):

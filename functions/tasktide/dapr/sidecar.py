@@ -4,8 +4,12 @@ Consumes: a Dapr sidecar at ``DAPR_RUNTIME_HOST`` (default 127.0.0.1) : ``DAPR_G
 health probe also uses ``DAPR_HTTP_PORT`` (or ``DAPR_HTTP_ENDPOINT``).
 Emits: ``DaprSecretStore``, ``DaprStateStore`` and ``dapr_client_factory``.
 
-Error mapping: gRPC ABORTED (and FAILED_PRECONDITION / INVALID_ARGUMENT mentioning an etag) ->
-``EtagMismatch`` (``put_if_absent`` -> False); UNAVAILABLE -> reconnect and retry a bounded number of
+Error mapping (as daprd v1.16 answers, see tests/dapr/test_dapr_real.py): gRPC ABORTED (and
+FAILED_PRECONDITION / INVALID_ARGUMENT mentioning an etag) -> ``EtagMismatch`` (``put_if_absent`` ->
+False); a write's INTERNAL ``... no item was updated`` -> ``EtagMismatch`` too: it is how
+``state.postgresql`` (and the other SQL stores) answer a lost first write, the key being live already;
+a secret's PERMISSION_DENIED (the Configuration's ``secrets.scopes`` deny it) -> ``SecretAccessDenied``
+(a ``SecretNotFound``: the app cannot have it); UNAVAILABLE -> reconnect and retry a bounded number of
 times, then ``SidecarUnavailable``; DEADLINE_EXCEEDED -> ``SidecarUnavailable`` at once (a write may
 have landed, so it is not retried blindly); anything else -> ``StoreError``.
 
@@ -31,7 +35,14 @@ from dapr.clients.grpc._state import Concurrency, StateOptions
 from dapr.clients.http.helpers import get_api_url
 from dapr.clients.retry import RetryPolicy
 
-from tasktide.dapr.ports import EtagMismatch, SecretNotFound, SidecarUnavailable, StateItem, StoreError
+from tasktide.dapr.ports import (
+    EtagMismatch,
+    SecretAccessDenied,
+    SecretNotFound,
+    SidecarUnavailable,
+    StateItem,
+    StoreError,
+)
 
 T = TypeVar("T")
 
@@ -186,11 +197,19 @@ def _code_and_details(exc: grpc.RpcError) -> tuple[Any, str]:
     return exc.code(), str(exc.details() or "")
 
 
+# What a SQL state store (state.postgresql, state.sqlite, state.mysql ...) says when a first-write save
+# finds the key live: its upsert updated no row. daprd passes it on as INTERNAL, not as an etag error.
+LOST_FIRST_WRITE = "no item was updated"
+
+
 def _is_etag_conflict(code: Any, details: str) -> bool:
     if code == grpc.StatusCode.ABORTED:
         return True
+    lowered = details.lower()
+    if code == grpc.StatusCode.INTERNAL and LOST_FIRST_WRITE in lowered:
+        return True
     etag_codes = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT)
-    return code in etag_codes and "etag" in details.lower()
+    return code in etag_codes and "etag" in lowered
 
 
 class DaprSecretStore:
@@ -222,6 +241,8 @@ class DaprSecretStore:
             )
             if not_found:
                 raise SecretNotFound(key, details) from exc
+            if code == grpc.StatusCode.PERMISSION_DENIED:
+                raise SecretAccessDenied(key, self._store, details) from exc
             message = f"Dapr get_secret {key!r} from {self._store!r} failed: {code}: {details}"
             raise StoreError(message) from exc
         return dict(response.secret)
