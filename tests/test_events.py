@@ -183,7 +183,9 @@ def test_asyncapi_every_catalogue_type_has_message_with_existing_payload_file() 
 
     assert set(ALL_TYPES) <= set(by_type)
     for event_type in ALL_TYPES:
-        ref = by_type[event_type]["payload"]["$ref"]
+        message = by_type[event_type]
+        assert message["contentType"] == ce.STRUCTURED_CONTENT_TYPE  # the relay writes structured mode
+        ref = message["payload"]["properties"]["data"]["$ref"]
         assert (ASYNCAPI.parent / ref).resolve().is_file(), f"{event_type}: {ref} does not exist"
         assert Path(ref).name == f"{event_type}.json"
 

@@ -151,8 +151,12 @@ def test_kafka_create_task_via_api_publishes_cloudevent_once_per_topic(
         assert headers["ce_source"] == "/tasktide/api"
         assert headers["ce_subject"] == headers["ce_partitionkey"] == task["id"]
         assert headers["ce_traceparent"] == TRACEPARENT
-        assert headers["content-type"] == "application/json"
-        data = json.loads(record.value)
+        assert headers["content-type"] == "application/cloudevents+json"  # structured mode
+        envelope = json.loads(record.value)
+        assert envelope["id"] == headers["ce_id"]
+        assert envelope["type"] == headers["ce_type"]
+        assert envelope["datacontenttype"] == "application/json"
+        data = envelope["data"]
         assert data["actor"] == user
         assert data["task"]["id"] == task["id"]
         assert data["task"]["user_id"] == user
@@ -195,8 +199,8 @@ def test_kafka_update_task_publishes_updated_event_with_changed_fields(
     updated = next(
         r for r in records if r.topic == "task-events" and headers_of(r)["ce_type"].endswith("updated")
     )
-    assert json.loads(updated.value)["changed"] == ["title"]
-    assert json.loads(updated.value)["task"]["version"] == 2
+    assert json.loads(updated.value)["data"]["changed"] == ["title"]
+    assert json.loads(updated.value)["data"]["task"]["version"] == 2
 
 
 def test_kafka_relay_second_run_publishes_nothing_new(

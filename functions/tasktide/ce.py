@@ -27,6 +27,7 @@ __all__ = [
     "new_event",
     "to_binary_http",
     "to_kafka_record",
+    "to_kafka_structured_record",
     "to_structured_http",
 ]
 
@@ -226,20 +227,35 @@ def to_kafka_record(
     return (record_key.encode() if record_key is not None else None), headers, value
 
 
+def to_kafka_structured_record(
+    event: CloudEvent, key: str | None = None
+) -> tuple[bytes | None, list[tuple[str, bytes]], bytes]:
+    """Kafka structured mode, what the relay writes: the value is the whole event as one JSON document,
+    header ``content-type: application/cloudevents+json``. A Knative KafkaSource and a Dapr ``pubsub.kafka``
+    subscription both read it as the same CloudEvent. The ``ce_*`` headers of binary mode stay beside it as
+    a copy of the attributes for header-based tools (readers pick structured mode by content-type first,
+    as the CloudEvents Kafka binding says)."""
+    record_key, headers, _ = to_kafka_record(event, key)
+    mirrored = [(name, value) for name, value in headers if name != "content-type"]
+    _, value = to_structured_http(event)
+    return record_key, [*mirrored, ("content-type", STRUCTURED_CONTENT_TYPE.encode())], value
+
+
 def from_kafka_record(key: bytes | None, headers: Sequence[tuple[str, bytes]], value: bytes) -> CloudEvent:
-    """Parse a Kafka record in binary (``ce_*`` headers) or structured mode into a CloudEvent."""
+    """Parse a Kafka record in structured (content-type ``application/cloudevents+json``, checked first, as
+    the CloudEvents Kafka binding says) or binary (``ce_*`` headers) mode into a CloudEvent."""
     try:
         decoded = {name.lower(): (raw or b"").decode() for name, raw in headers}
     except UnicodeDecodeError as exc:
         raise InvalidEvent(f"Kafka header is not valid UTF-8: {exc}") from exc
     content_type = decoded.get("content-type")
+    if _media(content_type) == STRUCTURED_CONTENT_TYPE:
+        return _from_structured(value or b"")
     if "ce_specversion" in decoded:
         attrs: dict[str, Any] = {k[3:]: v for k, v in decoded.items() if k.startswith("ce_")}
         if content_type:
             attrs["datacontenttype"] = content_type
         return _make(attrs, _decode_data(value or b"", content_type))
-    if _media(content_type) == STRUCTURED_CONTENT_TYPE:
-        return _from_structured(value or b"")
     raise InvalidEvent(
         "Kafka record is not a CloudEvent: no 'ce_specversion' header and content-type is not "
         f"{STRUCTURED_CONTENT_TYPE!r}"

@@ -1,4 +1,4 @@
-"""kafka-python adapters: the outbox's Kafka publisher (binary-mode CloudEvents, key = task id) and
+"""kafka-python adapters: the outbox's Kafka publisher (structured-mode CloudEvents, key = task id) and
 `TopicFollower` (every partition of a topic from its end, no consumer group: the SSE feed)."""
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ class KafkaPublisher:
                 producer = self._connect()
                 futures = []
                 for record in records:
-                    key, headers, value = ce.to_kafka_record(to_cloud_event(record.event), record.key)
+                    key, headers, value = ce.to_kafka_structured_record(
+                        to_cloud_event(record.event), record.key
+                    )
                     futures.append(producer.send(record.topic, key=key, value=value, headers=headers))
                 producer.flush(timeout=self.timeout_s)
                 for future in futures:

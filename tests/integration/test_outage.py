@@ -89,7 +89,7 @@ def created_ids_for(
                     headers = {name: value.decode() for name, value in record.headers}
                     if headers.get("ce_type") != "com.tasktide.task.created":
                         continue
-                    if json.loads(record.value)["task"]["user_id"] == user:
+                    if json.loads(record.value)["data"]["task"]["user_id"] == user:
                         seen[headers["ce_id"]] += 1
             if quiet_until is None and len(seen) >= expected:
                 quiet_until = time.monotonic() + QUIET_SECONDS
