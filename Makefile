@@ -5,7 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint typecheck pytest services stop-services loadtest bench clean
+PG_PORT ?= $(or $(TASKTIDE_PG_PORT),55432)
+KAFKA_PORT ?= $(or $(TASKTIDE_KAFKA_PORT),9092)
+
+.PHONY: run run-dapr test install lint typecheck pytest services stop-services loadtest bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,6 +22,15 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/tasktide dev $(ARGS)
+
+# Dapr mode: Postgres + Kafka, then every app beside its own real daprd (README, "Dapr mode").
+run-dapr: install
+	bash .ci/postgres.sh start
+	bash eventing/local/kafka.sh start
+	bash eventing/local/kafka.sh topics
+	bash .ci/daprd.sh install
+	$(BIN)/tasktide dapr-run --database-url postgresql+psycopg://tasktide:tasktide@127.0.0.1:$(PG_PORT)/tasktide \
+	  --kafka 127.0.0.1:$(KAFKA_PORT) $(ARGS)
 
 lint: install
 	$(BIN)/ruff check functions tests loadtests grafana

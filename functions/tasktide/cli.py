@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -82,6 +83,50 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from tasktide.dev import serve_dev
 
     serve_dev()
+    return 0
+
+
+def cmd_dapr_run(args: argparse.Namespace) -> int:
+    """Every app beside its own real daprd on Postgres + Kafka, until Ctrl-C (tasktide.dapr.mode)."""
+    import signal
+    import threading
+
+    from tasktide.dapr.mode import APPS, DaprMode
+    from tasktide.db.migrate import upgrade
+
+    mode = DaprMode(
+        Path(args.workdir),
+        database_url=args.database_url,
+        kafka=args.kafka,
+        apps=args.apps or tuple(APPS),
+        cron_schedule=args.cron,
+    )
+    if args.render:
+        from tasktide.dapr.mode import CLI_PORTS
+
+        resources = mode.render({app_id: ports[1] for app_id, ports in CLI_PORTS.items()})
+        print(f"wrote {resources.path} and {resources.config} (for `dapr run -f dapr.yaml`)", file=sys.stderr)
+        return 0
+    upgrade(args.database_url)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    mode.start()
+    try:
+        for app_id, (app, sidecar) in mode.running.items():
+            print(
+                f"{app_id:20} app http://127.0.0.1:{app.port}  daprd http {sidecar.http_port} "
+                f"grpc {sidecar.grpc_port}",
+                file=sys.stderr,
+            )
+        api = mode.running.get("tasktide-api")
+        if api is not None:
+            print(
+                f"API: http://127.0.0.1:{api[0].port}  logs: {args.workdir}  (Ctrl-C stops)", file=sys.stderr
+            )
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    finally:
+        mode.stop()
     return 0
 
 
@@ -180,6 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
         description=SERVE_HELP,
     )
     serve.set_defaults(func=cmd_serve)
+
+    dapr_run = sub.add_parser(
+        "dapr-run", help="run every app beside its own real daprd on Postgres + Kafka (Dapr mode)"
+    )
+    dapr_run.add_argument(
+        "--database-url",
+        default="postgresql+psycopg://tasktide:tasktide@127.0.0.1:55432/tasktide",
+        help="Postgres (apps read it through their sidecar's secret store; state.postgresql uses it too)",
+    )
+    dapr_run.add_argument("--kafka", default="127.0.0.1:9092", metavar="HOST:PORT")
+    dapr_run.add_argument("--apps", nargs="*", help="app ids to run (default: all six)")
+    dapr_run.add_argument("--cron", help='override the cron bindings\' schedule, e.g. "@every 5s"')
+    dapr_run.add_argument("--workdir", default=".local/dapr-run", help="rendered resources and logs")
+    dapr_run.add_argument(
+        "--render", action="store_true", help="only write the resources dapr.yaml (Dapr CLI) points at"
+    )
+    dapr_run.set_defaults(func=cmd_dapr_run)
 
     dead = sub.add_parser("dead-letters", help="list or replay the dead-letter topic")
     dead.add_argument("action", choices=["list", "replay"], help="list the dead letters, or replay them")

@@ -1,0 +1,80 @@
+"""Dapr mode's rendering (tasktide.dapr.selfhosted / tasktide.dapr.mode), without starting anything:
+the self-hosted Configuration drops only the cluster-only parts, name resolution is loopback, and the
+Dapr CLI's dapr.yaml agrees with the ports the resolver is rendered for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tasktide.dapr import selfhosted
+from tasktide.dapr.mode import APPS, CLI_PORTS, DaprMode
+from tasktide.settings import REPO_ROOT
+
+
+def test_selfhosted_configuration_drops_mtls_tracing_keeps_scopes_and_metrics() -> None:
+    config = selfhosted.configuration({"tasktide-api": 50021})
+    spec = config["spec"]
+
+    assert "mtls" not in spec and "tracing" not in spec
+    assert spec["secrets"] == selfhosted.load_one("configuration.yaml")["spec"]["secrets"]
+    assert spec["metrics"]["enabled"] is True
+    assert spec["nameResolution"]["component"] == "kubernetes"  # never mDNS
+
+
+def test_selfhosted_resolver_template_maps_each_app_to_its_loopback_port() -> None:
+    template = selfhosted.resolver_template({"a": 1001, "b": 1002})
+
+    assert template == (
+        '{{if eq .ID "a"}}127.0.0.1:1001{{else if eq .ID "b"}}127.0.0.1:1002{{else}}127.0.0.1:1{{end}}'
+    )
+
+
+def test_selfhosted_statestore_uses_literal_pgx_dsn_not_secret_ref() -> None:
+    doc = selfhosted.statestore("postgresql+psycopg://u:p@127.0.0.1:5/db")
+    metadata = {item["name"]: item for item in doc["spec"]["metadata"]}
+
+    assert metadata["connectionString"] == {
+        "name": "connectionString",
+        "value": "postgres://u:p@127.0.0.1:5/db",
+    }
+    assert metadata["tableName"]["value"] == "tasktide_dapr_state"
+
+
+def test_dapr_mode_render_writes_every_resource_with_cron_override(tmp_path: Path) -> None:
+    mode = DaprMode(
+        tmp_path,
+        database_url="postgresql://u:p@127.0.0.1:5/db",
+        kafka="127.0.0.1:9",
+        cron_schedule="@every 1s",
+    )
+
+    resources = mode.render({app: ports[1] for app, ports in CLI_PORTS.items()})
+
+    docs = [yaml.safe_load(path.read_text()) for path in sorted(resources.path.iterdir())]
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert {
+        ("Component", n) for n in ("statestore", "secretstore", "pubsub", "reminders-tick", "outbox-sweep")
+    } <= kinds
+    assert {("Subscription", n) for n in ("recurring", "audit", "notifier")} <= kinds
+    crons = [d for d in docs if d["spec"].get("type") == "bindings.cron"]
+    assert {item["value"] for d in crons for item in d["spec"]["metadata"] if item["name"] == "schedule"} == {
+        "@every 1s"
+    }
+    pubsub = next(d for d in docs if d["metadata"]["name"] == "pubsub")
+    assert {"name": "brokers", "value": "127.0.0.1:9"} in pubsub["spec"]["metadata"]
+
+
+def test_dapr_cli_run_file_matches_cli_ports_and_targets() -> None:
+    run = yaml.safe_load((REPO_ROOT / "dapr.yaml").read_text())
+
+    apps = {app["appID"]: app for app in run["apps"]}
+    assert set(apps) == set(APPS)
+    for app_id, (app_port, internal) in CLI_PORTS.items():
+        assert apps[app_id]["appPort"] == app_port
+        assert apps[app_id]["daprInternalGRPCPort"] == internal
+        assert apps[app_id].get("env", {}).get("FUNCTION_TARGET") == APPS[app_id]
+        command = " ".join(apps[app_id]["command"])
+        assert f"127.0.0.1:{app_port}" in command or f"127.0.0.1 --port {app_port}" in command
+    assert run["common"]["configFilePath"] == ".local/dapr-run/config.yaml"
