@@ -27,6 +27,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "cold_start": ([], ["--runs", "2"]),
     "reminder_lateness": ([], ["--tasks", "50", "--spread", "5", "--lead", "8"]),
     "event_latency": ([], ["--messages", "50", "--tasks", "20"]),
+    "dapr_state": ([], ["--ops", "200", "--warmup", "20", "--starts", "2"]),
 }
 ORDER = (
     "Machine",
@@ -35,6 +36,7 @@ ORDER = (
     "Cold start",
     "Reminder lateness",
     "Event latency",
+    "Dapr sidecar",
     "Where the time goes",
 )
 INTRO = """# Benchmarks
