@@ -83,3 +83,12 @@ def test_fnserver_binding_routes_name_ping_sources_of_their_function() -> None:
     by_target = {p["metadata"]["name"]: p["spec"]["sink"]["ref"]["name"] for p in pings}
     routed = {name: f"tasktide-{target}" for target, names in BINDING_ROUTES.items() for name in names}
     assert routed == by_target
+
+
+def test_fnserver_dapr_subscribe_answers_no_programmatic_subscriptions() -> None:
+    client = create_function_app("audit").test_client()
+
+    response = client.get("/dapr/subscribe")
+
+    assert response.status_code == 200
+    assert response.json == []

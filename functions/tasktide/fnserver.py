@@ -5,7 +5,8 @@ Dapr's input bindings are served too: daprd calls `POST /<binding name>` with a 
 an empty one) and no CloudEvent, and `OPTIONS /<binding name>` once to learn whether the app takes it.
 `BindingMiddleware` turns that call into a binary-mode CloudEvent of type `BINDING_EVENT_TYPE` on `/`,
 so the same function runs, through functions-framework, as on a Knative PingSource tick. The names are
-`BINDING_ROUTES` (one per PingSource: dapr/eventing/cron.yaml uses the PingSources' names).
+`BINDING_ROUTES` (one per PingSource: dapr/eventing/cron.yaml uses the PingSources' names). daprd's
+`GET /dapr/subscribe` is answered `[]`: subscriptions are declarative (dapr/eventing/subscriptions.yaml).
 
 Used by the container (`tasktide serve` runs it under gunicorn) and by `tasktide dev` (routed at exactly
 `/services/<name>`: there only the CloudEvent endpoint is reachable, the dev process's own `/healthz` and
@@ -46,8 +47,12 @@ class BindingMiddleware:
         self.paths = {f"/{name}": name for name in bindings}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        name = self.paths.get(environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        name = self.paths.get(path)
         method = environ.get("REQUEST_METHOD", "")
+        if path == "/dapr/subscribe" and method == "GET":
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+            return [b"[]"]
         if name is None or "HTTP_CE_SPECVERSION" in environ:
             return self.app(environ, start_response)
         if method == "OPTIONS":
@@ -90,9 +95,7 @@ def create_function_app(target: str, source: str | None = None) -> flask.Flask:
 
     app.add_url_rule("/healthz", "tasktide_healthz", healthz, methods=["GET"])
     app.add_url_rule("/metrics", "tasktide_metrics", prometheus, methods=["GET"])
-    bindings = BINDING_ROUTES.get(target, ())
-    if bindings:
-        app.wsgi_app = BindingMiddleware(app.wsgi_app, bindings)  # type: ignore[method-assign]
+    app.wsgi_app = BindingMiddleware(app.wsgi_app, BINDING_ROUTES.get(target, ()))  # type: ignore[method-assign]
     return app
 
 

@@ -23,6 +23,7 @@ from tasktide.db.engine import make_engine
 pytestmark = pytest.mark.postgres
 
 FIRST_WRITE = StateOptions(concurrency=Concurrency.first_write)
+STALE = "4242424"  # an etag neither store has handed out
 
 
 @pytest.fixture
@@ -120,10 +121,10 @@ def _secret(name: str) -> Call:
 # (what, set-up calls, the call, expected gRPC code, a phrase of daprd's message)
 ANSWERS: list[tuple[str, list[Call], Call, grpc.StatusCode, str]] = [
     ("lost first write", [_save("k")], _save("k"), grpc.StatusCode.INTERNAL, "no item was updated"),
-    ("stale etag", [_save("k")], _save("k", etag="4242424"), grpc.StatusCode.ABORTED, "etag mismatch"),
-    ("etag on missing key", [], _save("absent", etag="4242424"), grpc.StatusCode.ABORTED, "etag mismatch"),
+    ("stale etag", [_save("k")], _save("k", etag=STALE), grpc.StatusCode.ABORTED, "etag mismatch"),
+    ("etag on missing key", [], _save("absent", etag=STALE), grpc.StatusCode.ABORTED, "etag mismatch"),
     ("malformed etag", [_save("k")], _save("k", etag="x"), grpc.StatusCode.INVALID_ARGUMENT, "etag"),
-    ("stale etag delete", [_save("k")], _delete("k", etag="4242424"), grpc.StatusCode.ABORTED, "etag mismatch"),
+    ("stale etag delete", [_save("k")], _delete("k", etag=STALE), grpc.StatusCode.ABORTED, "etag mismatch"),
     ("unknown store", [], lambda c: c.get_state("nope", "k"), grpc.StatusCode.INVALID_ARGUMENT, "nope"),
     ("secret out of scope", [], _secret("outside-scope"), grpc.StatusCode.PERMISSION_DENIED, "denied"),
 ]
