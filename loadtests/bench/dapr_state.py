@@ -172,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             f"One run, one Postgres (`tasktide_bench_dapr`), {args.ops} sequential calls per path after "
             f"{args.warmup} unrecorded ones, a 64-byte value. daprd v1.16.0 self-hosted on loopback "
             "(`state.postgresql`, the repo's Resiliency, metrics off), reached over gRPC by the adapter the "
-            "functions use; the baseline is one prepared psycopg statement on an autocommit connection.",
+            "functions use; the baseline is one prepared psycopg statement on an autocommit connection. "
+            f"Load average at the end of the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+            "(shared machine: read the ratios, not the absolute times).",
             "",
             benchlib.table(["op", "path", "calls", "p50 ms", "p99 ms", "mean ms", "p50 vs raw SQL"], rows),
             "",
@@ -196,8 +198,11 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "",
             "A put through the sidecar is two round trips (SaveState returns no etag, so the adapter reads "
-            "it back); a get is one gRPC call plus daprd's own query. On a cluster add the pod's share of "
-            "daprd's memory to every function (each Knative pod has its own sidecar).",
+            "it back); a get is one gRPC call plus daprd's own query (Go, pgx, a pooled connection). The "
+            "embedded adapter's cost is SQLAlchemy's per-call path, not the database: a pool checkout with "
+            "pre-ping, BEGIN, the query, ROLLBACK on checkin, all in Python, which on a busy machine is "
+            "slower than a gRPC hop to daprd. On a cluster add daprd's memory to every pod (each Knative "
+            "pod has its own sidecar) and its start time to every cold start.",
         ]
     )
     print(body)
