@@ -78,3 +78,24 @@ def test_dapr_cli_run_file_matches_cli_ports_and_targets() -> None:
         command = " ".join(apps[app_id]["command"])
         assert f"127.0.0.1:{app_port}" in command or f"127.0.0.1 --port {app_port}" in command
     assert run["common"]["configFilePath"] == ".local/dapr-run/config.yaml"
+
+
+def _eventing(name: str) -> list[dict[str, object]]:
+    return [d for d in yaml.safe_load_all((REPO_ROOT / "eventing" / name).read_text()) if d]
+
+
+def test_dapr_cron_bindings_mirror_ping_sources_name_and_target() -> None:
+    pings = {p["metadata"]["name"]: p["spec"]["sink"]["ref"]["name"] for p in _eventing("ping-sources.yaml")}  # type: ignore[index]
+    crons = {c["metadata"]["name"]: c["scopes"] for c in selfhosted.load("eventing/cron.yaml")}
+
+    assert crons == {name: [target] for name, target in pings.items()}
+
+
+def test_dapr_subscriptions_mirror_triggers_subscribers() -> None:
+    triggers = {t["spec"]["subscriber"]["ref"]["name"] for t in _eventing("triggers.yaml")}  # type: ignore[index]
+    subscriptions = selfhosted.load("eventing/subscriptions.yaml")
+    pubsub = selfhosted.load_one("eventing/pubsub.yaml")
+
+    assert {s["scopes"][0] for s in subscriptions} == triggers
+    assert all(s["spec"]["pubsubname"] == pubsub["metadata"]["name"] for s in subscriptions)
+    assert {s["scopes"][0] for s in subscriptions} <= set(pubsub["scopes"])
