@@ -5,6 +5,7 @@ Dapr CLI's dapr.yaml agrees with the ports the resolver is rendered for."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -80,19 +81,19 @@ def test_dapr_cli_run_file_matches_cli_ports_and_targets() -> None:
     assert run["common"]["configFilePath"] == ".local/dapr-run/config.yaml"
 
 
-def _eventing(name: str) -> list[dict[str, object]]:
+def _eventing(name: str) -> list[Any]:
     return [d for d in yaml.safe_load_all((REPO_ROOT / "eventing" / name).read_text()) if d]
 
 
 def test_dapr_cron_bindings_mirror_ping_sources_name_and_target() -> None:
-    pings = {p["metadata"]["name"]: p["spec"]["sink"]["ref"]["name"] for p in _eventing("ping-sources.yaml")}  # type: ignore[index]
+    pings = {p["metadata"]["name"]: p["spec"]["sink"]["ref"]["name"] for p in _eventing("ping-sources.yaml")}
     crons = {c["metadata"]["name"]: c["scopes"] for c in selfhosted.load("eventing/cron.yaml")}
 
     assert crons == {name: [target] for name, target in pings.items()}
 
 
 def test_dapr_subscriptions_mirror_triggers_subscribers() -> None:
-    triggers = {t["spec"]["subscriber"]["ref"]["name"] for t in _eventing("triggers.yaml")}  # type: ignore[index]
+    triggers = {t["spec"]["subscriber"]["ref"]["name"] for t in _eventing("triggers.yaml")}
     subscriptions = selfhosted.load("eventing/subscriptions.yaml")
     pubsub = selfhosted.load_one("eventing/pubsub.yaml")
 
