@@ -223,3 +223,35 @@ def test_configure_logging_auto_text_on_terminal_json_otherwise(
     terminal: Any = _Terminal()
     assert logs._wants_text("auto", terminal) and logs._wants_text("text", terminal)
     assert not logs._wants_text("json", terminal)
+
+
+def test_redact_url_credentials_secret_query_and_path_segments_removed() -> None:
+    url = "https://bob:hunter2@hooks.example.com/services/T0001/B0002/XyZ9876543210abcdefGHIJ?access_token=abc&page=2"
+    safe = logs.redact_url(url)
+    assert "hunter2" not in safe and "bob" not in safe
+    assert "XyZ9876543210abcdefGHIJ" not in safe and "access_token=[REDACTED]" in safe
+    assert "page=2" in safe and "/services/T0001/B0002/" in safe
+    task_path = "/api/alice/tasks/0c5d3c52-4f0e-4f59-9a57-5c2d6a9b8e13"
+    assert logs.redact_url(task_path) == task_path
+
+
+def test_redact_text_url_password_and_webhook_secret_redacted() -> None:
+    text = "tasktide dev ready: postgresql+psycopg://tasktide:s3cret-pw@127.0.0.1:5432/db, whsec_QUJDRA=="
+    safe = logs.redact_text(text)
+    assert "s3cret-pw" not in safe and "QUJDRA" not in safe
+    assert "postgresql+psycopg://tasktide:[REDACTED]@127.0.0.1:5432/db" in safe
+
+
+def test_uvicorn_access_record_json_with_redacted_query(json_logs: pytest.CaptureFixture[str]) -> None:
+    """Issue 12 finding 3: uvicorn's access log logged `?access_token=<JWT>` whole, as plain text."""
+    access = logging.getLogger("uvicorn.access")
+    access.addHandler(logging.StreamHandler())  # what uvicorn's own LOGGING_CONFIG installs
+    access.propagate = False
+    logs.route_server_loggers()
+    path = f"/api/u1/stream?access_token={JWT}"
+    access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", path, "1.1", 200)
+    [line] = _lines(json_logs)
+    assert JWT not in json.dumps(line)
+    assert line["path"] == "/api/u1/stream?access_token=[REDACTED]"
+    assert (line["http_method"], line["status"], line["client"]) == ("GET", 200, "127.0.0.1:5000")
+    assert access.handlers == [] and access.propagate

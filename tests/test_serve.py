@@ -68,8 +68,9 @@ def running() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 def test_serve_command_function_target_runs_gunicorn_function_app() -> None:
     argv = command({"FUNCTION_TARGET": "audit", "PORT": "9000"})
-    assert argv[:2] == ["gunicorn", "tasktide.fnserver:app_from_env()"]
+    assert argv[:2] == ["gunicorn", "tasktide.fnserver:asgi_app_from_env()"]
     assert argv[argv.index("--bind") + 1] == "127.0.0.1:9000"
+    assert argv[argv.index("--worker-class") + 1] == "uvicorn_worker.UvicornWorker"
     assert command({"PORT": "9000"})[:3] == ["uvicorn", "tasktide.serve:api_app", "--factory"]
 
 
@@ -131,3 +132,48 @@ def test_serve_without_target_serves_the_api(sqlite_url: str, running: list[subp
     wait_until_up(f"http://127.0.0.1:{port}/healthz", proc)
     assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json() == {"status": "ready"}
     assert httpx.get(f"http://127.0.0.1:{port}/api/alice/tasks", timeout=5).status_code == 401
+
+
+def test_serve_function_slow_bodies_answered_408_without_starving_threads(
+    sqlite_url: str, running: list[subprocess.Popen[bytes]]
+) -> None:
+    """Issue 12 finding 5 (slowloris): more slow-body connections than threads; a normal event still gets
+    through while they hang, each slow one is answered 408 at the body deadline. Every log line is JSON."""
+    port = free_port()
+    env = {
+        "FUNCTION_TARGET": "audit",
+        "PORT": str(port),
+        "TASKTIDE_DATABASE_URL": sqlite_url,
+        "TASKTIDE_THREADS": "2",
+        "TASKTIDE_BODY_READ_TIMEOUT": "3",
+    }
+    proc = serve(env)
+    running.append(proc)
+    wait_until_up(f"http://127.0.0.1:{port}/healthz", proc)
+    slow = []
+    for _ in range(6):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: fn\r\ncontent-type: application/cloudevents+json\r\n"
+            b"content-length: 500\r\n\r\n{"
+        )
+        slow.append(sock)
+    try:
+        task = new_task("alice", {"title": "not starved"}, now=datetime.now(UTC), task_id=uuid.uuid4())
+        event = task_envelope(TASK_CREATED, task).to_json()
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/",
+            content=json.dumps(event),
+            headers={"content-type": "application/cloudevents+json"},
+            timeout=10,
+        )
+        assert 200 <= response.status_code < 300, response.text
+        for sock in slow:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 408 ")
+    finally:
+        for sock in slow:
+            sock.close()
+    proc.terminate()
+    output, _ = proc.communicate(timeout=10)
+    lines = [line for line in output.decode().splitlines() if line.strip()]
+    assert lines and all(json.loads(line)["function"] == "audit" for line in lines), lines[:5]

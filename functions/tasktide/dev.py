@@ -16,15 +16,15 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import uvicorn
-from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
 from starlette.routing import Route
 
 from tasktide import ce, fnkit
 from tasktide.api.app import create_app
+from tasktide.bodyguard import BufferedBody
 from tasktide.db.migrate import upgrade
 from tasktide.events import TOPIC_TASK_UPDATES
-from tasktide.fnserver import create_function_app
+from tasktide.fnserver import create_function_app, guarded
 from tasktide.logs import configure_logging
 from tasktide.outbox import OutboxRecord, Relay
 from tasktide.router.runtime import EventRuntime
@@ -35,9 +35,9 @@ from tasktide.stream import StreamHub
 log = logging.getLogger(__name__)
 
 
-def function_app(target: str) -> WSGIMiddleware:
+def function_app(target: str, settings: Settings) -> BufferedBody:
     """The exact app a Knative Service with `FUNCTION_TARGET=target` runs (see `tasktide.fnserver`)."""
-    return WSGIMiddleware(create_function_app(target))  # type: ignore[arg-type]
+    return guarded(create_function_app(target), settings)
 
 
 class EmbeddedPublisher:
@@ -86,7 +86,8 @@ def build_dev_app(settings: Settings) -> FastAPI:
         await runtime.start()
         services.start_relay(Relay(services.sessions, publisher), sweep_every=1.0)
         mode = f"Kafka at {settings.kafka_bootstrap}" if settings.kafka_bootstrap else "embedded events"
-        log.info("tasktide dev ready: %s, %s", settings.database_url, mode)
+        safe_url = services.engine.url.render_as_string(hide_password=True)
+        log.info("tasktide dev ready: %s, %s", safe_url, mode)
         try:
             yield
         finally:
@@ -103,7 +104,7 @@ def build_dev_app(settings: Settings) -> FastAPI:
         if target:
             # A Route (not a Mount) so the exact Knative-style URL `/services/<name>` matches.
             app.router.routes.append(
-                Route(f"/services/{service.name}", function_app(target), methods=["GET", "POST"])
+                Route(f"/services/{service.name}", function_app(target, settings), methods=["GET", "POST"])
             )
     app.include_router(
         runtime.ingress_router

@@ -25,6 +25,11 @@ CRASH_AFTER_COMMIT_ENV = "TASKTIDE_CRASH_AFTER_COMMIT"
 _services: Services | None = None
 
 
+class Redeliver(RuntimeError):
+    """An expected transient failure (a channel down): answered 503 so Knative redelivers, logged as one
+    warning line naming the reason (no traceback; the message must carry no secret)."""
+
+
 def install(services: Services | None) -> None:
     """Share one container (the embedded default runs every function in the API's process)."""
     global _services
@@ -76,6 +81,10 @@ def consuming(function: str, event: Any, model: type[M], *types: str) -> Iterato
             metrics.EVENTS_CONSUMED.labels(function, event_type, "invalid").inc()
         try:
             yield parsed
+        except Redeliver as exc:
+            metrics.EVENTS_CONSUMED.labels(function, event_type, "retried").inc()
+            log.warning("%s; answering 503 so the event is redelivered", exc)
+            raise
         except Exception:
             metrics.EVENTS_CONSUMED.labels(function, event_type, "retried").inc()
             log.exception("transient failure; answering 5xx so the event is redelivered")

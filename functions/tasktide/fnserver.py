@@ -8,9 +8,12 @@ so the same function runs, through functions-framework, as on a Knative PingSour
 `BINDING_ROUTES` (one per PingSource: dapr/eventing/cron.yaml uses the PingSources' names). daprd's
 `GET /dapr/subscribe` is answered `[]`: subscriptions are declarative (dapr/eventing/subscriptions.yaml).
 
-Used by the container (`tasktide serve` runs it under gunicorn) and by `tasktide dev` (routed at exactly
-`/services/<name>`: there only the CloudEvent endpoint is reachable, the dev process's own `/healthz` and
-`/metrics` cover it), so both serve exactly the same app.
+Used by the container (`tasktide serve` runs it under gunicorn with uvicorn workers) and by `tasktide dev`
+(routed at exactly `/services/<name>`: there only the CloudEvent endpoint is reachable, the dev process's
+own `/healthz` and `/metrics` cover it), so both serve exactly the same app: :func:`guarded`, the Flask app
+behind `a2wsgi` behind `tasktide.bodyguard.BufferedBody`, which reads each request body on the event loop
+with a deadline (408), a size limit (413) and a JSON depth limit (400) before a thread is taken, so slow
+clients cannot starve the function's threads.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from typing import Any
 
 import flask
 import functions_framework
+from a2wsgi import WSGIMiddleware
 
-from tasktide import metrics
+from tasktide import fnkit, metrics
+from tasktide.bodyguard import BufferedBody
+from tasktide.settings import Settings
 
 FUNCTIONS_DIR = Path(__file__).with_name("functions")
 BINDING_EVENT_TYPE = "io.dapr.binding"
@@ -93,6 +99,10 @@ def create_function_app(target: str, source: str | None = None) -> flask.Flask:
         payload, content_type = metrics.render()
         return flask.Response(payload, content_type=content_type)
 
+    def redeliver(_exc: Exception) -> flask.Response:
+        return flask.Response(status=503)  # already logged, once, by fnkit.consuming
+
+    app.register_error_handler(fnkit.Redeliver, redeliver)
     app.add_url_rule("/healthz", "tasktide_healthz", healthz, methods=["GET"])
     app.add_url_rule("/metrics", "tasktide_metrics", prometheus, methods=["GET"])
     app.wsgi_app = BindingMiddleware(app.wsgi_app, BINDING_ROUTES.get(target, ()))  # type: ignore[method-assign]
@@ -109,3 +119,22 @@ def app_from_env() -> flask.Flask:
         raise RuntimeError("FUNCTION_TARGET is not set")
     configure_logging(target, get_settings().log_level)
     return create_function_app(target, os.environ.get("FUNCTION_SOURCE"))
+
+
+def guarded(app: flask.Flask, settings: Settings, threads: int = 8) -> BufferedBody:
+    """The ASGI app serving ``app``: bodies read fully (deadline, size, depth) before a thread runs it."""
+    wsgi = WSGIMiddleware(app, workers=threads)  # type: ignore[arg-type]
+    return BufferedBody(
+        wsgi,  # type: ignore[arg-type]
+        timeout=settings.body_read_timeout,
+        max_bytes=settings.max_body_bytes,
+        max_depth=settings.max_json_depth,
+    )
+
+
+def asgi_app_from_env() -> BufferedBody:
+    """gunicorn factory with uvicorn workers: `gunicorn 'tasktide.fnserver:asgi_app_from_env()'
+    -k uvicorn_worker.UvicornWorker`, `FUNCTION_TARGET` set; `TASKTIDE_THREADS` sizes the WSGI pool."""
+    from tasktide.settings import get_settings
+
+    return guarded(app_from_env(), get_settings(), int(os.environ.get("TASKTIDE_THREADS", "8")))

@@ -9,8 +9,14 @@ Emits: lines like ``{"ts": "...", "level": "INFO", "logger": "tasktide.api", "fu
 on stdout (Grafana Alloy ships them to Loki, see ``grafana/loki/config.alloy``).
 
 Redaction: values under keys that look secret (authorization, token, password, secret, jwt, api_key, ...)
-and ``Bearer ...`` / ``Basic ...`` credentials, JWT-looking strings and ``password=...``-style pairs inside
-any string are replaced by ``[REDACTED]``.
+and ``Bearer ...`` / ``Basic ...`` credentials, JWT-looking strings, ``whsec_`` signing secrets, the
+password of ``scheme://user:password@host`` URLs and ``password=...``-style pairs (``?access_token=...``
+included) inside any string are replaced by ``[REDACTED]``. :func:`redact_url` also drops secret-looking
+path segments (webhook URLs carry their secret in the path).
+
+Server loggers: uvicorn's (``uvicorn``, ``uvicorn.error``, ``uvicorn.access``) and gunicorn's loggers are
+routed through the same handler, so every line of every entrypoint is JSON; access lines carry
+``http_method``, ``path`` (redacted), ``status`` and ``client`` fields.
 
 Nothing happens at import time; call :func:`configure_logging` once at process start.
 """
@@ -27,6 +33,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final, TextIO
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 __all__ = [
     "CONTEXT_FIELDS",
@@ -40,6 +47,8 @@ __all__ = [
     "record_fields",
     "redact",
     "redact_text",
+    "redact_url",
+    "route_server_loggers",
 ]
 
 REDACTED: Final = "[REDACTED]"
@@ -65,7 +74,14 @@ _SECRET_PATTERNS: Final = (
     re.compile(r"\b(?:Bearer|Basic)\s+[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE),
     # JWT / JWS compact form: base64url JSON header ("eyJ") . payload . signature
     re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),
+    # Standard Webhooks signing secrets
+    re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"),
 )
+# scheme://user:password@host -> scheme://user:[REDACTED]@host
+_URL_CREDENTIALS: Final = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*):(?P<pw>[^\s/@]+)@")
+# a path segment that looks like a credential: long, url-safe, mixing letters and digits, not a UUID
+_SECRET_SEGMENT: Final = re.compile(r"^(?=[A-Za-z0-9_\-]*\d)(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{20,}$")
+_UUID: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # password=hunter2, "api_key": "abc", token: abc  -> keep the key, drop the value
 _SECRET_PAIR: Final = re.compile(
     rf"""(?P<key>["']?[\w-]*(?:{_SECRET_KEY_ALT})[\w-]*["']?\s*[:=]\s*)(?P<quote>["']?)(?P<value>[^\s"',;&}}]+)""",
@@ -92,12 +108,35 @@ def redact_text(text: str) -> str:
     """Replace credentials embedded in free text by ``[REDACTED]``."""
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(REDACTED, text)
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('head')}:{REDACTED}@", text)
     return _SECRET_PAIR.sub(
         lambda m: (
             f"{m.group('key')}{m.group('quote')}{REDACTED}" if m.group("value") != REDACTED else m.group(0)
         ),
         text,
     )
+
+
+def redact_url(url: str) -> str:
+    """``url`` (absolute, or a path with a query) without credentials, secret query values or secret-looking
+    path segments: ``https://u:p@h/hooks/T0/AbC123...?token=x&page=2`` -> ``https://h/hooks/T0/[REDACTED]
+    ?token=[REDACTED]&page=2``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_text(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    segments = [
+        REDACTED if _SECRET_SEGMENT.match(segment) and not _UUID.match(segment) else segment
+        for segment in parts.path.split("/")
+    ]
+    query = "&".join(
+        f"{quote(k, safe='')}={REDACTED if _is_secret_key(k) or _SECRET_SEGMENT.match(v) else quote(v)}"
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return redact_text(urlunsplit((parts.scheme, netloc, "/".join(segments), query, "")))
 
 
 def redact(value: Any, key: str | None = None) -> Any:
@@ -245,6 +284,56 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+class AccessLogFields(logging.Filter):
+    """uvicorn's access records (``client, method, path, http_version, status``) as redacted fields."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5:
+            client, method, path, _version, status = args
+            safe_path = redact_url(str(path))
+            record.args = (client, method, safe_path, _version, status)  # uvicorn's format, path redacted
+            record.http_method, record.path, record.status, record.client = method, safe_path, status, client
+        return True
+
+
+SERVER_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access")
+
+
+def route_server_loggers() -> None:
+    """Send uvicorn's and gunicorn's loggers through the root (JSON) handler, not their own text ones."""
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, AccessLogFields) for f in access.filters):
+        access.addFilter(AccessLogFields())
+
+
+def json_handler(function: str) -> logging.Handler:
+    """The stdout JSON handler :func:`configure_logging` installs (a factory for ``logging.config``)."""
+    handler = _StdoutHandler()
+    setattr(handler, _HANDLER_MARK, True)
+    handler.setFormatter(JsonFormatter(function))
+    return handler
+
+
+def dict_config(function: str, level: str = "INFO") -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` equivalent of :func:`configure_logging` (gunicorn's ``logconfig_dict``:
+    its master process logs JSON too, before any app is loaded)."""
+    quiet = {"level": level.upper(), "handlers": [], "propagate": True}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "root": {"level": level.upper(), "handlers": ["json"]},
+        "loggers": {"gunicorn.error": quiet, "gunicorn.access": quiet},
+        "handlers": {"json": {"()": "tasktide.logs.json_handler", "function": function}},
+        "formatters": {},
+    }
+
+
 def _wants_text(log_format: str, stream: TextIO) -> bool:
     if log_format == "auto":
         isatty = getattr(stream, "isatty", None)
@@ -256,7 +345,8 @@ def configure_logging(function: str, level: str = "INFO", log_format: str | None
     """Install the formatter on stdout for the root logger (idempotent: replaces a previous install).
 
     ``log_format`` (default ``TASKTIDE_LOG_FORMAT``): ``json`` (containers, Loki), ``text`` (a person),
-    ``auto`` (the default: text when stdout is a terminal, else JSON). Both carry the same fields."""
+    ``auto`` (the default: text when stdout is a terminal, else JSON). Both carry the same fields.
+    uvicorn's and gunicorn's loggers are routed through it (:func:`route_server_loggers`)."""
     if log_format is None:
         from tasktide.settings import get_settings
 
@@ -271,6 +361,7 @@ def configure_logging(function: str, level: str = "INFO", log_format: str | None
     handler.setFormatter(TextFormatter(function) if text else JsonFormatter(function))
     root.addHandler(handler)
     root.setLevel(level.upper())
+    route_server_loggers()
     logging.captureWarnings(True)
     # One line per outgoing HTTP call (every event delivery) is noise; deliveries log their own outcome.
     for chatty in ("httpx", "httpcore"):

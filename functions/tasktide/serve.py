@@ -1,9 +1,11 @@
 """`tasktide serve`: the container entrypoint, listening on `$TASKTIDE_HOST:$PORT`.
 
 `FUNCTION_TARGET` picks a CloudEvents function (functions-framework's app plus `/healthz` and `/metrics`,
-under gunicorn); without it the task API is served by uvicorn. The bind address is `TASKTIDE_HOST`,
-127.0.0.1 unless set: the image sets it to 0.0.0.0 (a pod must answer on its IP), while tests and
-benchmarks started outside a container stay on loopback."""
+under gunicorn with uvicorn workers, bodies read on the event loop with a deadline: see `tasktide.fnserver`);
+without it the task API is served by uvicorn. The bind address is `TASKTIDE_HOST`, 127.0.0.1 unless set:
+the image sets it to 0.0.0.0 (a pod must answer on its IP), while tests and benchmarks started outside a
+container stay on loopback. Both log one JSON object per line (uvicorn's and gunicorn's own loggers
+included, access lines with secrets redacted: see `tasktide.logs`)."""
 
 from __future__ import annotations
 
@@ -46,8 +48,9 @@ def command(environ: dict[str, str] | None = None) -> list[str]:
     if target:
         threads = env.get("TASKTIDE_THREADS", "8")
         return [
-            *("gunicorn", "tasktide.fnserver:app_from_env()", "--config", "python:tasktide.gunicorn_conf"),
-            *("--bind", f"{host}:{port}"),
+            *("gunicorn", "tasktide.fnserver:asgi_app_from_env()"),
+            *("--config", "python:tasktide.gunicorn_conf"),
+            *("--bind", f"{host}:{port}", "--worker-class", "uvicorn_worker.UvicornWorker"),
             *("--workers", env.get("TASKTIDE_WORKERS", "1"), "--threads", threads, "--timeout", "0"),
         ]
     return [*("uvicorn", "tasktide.serve:api_app", "--factory"), *("--host", host, "--port", port)]

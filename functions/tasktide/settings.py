@@ -59,9 +59,14 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_from: str = "tasktide@localhost"
     webhook_secret: str | None = None
+    # http:// and loopback webhook receivers: for `tasktide dev` and tests on one machine only
+    webhook_allow_local: bool = False
+    webhook_timeout: float = 10.0
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
     max_body_bytes: int = 64 * 1024
+    body_read_timeout: float = 10.0  # seconds for a whole request body (slow clients get 408)
+    max_json_depth: int = 32  # deeper request bodies are answered 400
 
     @field_validator("ping_every", mode="before")
     @classmethod

@@ -139,6 +139,7 @@ def dev(
         "TASKTIDE_SMTP_HOST": "127.0.0.1",
         "TASKTIDE_SMTP_PORT": str(mail_recorder.port),
         "TASKTIDE_WEBHOOK_SECRET": webhook_secret,
+        "TASKTIDE_WEBHOOK_ALLOW_LOCAL": "true",  # the recorder listens on http://127.0.0.1
         "TASKTIDE_LOG_LEVEL": "INFO",
     }
     argv = [TASKTIDE, "dev", "--port", str(port), "--ping-every", "1s"]

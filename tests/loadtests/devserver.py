@@ -89,6 +89,7 @@ def run_dev_server(workdir: Path, *, ready_timeout: float = 60.0) -> Iterator[De
     secret = f"test-dev-server-{os.getpid()}-{port}-0123456789abcdef"
     env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
     env["TASKTIDE_JWT_SECRET"] = secret
+    env["TASKTIDE_WEBHOOK_ALLOW_LOCAL"] = "true"  # test receivers listen on http://127.0.0.1
     log_path = workdir / "dev.log"
     argv = [
         tasktide_executable(),

@@ -1,4 +1,5 @@
-"""The FastAPI application: routes, RFC 9457 errors, body-size limit and RED metrics."""
+"""The FastAPI application: routes, RFC 9457 errors, body-size, body-deadline and JSON-depth limits, RED
+metrics."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tasktide import metrics
 from tasktide.api import problems
 from tasktide.api.docs import install_docs
 from tasktide.api.routes import health, history, notifications, stream, tasks
+from tasktide.bodyguard import BufferedBody
 from tasktide.services import Services
 from tasktide.stream import StreamHub
 
@@ -121,6 +123,13 @@ def create_app(services: Services, hub: StreamHub | None = None, lifespan: Lifes
     app.include_router(stream.router)
     app.include_router(problems.misdirected)
 
+    settings = services.settings
+    app.add_middleware(
+        BufferedBody,
+        timeout=settings.body_read_timeout,
+        max_bytes=settings.max_body_bytes,
+        max_depth=settings.max_json_depth,
+    )
     app.add_middleware(RedMetrics)
     app.add_middleware(RequestGuard, limit=services.settings.max_body_bytes)
     return app

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tasktide.domain.errors import Conflict, DomainError, NotFound, PreconditionFailed, ValidationFailed
@@ -29,7 +32,10 @@ TITLES = {
     422: "Unprocessable Content",
     428: "Precondition Required",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
+RETRY_AFTER_SECONDS = 5
+OUTAGE_LOG_EVERY = 60.0  # seconds between two "database unavailable" lines during one outage
 
 
 class Problem(Exception):
@@ -51,6 +57,41 @@ def problem_response(
         **extra,
     }
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+class OutageLog:
+    """One log line per outage (and a reminder every OUTAGE_LOG_EVERY s), not a traceback per request."""
+
+    def __init__(self, every: float = OUTAGE_LOG_EVERY) -> None:
+        self.every, self.lock = every, threading.Lock()
+        self.last: float | None = None
+        self.suppressed = 0
+
+    def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if self.last is not None and now - self.last < self.every:
+                self.suppressed += 1
+                return
+            suppressed, self.suppressed, self.last = self.suppressed, 0, now
+        first_line = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+        log.warning(
+            "database unavailable, answering 503 (%s: %s); %d similar failures since the last line",
+            type(exc).__name__,
+            first_line[:200],
+            suppressed,
+        )
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database cannot be reached (not a bad query or a constraint): retrying later will help."""
+    if isinstance(exc, sa_exc.TimeoutError):  # the pool is exhausted
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        )
+    return False
 
 
 def _domain_status(exc: DomainError) -> int:
@@ -115,6 +156,23 @@ async def _user_left_out(request: Request) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    outages = OutageLog()
+
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        if not is_outage(exc):
+            log.exception("unhandled database error", exc_info=exc)
+            return problem_response(500, "An unexpected error occurred; it has been logged.")
+        outages.failed(exc)
+        return problem_response(
+            503,
+            f"The database is unavailable; retry in {RETRY_AFTER_SECONDS} s (with the same Idempotency-Key).",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    # Handled here (ExceptionMiddleware), not by the catch-all below, which Starlette re-raises (a traceback).
+    app.add_exception_handler(sa_exc.DBAPIError, _database)
+    app.add_exception_handler(sa_exc.TimeoutError, _database)
+
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.detail, **exc.extra)

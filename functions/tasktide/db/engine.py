@@ -34,6 +34,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
+    kwargs.setdefault("pool_timeout", 10)  # an exhausted pool answers 503 instead of hanging
+    kwargs.setdefault("connect_args", {"connect_timeout": 5})  # an unreachable server too
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

@@ -18,7 +18,7 @@ import functions_framework
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from tasktide import events, fnkit, metrics
+from tasktide import events, fnkit, logs, metrics
 from tasktide.channels import send_email, send_webhook
 from tasktide.db.models import NotificationRow, NotificationSettingsRow
 from tasktide.db.repository import TaskRepository
@@ -30,7 +30,7 @@ DEDUPE_TTL = 7 * 24 * 3600
 CLAIM_TTL = 120  # longer than one delivery attempt (webhook + SMTP timeouts)
 
 
-class ChannelsFailed(RuntimeError):
+class ChannelsFailed(fnkit.Redeliver):
     """At least one channel failed; the others were delivered. Answered 5xx so Knative redelivers."""
 
 
@@ -95,7 +95,14 @@ def notifier(event: Any) -> None:
         sends: dict[str, Callable[[], None]] = {}
         if prefs is not None and prefs.webhook_url:
             url = prefs.webhook_url
-            sends["webhook"] = lambda: send_webhook(url, services.webhook_secret, event_id, payload)
+            sends["webhook"] = lambda: send_webhook(
+                url,
+                services.webhook_secret,
+                event_id,
+                payload,
+                allow_local=services.settings.webhook_allow_local,
+                timeout=services.settings.webhook_timeout,
+            )
         if prefs is not None and prefs.email:
             email = prefs.email
             sends["email"] = lambda: send_email(services.settings, services.smtp_password, email, data)
@@ -103,11 +110,10 @@ def notifier(event: Any) -> None:
         for channel, send in sends.items():  # every channel gets its try, whatever the others do
             try:
                 deliver_once(services, event_id, channel, send)
-            except Exception as exc:
-                fnkit.log.warning("channel %s failed: %s", channel, exc)
-                failed.append(channel)
+            except Exception as exc:  # the messages of WebhookFailed/SMTP errors name no URL secret
+                failed.append(f"{channel} ({logs.redact_text(str(exc))[:300]})")
         if failed:
-            raise ChannelsFailed(f"channels {', '.join(failed)} failed; the event will be redelivered")
+            raise ChannelsFailed(f"channels failed: {'; '.join(failed)}")
         sent = events.NotificationSentData(
             reminder_event_id=event_id,
             task_id=data.task_id,

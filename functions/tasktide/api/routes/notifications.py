@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from tasktide import egress
 from tasktide.api.auth import CurrentUser
 from tasktide.api.deps import ServicesDep
 from tasktide.api.problems import Problem
@@ -67,6 +68,15 @@ def get_settings(user_id: CurrentUser, services: ServicesDep) -> NotificationSet
 def put_settings(
     user_id: CurrentUser, body: NotificationSettings, services: ServicesDep
 ) -> NotificationSettings:
+    if body.webhook_url is not None:
+        try:  # names are resolved and checked again on every send (DNS can change)
+            egress.check_literal(str(body.webhook_url), allow_local=services.settings.webhook_allow_local)
+        except egress.EgressRefused as exc:
+            raise Problem(
+                422,
+                f"webhook_url is not allowed: {exc}.",
+                errors=[{"field": "webhook_url", "message": str(exc)}],
+            ) from None
     with services.sessions() as session, session.begin():
         row = session.get(NotificationSettingsRow, user_id, with_for_update=True)
         if row is None:

@@ -188,8 +188,10 @@ def list_tasks(
         tasks = TaskRepository(session).search(user_id, query, now=utcnow())
     if len(tasks) > limit:
         tasks = tasks[:limit]
+        # relative (or under the configured public URL): the client's Host header is never reflected
         next_url = request.url.include_query_params(cursor=_encode_cursor(offset + limit))
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
+        base = (services.settings.public_url or "").rstrip("/")
+        response.headers["Link"] = f'<{base}{next_url.path}?{next_url.query}>; rel="next"'
     return [TaskOut.of(t) for t in tasks]
 
 
