@@ -64,7 +64,10 @@ def cmd_token(args: argparse.Namespace) -> int:
     from tasktide.settings import DEV_JWT_SECRET, get_settings
 
     settings = get_settings()
-    secret = configured_jwt_secret(settings, secret_store(settings))
+    if args.ttl.total_seconds() > settings.jwt_max_ttl:
+        print(f"--ttl exceeds the maximum token lifetime ({settings.jwt_max_ttl} s)", file=sys.stderr)
+        return 2
+    secret = configured_jwt_secret(settings, secret_store(settings))  # the current key: its kid is signed in
     if not secret:
         secret = DEV_JWT_SECRET
         print(
@@ -73,7 +76,10 @@ def cmd_token(args: argparse.Namespace) -> int:
             "(run `TASKTIDE_JWT_SECRET=<the server's secret> tasktide token ...`)",
             file=sys.stderr,
         )
-    print(encode_token(args.user_id, secret, args.ttl))
+    token = encode_token(
+        args.user_id, secret, args.ttl, audience=settings.jwt_audience, issuer=settings.jwt_issuer
+    )
+    print(token)
     return 0
 
 

@@ -12,7 +12,7 @@ Label vocabularies:
 
 - ``function``: ``api``, ``recurring``, ``reminders``, ``notifier``, ``audit``, ``relay``
 - ``EVENTS_CONSUMED`` ``outcome``: ``ok|retried|dead_lettered|duplicate_ignored|invalid``
-- ``NOTIFICATIONS`` ``channel``: ``in_app|webhook|email``; ``outcome``: ``sent|failed|duplicate``
+- ``NOTIFICATIONS`` ``channel``: ``in_app|webhook|email``; ``outcome``: ``sent|failed|duplicate|in_flight``
 - ``DB_POOL`` ``state``: ``in_use|idle|overflow``
 """
 

@@ -69,6 +69,12 @@ class Services:
         return DEV_WEBHOOK_SECRET
 
     @cached_property
+    def jwt_previous_secrets(self) -> tuple[str, ...]:
+        """Retired JWT secrets still accepted for verification (by `kid`) during a key rotation."""
+        raw = read_secret(self.secrets, "jwt-previous-secrets", self.settings.jwt_previous_secrets) or ""
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+    @cached_property
     def smtp_password(self) -> str | None:
         return read_secret(self.secrets, "smtp-password", self.settings.smtp_password)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -72,10 +73,11 @@ def test_deliver_once_concurrent_same_event_sends_once(installed: Services) -> N
         time.sleep(0.05)
         sent.append(1)
 
-    threads = [
-        threading.Thread(target=notifier.deliver_once, args=(installed, "evt-1", "webhook", send))
-        for _ in range(4)
-    ]
+    def attempt() -> None:
+        with contextlib.suppress(notifier.InFlight):  # answered 5xx: redelivered later, not "sent"
+            notifier.deliver_once(installed, "evt-1", "webhook", send)
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -120,3 +122,18 @@ def test_notifier_task_completed_since_the_scan_stays_silent(installed: Services
         )
     notifier.notifier(reminder_event(task))
     assert in_app_count(installed) == 0
+
+
+def test_deliver_once_claim_left_by_crash_is_redelivered_not_duplicate(installed: Services) -> None:
+    """Issue 12 finding 6: a process died mid-send, leaving the 'sending' claim. The redelivery must not
+    count it as sent: it answers 5xx while the lease holds, then sends (same webhook-id) after it expires."""
+    key = "notified:evt-crash:webhook"
+    assert installed.state.put_if_absent(key, b"sending", ttl_seconds=notifier.CLAIM_TTL)
+    sent: list[int] = []
+    with pytest.raises(notifier.InFlight):
+        notifier.deliver_once(installed, "evt-crash", "webhook", lambda: sent.append(1))
+    assert sent == []
+    installed.state.delete(key)  # what the store does when the claim's TTL (the lease) runs out
+    assert notifier.deliver_once(installed, "evt-crash", "webhook", lambda: sent.append(1)) == "sent"
+    assert sent == [1]
+    assert notifier.deliver_once(installed, "evt-crash", "webhook", lambda: sent.append(1)) == "duplicate"

@@ -1,7 +1,16 @@
-"""Bearer JWT (HS256) auth: `sub` must equal the `{user_id}` in the path."""
+"""Bearer JWT (HS256) auth: `sub` must equal the `{user_id}` in the path.
+
+Tokens carry `sub`, `iat`, `exp`, `aud` (settings `jwt_audience`), `iss` (settings `jwt_issuer`) and a `kid`
+header naming the signing key (a fingerprint of the secret). Verification picks the key by `kid` among the
+current secret (`jwt-secret`) and the retired ones still accepted during a rotation
+(`jwt-previous-secrets`); a token whose `exp` lies more than `jwt_max_ttl` seconds ahead is refused, so a
+leaked long-lived token cannot outlive the policy.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -11,12 +20,28 @@ from fastapi import Depends, Path, Request
 from tasktide.api.problems import Problem
 
 ALGORITHM = "HS256"
+AUDIENCE = "tasktide-api"
+ISSUER = "tasktide"
+LEEWAY_SECONDS = 30
 UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")]
 
 
-def encode_token(user_id: str, secret: str, ttl: timedelta = timedelta(hours=24)) -> str:
+def key_id(secret: str) -> str:
+    """The `kid` of a signing secret: a short fingerprint, so rotating needs no separate key names."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def encode_token(
+    user_id: str,
+    secret: str,
+    ttl: timedelta = timedelta(hours=24),
+    *,
+    audience: str = AUDIENCE,
+    issuer: str = ISSUER,
+) -> str:
     now = datetime.now(UTC)
-    return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl}, secret, algorithm=ALGORITHM)
+    claims = {"sub": user_id, "iat": now, "exp": now + ttl, "aud": audience, "iss": issuer}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM, headers={"kid": key_id(secret)})
 
 
 def _bearer(request: Request) -> str:
@@ -29,12 +54,31 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+def _verification_key(token: str, current: str, previous: tuple[str, ...]) -> str:
+    kid = jwt.get_unverified_header(token).get("kid")
+    if kid is None:
+        return current
+    keys = {key_id(secret): secret for secret in (current, *previous)}
+    if kid not in keys:
+        raise jwt.InvalidTokenError(f"unknown signing key {str(kid)[:32]!r}")
+    return keys[kid]
+
+
 def authorize(request: Request, user_id: UserId) -> str:
     """The authenticated user, who must be the one named in the path."""
-    secret: str = request.app.state.services.jwt_secret
+    services = request.app.state.services
+    settings = services.settings
+    token = _bearer(request)
     try:
+        secret = _verification_key(token, services.jwt_secret, services.jwt_previous_secrets)
         claims = jwt.decode(
-            _bearer(request), secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]}
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=LEEWAY_SECONDS,
+            options={"require": ["sub", "exp", "iat", "aud", "iss"]},
         )
     except jwt.ExpiredSignatureError:
         raise Problem(401, "The token has expired; mint a new one.") from None
@@ -52,6 +96,10 @@ def authorize(request: Request, user_id: UserId) -> str:
         ) from None
     except jwt.InvalidTokenError as exc:
         raise Problem(401, f"The token is invalid: {exc}.") from None
+    if float(claims["exp"]) > time.time() + settings.jwt_max_ttl + LEEWAY_SECONDS:
+        raise Problem(
+            401, f"The token lives longer than the {settings.jwt_max_ttl} s allowed; mint a new one."
+        )
     if claims.get("sub") != user_id:
         raise Problem(403, "The token belongs to another user.")
     return user_id

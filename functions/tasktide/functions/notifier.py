@@ -27,22 +27,35 @@ from tasktide.services import Services
 
 SENT_NAMESPACE = uuid.UUID("0c5d3c52-4f0e-4f59-9a57-5c2d6a9b8e13")
 DEDUPE_TTL = 7 * 24 * 3600
-CLAIM_TTL = 120  # longer than one delivery attempt (webhook + SMTP timeouts)
+CLAIM_TTL = 30  # the lease of a 'sending' claim: longer than one attempt (webhook 10 s + SMTP 10 s)
 
 
 class ChannelsFailed(fnkit.Redeliver):
     """At least one channel failed; the others were delivered. Answered 5xx so Knative redelivers."""
 
 
+class InFlight(fnkit.Redeliver):
+    """Another delivery holds the (event, channel) claim: not confirmed sent, so not a duplicate yet."""
+
+
 def deliver_once(services: Services, event_id: str, channel: str, send: Callable[[], None]) -> str:
     """Claim the (event, channel) first (first write wins), send, then record it as sent.
 
-    A concurrent or repeated delivery of the same event finds the claim and sends nothing; a failed send
-    drops the claim so the redelivery tries again."""
+    At least once: only a channel recorded ``sent`` counts as a duplicate. A claim still ``sending``
+    (another delivery in flight, or a process that died mid-send) raises :class:`InFlight`, so the event is
+    redelivered; once the claim's lease (``CLAIM_TTL``) expires the redelivery sends again, with the same
+    Standard Webhooks ``webhook-id`` (the event id) so the receiver dedupes. A failed send drops the claim
+    so the redelivery tries again at once."""
     key = f"notified:{event_id}:{channel}"
-    if not services.state.put_if_absent(key, b"sending", ttl_seconds=CLAIM_TTL):
-        metrics.NOTIFICATIONS.labels(channel, "duplicate").inc()
-        return "duplicate"
+    claimed = services.state.put_if_absent(key, b"sending", ttl_seconds=CLAIM_TTL)
+    if not claimed:
+        item = services.state.get(key)
+        if item is not None and item.value != b"sending":
+            metrics.NOTIFICATIONS.labels(channel, "duplicate").inc()
+            return "duplicate"
+        if item is not None or not services.state.put_if_absent(key, b"sending", ttl_seconds=CLAIM_TTL):
+            metrics.NOTIFICATIONS.labels(channel, "in_flight").inc()
+            raise InFlight(f"{channel} delivery of {event_id} is in flight (lease {CLAIM_TTL} s)")
     try:
         send()
     except Exception:
