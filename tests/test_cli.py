@@ -79,7 +79,8 @@ def test_cli_token_without_secret_signs_with_dev_secret_and_says_so(
 ) -> None:
     assert cli.main(["token", "alice"]) == 0
     out, err = capsys.readouterr()
-    assert jwt.decode(out.strip(), DEV_JWT_SECRET, algorithms=["HS256"])["sub"] == "alice"
+    claims = jwt.decode(out.strip(), DEV_JWT_SECRET, algorithms=["HS256"], audience="tasktide-api")
+    assert claims["sub"] == "alice"
     assert "TASKTIDE_JWT_SECRET is not set" in err and "development secret" in err
 
 
@@ -90,6 +91,7 @@ def test_cli_token_with_secret_signs_with_it_silently(
     monkeypatch.setenv("TASKTIDE_DATABASE_URL", POSTGRES)
     assert cli.main(["token", "bob", "--ttl", "30m"]) == 0
     out, err = capsys.readouterr()
-    claims = jwt.decode(out.strip(), "s3cret-0123456789abcdef0123456789ab", algorithms=["HS256"])
+    secret = "s3cret-0123456789abcdef0123456789ab"
+    claims = jwt.decode(out.strip(), secret, algorithms=["HS256"], audience="tasktide-api")
     assert claims["sub"] == "bob" and claims["exp"] - claims["iat"] == 1800
     assert err == ""
