@@ -60,14 +60,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     from tasktide.api.auth import encode_token
     from tasktide.dapr import secret_store
-    from tasktide.services import configured_jwt_secret
+    from tasktide.services import configured_jwt_secret, split_jwt_secrets
     from tasktide.settings import DEV_JWT_SECRET, get_settings
 
     settings = get_settings()
     if args.ttl.total_seconds() > settings.jwt_max_ttl:
         print(f"--ttl exceeds the maximum token lifetime ({settings.jwt_max_ttl} s)", file=sys.stderr)
         return 2
-    secret = configured_jwt_secret(settings, secret_store(settings))  # the current key: its kid is signed in
+    configured = configured_jwt_secret(settings, secret_store(settings))
+    secret = split_jwt_secrets(configured)[0] if configured else None  # the current key; kid in the header
     if not secret:
         secret = DEV_JWT_SECRET
         print(

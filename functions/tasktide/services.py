@@ -38,7 +38,8 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     secrets: SecretStore
-    jwt_secret: str
+    jwt_secret: str  # the current signing key
+    jwt_previous_secrets: tuple[str, ...] = ()  # retired keys, still verified (by kid) during a rotation
     relay: Relay | None = None
     relay_worker: RelayWorker | None = None
     after_commit: list[Callable[[], None]] = field(default_factory=list)
@@ -69,12 +70,6 @@ class Services:
         return DEV_WEBHOOK_SECRET
 
     @cached_property
-    def jwt_previous_secrets(self) -> tuple[str, ...]:
-        """Retired JWT secrets still accepted for verification (by `kid`) during a key rotation."""
-        raw = read_secret(self.secrets, "jwt-previous-secrets", self.settings.jwt_previous_secrets) or ""
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-    @cached_property
     def smtp_password(self) -> str | None:
         return read_secret(self.secrets, "smtp-password", self.settings.smtp_password)
 
@@ -101,12 +96,15 @@ class Services:
             url = read_secret(secrets, "database-url", None) or url
         engine = make_engine(url)
         track_pool(engine)
+        current, *retired = split_jwt_secrets(jwt_secret or resolve_jwt_secret(settings, secrets))
+        previous = tuple(retired)
         services = cls(
             settings=settings,
             engine=engine,
             sessions=session_factory(engine),
             secrets=secrets,
-            jwt_secret=jwt_secret or resolve_jwt_secret(settings, secrets),
+            jwt_secret=current,
+            jwt_previous_secrets=previous,
         )
         if with_relay and settings.kafka_bootstrap:
             from tasktide.kafka import KafkaPublisher
@@ -115,6 +113,13 @@ class Services:
                 Relay(services.sessions, KafkaPublisher(settings.kafka_bootstrap)), sweep_every=30
             )
         return services
+
+
+def split_jwt_secrets(value: str) -> list[str]:
+    """`jwt-secret` may list several keys, comma-separated: the first signs, every one verifies (by its
+    `kid`). Rotate by prepending a new key, then drop the old one once its tokens have expired."""
+    keys = [part.strip() for part in value.split(",") if part.strip()]
+    return keys or [value]
 
 
 def configured_jwt_secret(settings: Settings, secrets: SecretStore | None = None) -> str | None:

@@ -40,8 +40,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str | None = None
-    jwt_secret: str | None = None
-    jwt_previous_secrets: str | None = None  # comma-separated retired secrets, still verified (rotation)
+    jwt_secret: str | None = None  # "current[,retired,...]": the first signs, all verify (rotation)
     jwt_audience: str = "tasktide-api"
     jwt_issuer: str = "tasktide"
     jwt_max_ttl: int = 7 * 24 * 3600  # seconds: tokens expiring later than this from now are refused

@@ -20,11 +20,13 @@ OLD_SECRET = "old-secret-0123456789abcdef0123456789"
 
 
 @pytest.fixture
-def rotated(services: Services) -> Iterator[TestClient]:
+def rotated(database_url: str) -> Iterator[TestClient]:
     """The current secret is JWT_SECRET; OLD_SECRET is retired but still accepted."""
-    services.settings = services.settings.model_copy(update={"jwt_previous_secrets": f" {OLD_SECRET} "})
+    services = Services.build(Settings(database_url=database_url, jwt_secret=f"{JWT_SECRET}, {OLD_SECRET}"))
+    assert (services.jwt_secret, services.jwt_previous_secrets) == (JWT_SECRET, (OLD_SECRET,))
     with TestClient(create_app(services), raise_server_exceptions=False) as client:
         yield client
+    services.engine.dispose()
 
 
 def get(client: TestClient, token: str) -> int:
@@ -71,7 +73,7 @@ def test_authorize_rotated_keys_selected_by_kid(rotated: TestClient) -> None:
 def test_token_command_signs_with_current_kid_and_refuses_long_ttl(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("TASKTIDE_JWT_SECRET", JWT_SECRET)
+    monkeypatch.setenv("TASKTIDE_JWT_SECRET", f"{JWT_SECRET},{OLD_SECRET}")
     get_settings.cache_clear()
     try:
         assert main(["token", "alice"]) == 0

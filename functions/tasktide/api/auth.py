@@ -2,8 +2,8 @@
 
 Tokens carry `sub`, `iat`, `exp`, `aud` (settings `jwt_audience`), `iss` (settings `jwt_issuer`) and a `kid`
 header naming the signing key (a fingerprint of the secret). Verification picks the key by `kid` among the
-current secret (`jwt-secret`) and the retired ones still accepted during a rotation
-(`jwt-previous-secrets`); a token whose `exp` lies more than `jwt_max_ttl` seconds ahead is refused, so a
+keys of `jwt-secret` (comma-separated: the first is current and signs, the others are retired keys still
+accepted during a rotation); a token whose `exp` lies more than `jwt_max_ttl` seconds ahead is refused, so a
 leaked long-lived token cannot outlive the policy.
 """
 
