@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -71,7 +72,9 @@ def test_serve_command_function_target_runs_gunicorn_function_app() -> None:
     assert argv[:2] == ["gunicorn", "tasktide.fnserver:asgi_app_from_env()"]
     assert argv[argv.index("--bind") + 1] == "127.0.0.1:9000"
     assert argv[argv.index("--worker-class") + 1] == "uvicorn_worker.UvicornWorker"
-    assert command({"PORT": "9000"})[:3] == ["uvicorn", "tasktide.serve:api_app", "--factory"]
+    api = command({"PORT": "9000"})
+    assert api[:3] == [sys.executable, "-m", "tasktide.apiserver"]
+    assert api[api.index("--workers") + 1] == "2"
 
 
 def test_serve_command_without_host_env_binds_loopback() -> None:
@@ -177,3 +180,42 @@ def test_serve_function_slow_bodies_answered_408_without_starving_threads(
     output, _ = proc.communicate(timeout=10)
     lines = [line for line in output.decode().splitlines() if line.strip()]
     assert lines and all(json.loads(line)["function"] == "audit" for line in lines), lines[:5]
+
+
+@pytest.fixture
+def api_env(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> Iterator[pytest.MonkeyPatch]:
+    from tasktide import fnkit
+    from tasktide.settings import get_settings
+
+    monkeypatch.setenv("TASKTIDE_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("TASKTIDE_JWT_SECRET", "s" * 32)
+    monkeypatch.setenv("TASKTIDE_KAFKA_BOOTSTRAP", "127.0.0.1:9")  # never reached: nothing connects here
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()
+    fnkit.install(None)
+
+
+def test_api_app_kafka_set_runs_no_relay_and_no_follower(api_env: pytest.MonkeyPatch) -> None:
+    from tasktide.serve import api_app
+
+    app = api_app()
+    services = app.state.services
+    try:
+        assert services.relay is None and services.relay_worker is None and services.after_commit == []
+        assert app.state.hub._on_first_subscriber is not None  # the follower waits for an SSE client
+        assert not [t for t in threading.enumerate() if t.name.startswith("follow-")]
+    finally:
+        services.close()
+
+
+def test_api_app_relay_in_process_setting_runs_the_relay(api_env: pytest.MonkeyPatch) -> None:
+    from tasktide.serve import api_app
+
+    api_env.setenv("TASKTIDE_RELAY_IN_PROCESS", "true")
+    services = api_app().state.services
+    try:
+        assert services.relay is not None and services.relay_worker is not None
+        assert services.after_commit == [services.relay_worker.kick]
+    finally:
+        services.close()

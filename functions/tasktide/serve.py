@@ -2,14 +2,17 @@
 
 `FUNCTION_TARGET` picks a CloudEvents function (functions-framework's app plus `/healthz` and `/metrics`,
 under gunicorn with uvicorn workers, bodies read on the event loop with a deadline: see `tasktide.fnserver`);
-without it the task API is served by uvicorn. The bind address is `TASKTIDE_HOST`, 127.0.0.1 unless set:
-the image sets it to 0.0.0.0 (a pod must answer on its IP), while tests and benchmarks started outside a
-container stay on loopback. Both log one JSON object per line (uvicorn's and gunicorn's own loggers
-included, access lines with secrets redacted: see `tasktide.logs`)."""
+without it the task API is served by `tasktide.apiserver` (uvicorn workers on uvloop, one SO_REUSEPORT
+socket each). `TASKTIDE_WORKERS` sizes either (default 2 for the API, 1 for a function). The bind address
+is `TASKTIDE_HOST`, 127.0.0.1 unless set: the image sets it to 0.0.0.0 (a pod must answer on its IP),
+while tests and benchmarks started outside a container stay on loopback. Both log one JSON object per
+line (uvicorn's and gunicorn's own loggers included, access lines with secrets redacted: see
+`tasktide.logs`)."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 from fastapi import FastAPI
 
@@ -17,25 +20,36 @@ DEFAULT_HOST = "127.0.0.1"
 
 
 def api_app() -> FastAPI:
-    """uvicorn factory for the API Service: migrations first (Postgres: under an advisory lock)."""
+    """uvicorn factory for the API Service: migrations first (Postgres: under an advisory lock).
+
+    The outbox relay runs here only with `TASKTIDE_RELAY_IN_PROCESS=true` (else `tasktide-relay` publishes);
+    the `task-updates` follower starts with the first SSE subscriber, not with the process."""
     from tasktide import fnkit
     from tasktide.api.app import create_app
     from tasktide.db.migrate import upgrade
     from tasktide.logs import configure_logging
+    from tasktide.services import Services
     from tasktide.settings import get_settings
+    from tasktide.stream import StreamHub
 
     settings = get_settings()
     configure_logging("api", settings.log_level)
-    services = fnkit.services()
-    upgrade(services.engine.url.render_as_string(hide_password=False))
+    services = Services.build(settings, with_relay=settings.relay_in_process)
+    fnkit.install(services)
+    if not os.environ.get("TASKTIDE_API_MIGRATED"):  # set by tasktide.apiserver, which migrated already
+        upgrade(services.engine.url.render_as_string(hide_password=False))
     hub = None
     if settings.kafka_bootstrap:
-        from tasktide.events import TOPIC_TASK_UPDATES
-        from tasktide.kafka import TopicFollower
-        from tasktide.stream import StreamHub
+        bootstrap = settings.kafka_bootstrap
 
-        hub = StreamHub()
-        TopicFollower(settings.kafka_bootstrap, TOPIC_TASK_UPDATES, hub.publish).start()
+        def follow() -> None:
+            from tasktide.events import TOPIC_TASK_UPDATES
+            from tasktide.kafka import TopicFollower
+
+            assert hub is not None
+            TopicFollower(bootstrap, TOPIC_TASK_UPDATES, hub.publish).start()
+
+        hub = StreamHub(on_first_subscriber=follow)
     return create_app(services, hub)
 
 
@@ -53,7 +67,11 @@ def command(environ: dict[str, str] | None = None) -> list[str]:
             *("--bind", f"{host}:{port}", "--worker-class", "uvicorn_worker.UvicornWorker"),
             *("--workers", env.get("TASKTIDE_WORKERS", "1"), "--threads", threads, "--timeout", "0"),
         ]
-    return [*("uvicorn", "tasktide.serve:api_app", "--factory"), *("--host", host, "--port", port)]
+    workers = env.get("TASKTIDE_WORKERS", "2")
+    return [
+        *(sys.executable, "-m", "tasktide.apiserver"),
+        *("--host", host, "--port", port, "--workers", workers),
+    ]
 
 
 def serve() -> None:

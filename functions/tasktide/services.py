@@ -53,6 +53,14 @@ class Services:
                 log.exception("after-commit hook failed")
 
     @cached_property
+    def read_sessions(self) -> sessionmaker[Session]:
+        """Sessions for single-statement reads: autocommit on Postgres, so a read is one round trip (no
+        BEGIN / ROLLBACK around it); on SQLite the same sessions as writes."""
+        if self.engine.dialect.name != "postgresql":
+            return self.sessions
+        return session_factory(self.engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+    @cached_property
     def state(self) -> StateStore:
         return state_store(self.settings, self.engine)
 

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024
     body_read_timeout: float = 10.0  # seconds for a whole request body (slow clients get 408)
     max_json_depth: int = 32  # deeper request bodies are answered 400
+    # The API process publishes its own outbox rows right after commit only when asked (`tasktide dev`, the
+    # one-process mode, always does); otherwise the `tasktide-relay` Service publishes them.
+    relay_in_process: bool = False
 
     @field_validator("ping_every", mode="before")
     @classmethod

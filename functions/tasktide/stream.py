@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +31,12 @@ def _user_of(event: dict[str, Any]) -> str | None:
 
 
 class StreamHub:
-    def __init__(self, history: int = 500) -> None:
+    """`on_first_subscriber` runs once, when the first SSE client subscribes: the API starts its
+    `task-updates` follower there, so a process that never streams never consumes the topic."""
+
+    def __init__(self, history: int = 500, on_first_subscriber: Callable[[], None] | None = None) -> None:
         self.history = history
+        self._on_first_subscriber = on_first_subscriber
         self._lock = threading.Lock()
         self._buffers: dict[str, deque[Update]] = {}
         self._subscribers: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Update]]]] = {}
@@ -56,6 +60,10 @@ class StreamHub:
     async def subscribe(self, user: str, last_event_id: str | None = None) -> AsyncIterator[Update]:
         queue: asyncio.Queue[Update] = asyncio.Queue()
         entry = (asyncio.get_running_loop(), queue)
+        with self._lock:
+            start, self._on_first_subscriber = self._on_first_subscriber, None
+        if start is not None:
+            start()
         with self._lock:
             backlog = list(self._buffers.get(user, ()))
             self._subscribers.setdefault(user, set()).add(entry)

@@ -27,14 +27,15 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
-DEFAULT_PG = "postgresql://tasktide:tasktide@127.0.0.1:55432/tasktide"
+DEFAULT_PG = "postgresql://tasktide:tasktide@127.0.0.1:{port}/tasktide"
 JWT_SECRET = "tasktide-benchmark-secret-0123456789abcdef"
 TITLE = "# Benchmarks"
 
 
 def pg_server_url() -> str:
     """libpq URL of the server the benchmarks use (any database on it; we create our own)."""
-    return os.environ.get("TASKTIDE_BENCH_PG", DEFAULT_PG)
+    default = DEFAULT_PG.format(port=os.environ.get("TASKTIDE_PG_PORT", "55432"))
+    return os.environ.get("TASKTIDE_BENCH_PG", default)
 
 
 def pg_database_url(database: str) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tasktide.db.engine import make_engine, session_factory
-from tasktide.db.models import OutboxRow, ReminderRow
+from tasktide.db.models import OutboxRow, ReminderRow, TaskTagRow
 from tasktide.db.repository import TaskQuery, TaskRepository
 from tasktide.domain.errors import Conflict
 from tasktide.domain.tasks import Task, new_task, revise_task, set_completed, task_fields
@@ -225,3 +225,54 @@ def test_repository_time_columns_are_aware_utc(sessions: sessionmaker[Session]) 
         loaded = TaskRepository(session).get("u1", task.id)
     assert loaded is not None and loaded.due_at == datetime(2030, 3, 2, 14, 0, tzinfo=UTC)
     assert loaded.due_at.utcoffset() == timedelta(0)
+
+
+def _statements(sessions: sessionmaker[Session]) -> list[str]:
+    """Every statement the sessions' engine sends from now on (appended as they run)."""
+    from sqlalchemy import event
+
+    sent: list[str] = []
+    engine = sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_: sent.append(sql))
+    return sent
+
+
+def test_repository_add_with_event_writes_every_row_in_one_statement_on_postgres(
+    sessions: sessionmaker[Session],
+) -> None:
+    task = make(tags=["a", "b"], due_at="2030-03-02T09:00:00Z", reminders=["PT15M", "PT1H"])
+    sent = _statements(sessions)
+    with sessions() as session, session.begin():
+        TaskRepository(session).add(task, task_envelope(TASK_CREATED, task))
+    postgres = sessions.kw["bind"].dialect.name == "postgresql"
+    writes = [sql for sql in sent if not sql.startswith("BEGIN")]
+    assert len(writes) == (1 if postgres else 4)  # SQLite: task, tags, reminders, outbox (executemany each)
+    with sessions() as session:
+        assert TaskRepository(session).get("u1", task.id) == task
+        assert TaskRepository(session).pending_reminders(task.id) == [
+            ("PT1H", datetime(2030, 3, 2, 8, 0, tzinfo=UTC)),
+            ("PT15M", datetime(2030, 3, 2, 8, 45, tzinfo=UTC)),
+        ]
+        events = session.scalars(select(OutboxRow.topic).where(OutboxRow.key == str(task.id))).all()
+        tags = session.scalars(select(TaskTagRow.tag).where(TaskTagRow.task_id == task.id)).all()
+    assert sorted(events) == ["task-events", "task-updates"]
+    assert sorted(tags) == ["a", "b"]
+
+
+def test_repository_add_on_postgres_notifies_the_relay_at_commit(postgres_url: str) -> None:
+    """Postgres only: SQLite has no NOTIFY (there the relay runs in process and is kicked after commit)."""
+    import psycopg
+
+    database_url = postgres_url
+    listener = psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True)
+    try:
+        listener.execute("LISTEN tasktide_outbox")
+        engine = make_engine(database_url)
+        task = make()
+        with session_factory(engine)() as session, session.begin():
+            TaskRepository(session).add(task, task_envelope(TASK_CREATED, task))
+        engine.dispose()
+        notices = list(listener.notifies(timeout=10, stop_after=1))
+    finally:
+        listener.close()
+    assert [n.channel for n in notices] == ["tasktide_outbox"]

@@ -32,11 +32,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
+    # A plain QueuePool, no pre-ping (it costs a round trip per checkout): a connection the server dropped
+    # fails its statement, SQLAlchemy recognises the disconnect and invalidates the whole pool, so the next
+    # checkout reconnects. LIFO keeps the few hot connections warm; idle ones older than 30 min are renewed.
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_timeout", 10)  # an exhausted pool answers 503 instead of hanging
     kwargs.setdefault("connect_args", {"connect_timeout": 5})  # an unreachable server too
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    kwargs.setdefault("pool_use_lifo", True)
+    kwargs.setdefault("pool_recycle", 1800)
+    return create_engine(url, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -2,17 +2,37 @@
 
 Every method runs inside the caller's transaction (a `Session` already begun), so a change, its
 materialised reminders and its outbox events commit or roll back together.
+
+Statements are SQLAlchemy Core on the mapped tables (no ORM unit of work): on Postgres a create (task,
+tags, reminders and its events) is ONE statement of data-modifying CTEs, and every statement that writes
+outbox rows also sends `NOTIFY tasktide_outbox` (delivered at commit) so a listening relay wakes at once.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    Dialect,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +43,11 @@ from tasktide.domain.tasks import PRIORITY_RANK, Priority, RecurrenceBasis, Stat
 from tasktide.events import Envelope, topics_for
 
 SORTS = ("due_at", "priority", "title", "created_at", "updated_at")
+OUTBOX_CHANNEL = "tasktide_outbox"
+TASKS: Table = TaskRow.__table__  # type: ignore[assignment]
+TAGS: Table = TaskTagRow.__table__  # type: ignore[assignment]
+REMINDERS: Table = ReminderRow.__table__  # type: ignore[assignment]
+OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -49,7 +74,7 @@ class ClaimedReminder:
     due_at: datetime
 
 
-def _to_task(row: TaskRow) -> Task:
+def _to_task(row: TaskRow | Row[Any]) -> Task:
     return Task(
         id=row.id,
         user_id=row.user_id,
@@ -95,16 +120,125 @@ def _columns(task: Task) -> dict[str, object]:
     }
 
 
+def _outbox_rows(event: Envelope) -> list[dict[str, object]]:
+    document = event.to_json()
+    return [
+        {
+            "event_id": event.id,
+            "topic": topic,
+            "key": event.subject,
+            "type": event.type,
+            "event": document,
+            "created_at": event.time,
+        }
+        for topic in topics_for(event.type)
+    ]
+
+
+def _wanted_reminders(task: Task) -> dict[str, datetime]:
+    if task.status == Status.PENDING and task.due_at is not None:
+        return dict(reminder_times(task.due_at, task.reminders))
+    return {}
+
+
+def _reminder_row(task: Task, offset: str, remind_at: datetime) -> dict[str, object]:
+    assert task.due_at is not None
+    return {
+        "id": uuid.uuid4(),
+        "task_id": task.id,
+        "user_id": task.user_id,
+        "offset": offset,
+        "remind_at": remind_at,
+        "due_at": task.due_at,
+        "fired_at": None,
+    }
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """One multi-table insert, compiled once: its SQL, its constant parameters, each bind's processor."""
+
+    sql: str
+    constants: dict[str, Any]
+    processors: dict[str, Callable[[Any], Any]]
+
+    def params(self, values: dict[str, Any]) -> dict[str, Any]:
+        out = dict(self.constants)
+        for name, value in values.items():
+            process = self.processors.get(name)
+            out[name] = value if process is None or value is None else process(value)
+        return out
+
+
+@lru_cache(maxsize=256)
+def _cte_statement(shape: tuple[tuple[str, int, tuple[str, ...]], ...], dialect: Dialect) -> _Compiled:
+    """One statement inserting every (table, row count, columns) of `shape`, bound by name
+    (`w<table>_<row>_<column>`), built and compiled once per shape. (SQLAlchemy does not cache the
+    compilation of multi-row INSERTs in CTEs, and compiling one costs more than the rest of a create.)
+
+    Postgres runs every data-modifying CTE even when nothing reads it; foreign keys are checked at the
+    end of the statement, so the task and its children may go in any order. A statement writing outbox
+    rows returns `pg_notify(tasktide_outbox)`, delivered to listening relays when the transaction commits."""
+    tables = {t.name: t for t in (TASKS, TAGS, REMINDERS, OUTBOX)}
+    processors: dict[str, Callable[[Any], Any]] = {}
+    keys: set[str] = set()
+    ctes = []
+    for i, (name, count, columns) in enumerate(shape):
+        table, rows = tables[name], []
+        for j in range(count):
+            row = {}
+            for column in columns:
+                key, type_ = f"w{i}_{j}_{column}", table.c[column].type
+                row[column] = bindparam(key, type_=type_)
+                keys.add(key)
+                process = type_.dialect_impl(dialect).bind_processor(dialect)
+                if process is not None:
+                    processors[key] = process
+            rows.append(row)
+        ctes.append(insert(table).values(rows).cte(f"w{i}"))
+    notify = any(name == OUTBOX.name for name, _, _ in shape)
+    result = func.pg_notify(OUTBOX_CHANNEL, "") if notify else literal_column("1")
+    compiled = select(result).add_cte(*ctes).compile(dialect=dialect)
+    constants = {k: v for k, v in compiled.params.items() if k not in keys}
+    return _Compiled(str(compiled), constants, processors)
+
+
 class TaskRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._postgres = session.get_bind().dialect.name == "postgresql"
 
     # -- tasks -----------------------------------------------------------------------------------
-    def add(self, task: Task) -> None:
-        self.session.add(TaskRow(id=task.id, **_columns(task)))
-        self.session.flush()
-        self._sync_tags(task, new=True)
-        self._sync_reminders(task, new=True)
+    def add(self, task: Task, *events: Envelope) -> None:
+        """Insert a new task, its tags, its materialised reminders and `events` into the outbox.
+
+        Postgres: one statement (data-modifying CTEs, plus the outbox NOTIFY); SQLite: one per table."""
+        writes: list[tuple[Table, list[dict[str, object]]]] = [(TASKS, [{"id": task.id, **_columns(task)}])]
+        writes.append((TAGS, [{"task_id": task.id, "tag": tag} for tag in task.tags]))
+        reminders = [_reminder_row(task, o, at) for o, at in _wanted_reminders(task).items()]
+        writes.append((REMINDERS, reminders))
+        writes.append((OUTBOX, [row for event in events for row in _outbox_rows(event)]))
+        self._write(writes)
+
+    def _write(self, writes: Sequence[tuple[Table, list[dict[str, object]]]]) -> None:
+        """Insert every (table, rows) pair in order: one statement on Postgres, executemany on SQLite."""
+        writes = [(table, rows) for table, rows in writes if rows]
+        if not writes:
+            return
+        if not self._postgres:
+            for table, rows in writes:
+                self.session.execute(insert(table), rows)
+            return
+        shape = tuple((table.name, len(rows), tuple(rows[0])) for table, rows in writes)
+        params = {
+            f"w{i}_{j}_{column}": value
+            for i, (_, rows) in enumerate(writes)
+            for j, row in enumerate(rows)
+            for column, value in row.items()
+        }
+        connection = self.session.connection()
+        compiled = _cte_statement(shape, connection.dialect)
+        connection.exec_driver_sql(compiled.sql, compiled.params(params))
 
     def add_occurrence(self, task: Task) -> bool:
         """Insert the next occurrence; False when `(series_id, occurrence)` already exists."""
@@ -116,19 +250,18 @@ class TaskRepository:
         return True
 
     def get(self, user_id: str, task_id: uuid.UUID, *, for_update: bool = False) -> Task | None:
-        stmt = select(TaskRow).where(TaskRow.id == task_id, TaskRow.user_id == user_id)
+        stmt = select(TASKS).where(TASKS.c.id == task_id, TASKS.c.user_id == user_id)
         if for_update:
             stmt = stmt.with_for_update()
-        row = self.session.scalars(stmt).one_or_none()
+        row = self.session.execute(stmt).one_or_none()
         return None if row is None else _to_task(row)
 
     def save(self, task: Task, *, expected_version: int) -> None:
         """Write a revised task; `Conflict` if someone else changed it since `expected_version`."""
         result = self.session.execute(
-            update(TaskRow)
-            .where(TaskRow.id == task.id, TaskRow.version == expected_version)
+            update(TASKS)
+            .where(TASKS.c.id == task.id, TASKS.c.version == expected_version)
             .values(**_columns(task))
-            .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict(f"task {task.id} was changed concurrently; retry with the latest version")
@@ -136,14 +269,14 @@ class TaskRepository:
         self._sync_reminders(task)
 
     def delete(self, task: Task) -> None:
-        self.session.execute(delete(ReminderRow).where(ReminderRow.task_id == task.id))
-        self.session.execute(delete(TaskTagRow).where(TaskTagRow.task_id == task.id))
-        self.session.execute(delete(TaskRow).where(TaskRow.id == task.id))
+        self.session.execute(delete(REMINDERS).where(REMINDERS.c.task_id == task.id))
+        self.session.execute(delete(TAGS).where(TAGS.c.task_id == task.id))
+        self.session.execute(delete(TASKS).where(TASKS.c.id == task.id))
 
     def search(self, user_id: str, query: TaskQuery, *, now: datetime) -> list[Task]:
-        stmt = _filtered(select(TaskRow).where(TaskRow.user_id == user_id), query, now)
+        stmt = _filtered(select(TASKS).where(TASKS.c.user_id == user_id), query, now)
         stmt = _sorted(stmt, query.sort).limit(query.limit).offset(query.offset)
-        return [_to_task(row) for row in self.session.scalars(stmt)]
+        return [_to_task(row) for row in self.session.execute(stmt)]
 
     def series_has_occurrence(self, series_id: uuid.UUID, occurrence: int) -> bool:
         stmt = select(TaskRow.id).where(TaskRow.series_id == series_id, TaskRow.occurrence == occurrence)
@@ -151,17 +284,7 @@ class TaskRepository:
 
     # -- outbox ----------------------------------------------------------------------------------
     def add_event(self, event: Envelope) -> None:
-        for topic in topics_for(event.type):
-            self.session.add(
-                OutboxRow(
-                    event_id=event.id,
-                    topic=topic,
-                    key=event.subject,
-                    type=event.type,
-                    event=event.to_json(),
-                    created_at=event.time,
-                )
-            )
+        self._write([(OUTBOX, _outbox_rows(event))])
 
     # -- reminders -------------------------------------------------------------------------------
     def claim_due_reminders(self, now: datetime, limit: int = 500) -> list[ClaimedReminder]:
@@ -193,65 +316,45 @@ class TaskRepository:
         return [(o, r) for o, r in self.session.execute(stmt.order_by(ReminderRow.remind_at)).all()]
 
     # -- internals -------------------------------------------------------------------------------
-    def _sync_tags(self, task: Task, *, new: bool = False) -> None:
-        if not new:
-            self.session.execute(delete(TaskTagRow).where(TaskTagRow.task_id == task.id))
-        for tag in task.tags:
-            self.session.add(TaskTagRow(task_id=task.id, tag=tag))
-        self.session.flush()
+    def _sync_tags(self, task: Task) -> None:
+        self.session.execute(delete(TAGS).where(TAGS.c.task_id == task.id))
+        self._write([(TAGS, [{"task_id": task.id, "tag": tag} for tag in task.tags])])
 
-    def _sync_reminders(self, task: Task, *, new: bool = False) -> None:
+    def _sync_reminders(self, task: Task) -> None:
         """Materialise one row per (task, offset). A row whose time did not move is kept (fired or not);
         one whose time moved is replaced by a new row with a new id, so its next firing is a new event."""
-        rows: dict[str, ReminderRow] = {}
-        if not new:
-            stmt = select(ReminderRow).where(ReminderRow.task_id == task.id)
-            rows = {r.offset: r for r in self.session.scalars(stmt)}
-        wanted: dict[str, datetime] = {}
-        if task.status == Status.PENDING and task.due_at is not None:
-            wanted = dict(reminder_times(task.due_at, task.reminders))
+        stmt = select(REMINDERS.c.id, REMINDERS.c.offset, REMINDERS.c.remind_at, REMINDERS.c.due_at)
+        rows = {r.offset: r for r in self.session.execute(stmt.where(REMINDERS.c.task_id == task.id))}
+        wanted = _wanted_reminders(task)
         kept = {o for o, r in rows.items() if wanted.get(o) == r.remind_at and r.due_at == task.due_at}
-        for offset, row in rows.items():
-            if offset not in kept:
-                self.session.delete(row)
-        self.session.flush()  # deletes before the inserts that reuse their (task_id, offset)
-        for offset, remind_at in wanted.items():
-            if offset not in kept:
-                assert task.due_at is not None
-                self.session.add(
-                    ReminderRow(
-                        id=uuid.uuid4(),
-                        task_id=task.id,
-                        user_id=task.user_id,
-                        offset=offset,
-                        remind_at=remind_at,
-                        due_at=task.due_at,
-                    )
-                )
-        self.session.flush()
+        stale = [r.id for o, r in rows.items() if o not in kept]
+        if stale:  # deletes before the inserts that reuse their (task_id, offset)
+            self.session.execute(delete(REMINDERS).where(REMINDERS.c.id.in_(stale)))
+        fresh = [_reminder_row(task, o, at) for o, at in wanted.items() if o not in kept]
+        self._write([(REMINDERS, fresh)])
 
 
 def _filtered(stmt: Select[Any], query: TaskQuery, now: datetime) -> Select[Any]:
     if query.status != "all":
-        stmt = stmt.where(TaskRow.status == query.status)
+        stmt = stmt.where(TASKS.c.status == query.status)
     if query.priorities:
-        stmt = stmt.where(TaskRow.priority.in_(query.priorities))
+        stmt = stmt.where(TASKS.c.priority.in_(query.priorities))
     for tag in query.tags:
-        stmt = stmt.where(exists().where(TaskTagRow.task_id == TaskRow.id, TaskTagRow.tag == tag))
+        stmt = stmt.where(exists().where(TAGS.c.task_id == TASKS.c.id, TAGS.c.tag == tag))
     if query.q:
         pattern = "%" + query.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         stmt = stmt.where(
             or_(
-                func.lower(TaskRow.title).like(pattern, escape="\\"),
-                func.lower(TaskRow.description).like(pattern, escape="\\"),
+                func.lower(TASKS.c.title).like(pattern, escape="\\"),
+                func.lower(TASKS.c.description).like(pattern, escape="\\"),
             )
         )
     if query.due_from is not None:
-        stmt = stmt.where(TaskRow.due_at >= query.due_from)
+        stmt = stmt.where(TASKS.c.due_at >= query.due_from)
     if query.due_to is not None:
-        stmt = stmt.where(TaskRow.due_at <= query.due_to)
+        stmt = stmt.where(TASKS.c.due_at <= query.due_to)
     if query.overdue:
-        stmt = stmt.where(and_(TaskRow.status == str(Status.PENDING), TaskRow.due_at < now))
+        stmt = stmt.where(and_(TASKS.c.status == str(Status.PENDING), TASKS.c.due_at < now))
     return stmt
 
 
@@ -259,19 +362,19 @@ def _sorted(stmt: Select[Any], sort: str) -> Select[Any]:
     descending = sort.startswith("-")
     key = sort.lstrip("-")
     column = {
-        "due_at": TaskRow.due_at,
-        "priority": TaskRow.priority_rank,
-        "title": TaskRow.title,
-        "created_at": TaskRow.created_at,
-        "updated_at": TaskRow.updated_at,
+        "due_at": TASKS.c.due_at,
+        "priority": TASKS.c.priority_rank,
+        "title": TASKS.c.title,
+        "created_at": TASKS.c.created_at,
+        "updated_at": TASKS.c.updated_at,
     }[key]
     # Priorities order high > medium > low > none (rank 0 is high): "-priority" (descending) puts high
     # first, "priority" low first. Tasks without a due date always come last.
     if key == "priority":
         descending = not descending
     order = column.desc() if descending else column.asc()
-    clauses = [TaskRow.due_at.is_(None).asc()] if key == "due_at" else []
-    return stmt.order_by(*clauses, order, TaskRow.created_at.asc(), TaskRow.id.asc())
+    clauses = [TASKS.c.due_at.is_(None).asc()] if key == "due_at" else []
+    return stmt.order_by(*clauses, order, TASKS.c.created_at.asc(), TASKS.c.id.asc())
 
 
 def as_uuid(value: str) -> uuid.UUID | None:

@@ -138,11 +138,11 @@ def create_task(
     user_id: CurrentUser, body: TaskIn, request: Request, response: Response, services: ServicesDep
 ) -> TaskOut:
     task = new_task(user_id, to_fields(body), now=utcnow())
+    envelope = events.task_envelope(
+        events.TASK_CREATED, task, actor=user_id, traceparent=_traceparent(request)
+    )
     with unit_of_work(services) as repo:
-        repo.add(task)
-        repo.add_event(
-            events.task_envelope(events.TASK_CREATED, task, actor=user_id, traceparent=_traceparent(request))
-        )
+        repo.add(task, envelope)  # one statement on Postgres: task, tags, reminders, outbox rows
     response.headers["Location"] = str(request.url_for("get_task", user_id=user_id, task_id=task.id).path)
     return _respond(response, task)
 
@@ -184,7 +184,7 @@ def list_tasks(
         limit=limit + 1,
         offset=offset,
     )
-    with services.sessions() as session:
+    with services.read_sessions() as session:
         tasks = TaskRepository(session).search(user_id, query, now=utcnow())
     if len(tasks) > limit:
         tasks = tasks[:limit]
@@ -197,7 +197,7 @@ def list_tasks(
 
 @router.get("/{task_id}")
 def get_task(user_id: CurrentUser, task_id: uuid.UUID, response: Response, services: ServicesDep) -> TaskOut:
-    with services.sessions() as session:
+    with services.read_sessions() as session:
         task = _load(TaskRepository(session), user_id, task_id)
     return _respond(response, task)
 

@@ -1,0 +1,281 @@
+"""Create-task throughput (closed loop) and latency vs offered load (open loop), tasktide vs the plain
+FastAPI + SQLAlchemy baseline, driven by k6 (Go, so the load generator does not compete for a GIL).
+
+Consumes: the local Postgres (`TASKTIDE_BENCH_PG` server; fresh databases `tasktide_bench_api` and
+`tasktide_bench_plain`), k6 from the venv, `loadtests/bench/create.js`, `plain_baseline.py`.
+Emits: per subject, a closed-loop run (8 clients back to back) and open-loop runs at fixed arrival rates
+(k6 `constant-arrival-rate`): requests/s, p50/p90/p99/max, dropped iterations, server CPU per request,
+the 1-minute load average at the end of each run; and the `## Create-task latency vs offered load`
+section of docs/benchmarks.md (with --write-doc).
+
+Subjects (each started, measured and stopped in turn, in the same run):
+- `plain-1w`: `plain_baseline.py` under `uvicorn` with 1 worker, default loop (the issue's baseline);
+- `plain-2w`: the same app with `--workers 2 --loop uvloop --http httptools` (same CPU as tasktide);
+- `tasktide`: `tasktide serve` (the container entrypoint: 2 uvloop workers, SO_REUSEPORT, no Kafka).
+
+    .venv/bin/python loadtests/bench/api_load.py [--duration 15] [--rates 50,100,200,300] [--write-doc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import benchlib
+
+SECTION = "Create-task latency vs offered load"
+HERE = Path(__file__).resolve().parent
+USER = "bench-user"
+
+
+@dataclass(frozen=True)
+class Result:
+    subject: str
+    mode: str  # "closed, 8 clients" or "open, N req/s"
+    requests: int
+    per_second: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    failed: float
+    dropped: int
+    cpu_ms_per_request: float
+    load1: float
+
+
+def k6_binary() -> str:
+    local = benchlib.VENV_BIN / "k6"
+    return str(local) if local.exists() else "k6"
+
+
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and every descendant (Linux /proc children lists)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    total = 0.0
+    for p in tree_pids(pid):
+        try:
+            total += benchlib.cpu_seconds(p)
+        except (OSError, IndexError):
+            continue
+    return total
+
+
+@contextmanager
+def server(argv: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=benchlib.REPO_ROOT)
+    try:
+        benchlib.wait_http(f"http://127.0.0.1:{port}/healthz", 120.0, proc)
+        yield proc
+    finally:
+        benchlib.stop(proc)
+        log.close()
+        os.unlink(log.name)
+
+
+def k6(base: str, token: str, mode: str, duration: int, *, rate: int = 0, vus: int = 8) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = Path(tmp) / "summary.json"
+        env = {
+            **os.environ,
+            "BASE_URL": base,
+            "USER_ID": USER,
+            "TOKEN": token,
+            "MODE": mode,
+            "DURATION": f"{duration}s",
+            "RATE": str(rate),
+            "VUS": str(vus),
+            "SUMMARY": str(summary),
+            "K6_NO_USAGE_REPORT": "true",
+        }
+        argv = [k6_binary(), "run", "--quiet", "--no-color", str(HERE / "create.js")]
+        subprocess.run(argv, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        data: dict[str, object] = json.loads(summary.read_text())
+        return data
+
+
+def measure(
+    subject: str, proc: subprocess.Popen[bytes], base: str, token: str, duration: int, rates: list[int]
+) -> list[Result]:
+    results = []
+    runs: list[tuple[str, Callable[[], dict[str, object]]]] = [
+        ("closed, 8 clients", lambda: k6(base, token, "closed", duration, vus=8))
+    ]
+    for rate in rates:
+        runs.append((f"open, {rate} req/s", lambda rate=rate: k6(base, token, "open", duration, rate=rate)))
+    k6(base, token, "closed", 3, vus=4)  # warm-up: pools, caches, JIT-free but still first-touch costs
+    for mode, run in runs:
+        cpu0, t0 = tree_cpu(proc.pid), time.perf_counter()
+        data = run()
+        cpu = tree_cpu(proc.pid) - cpu0
+        _ = time.perf_counter() - t0
+        metrics = data["metrics"]
+        assert isinstance(metrics, dict)
+        duration_ms = metrics["http_req_duration"]["values"]
+        reqs = metrics["http_reqs"]["values"]
+        dropped = metrics.get("dropped_iterations", {"values": {"count": 0}})["values"]["count"]
+        failed = metrics["http_req_failed"]["values"]["rate"]
+        count = int(reqs["count"])
+        results.append(
+            Result(
+                subject,
+                mode,
+                count,
+                float(reqs["rate"]),
+                float(duration_ms["med"]),
+                float(duration_ms["p(90)"]),
+                float(duration_ms["p(99)"]),
+                float(duration_ms["max"]),
+                float(failed),
+                int(dropped),
+                1000 * cpu / max(1, count),
+                os.getloadavg()[0],
+            )
+        )
+        print(results[-1], flush=True)
+    return results
+
+
+def run_all(duration: int, rates: list[int], subjects: list[str]) -> list[Result]:
+    results: list[Result] = []
+    venv = benchlib.VENV_BIN
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKTIDE_", "PROMETHEUS_"))}
+    base_env["PATH"] = f"{venv}{os.pathsep}{os.environ.get('PATH', '')}"
+    if "plain-1w" in subjects or "plain-2w" in subjects:
+        plain_url = benchlib.sqlalchemy_url(benchlib.recreate_database("tasktide_bench_plain"))
+        for subject, extra in (
+            ("plain-1w", ["--workers", "1"]),
+            ("plain-2w", ["--workers", "2", "--loop", "uvloop", "--http", "httptools"]),
+        ):
+            if subject not in subjects:
+                continue
+            port = benchlib.free_port()
+            argv = [str(venv / "uvicorn"), "--app-dir", str(HERE), "plain_baseline:app"]
+            argv += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", *extra]
+            with server(argv, {**base_env, "PLAIN_DATABASE_URL": plain_url}, port) as proc:
+                results += measure(subject, proc, f"http://127.0.0.1:{port}", "", duration, rates)
+    if "tasktide" in subjects:
+        url = benchlib.sqlalchemy_url(benchlib.recreate_database("tasktide_bench_api"))
+        port = benchlib.free_port()
+        env = {
+            **base_env,
+            "PORT": str(port),
+            "TASKTIDE_HOST": "127.0.0.1",
+            "TASKTIDE_DATABASE_URL": url,
+            "TASKTIDE_JWT_SECRET": benchlib.JWT_SECRET,
+            "TASKTIDE_LOG_LEVEL": "WARNING",
+        }
+        token = benchlib.token(USER)
+        with server([str(venv / "tasktide"), "serve"], env, port) as proc:
+            results += measure("tasktide", proc, f"http://127.0.0.1:{port}", token, duration, rates)
+    return results
+
+
+def render(results: list[Result], argv: list[str], load_start: float) -> str:
+    rows = [
+        [
+            r.subject,
+            r.mode,
+            r.requests,
+            f"{r.per_second:,.0f}",
+            f"{r.p50_ms:.1f}",
+            f"{r.p90_ms:.1f}",
+            f"{r.p99_ms:.1f}",
+            f"{r.max_ms:.0f}",
+            f"{100 * r.failed:.1f}%",
+            r.dropped,
+            f"{r.cpu_ms_per_request:.2f}",
+            f"{r.load1:.1f}",
+        ]
+        for r in results
+    ]
+    closed = {r.subject: r for r in results if r.mode.startswith("closed")}
+    lines = []
+    for subject in ("tasktide", "plain-2w"):
+        for base in ("plain-1w", "plain-2w"):
+            if subject in closed and base in closed and subject != base:
+                ratio = closed[subject].per_second / closed[base].per_second
+                cpu = closed[subject].cpu_ms_per_request / closed[base].cpu_ms_per_request
+                lines.append(
+                    f"- closed loop: {subject} / {base} = **{ratio:.2f}x** the requests/s"
+                    f" ({closed[subject].per_second:,.0f} vs {closed[base].per_second:,.0f});"
+                    f" CPU per request {cpu:.2f}x"
+                )
+    header = [
+        "subject",
+        "load",
+        "requests",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "failed",
+        "dropped",
+        "server CPU ms/req",
+        "load avg (1 min)",
+    ]
+    command = benchlib.command_line("api_load.py", argv)
+    return f"""Command: `{command}` (load average at start: {load_start:.1f})
+
+`POST /api/{{user}}/tasks` (title, description, priority, 2 tags, a due date, one `PT1H` reminder) from k6
+(`loadtests/bench/create.js`): a closed loop of 8 clients back to back, then an open loop at each fixed
+arrival rate (`constant-arrival-rate`, so a slow server cannot slow the offered load down: latency
+includes the queueing). Every run lasts the same time, after a 3 s warm-up, each subject on a fresh
+database of the same Postgres. tasktide writes the task, its 2 tags, its reminder and 2 outbox rows in
+one transaction and checks a JWT; the plain baseline (`plain_baseline.py`) writes one row, no auth.
+Subjects: `plain-1w` is the issue's baseline (uvicorn, 1 worker, default loop); `plain-2w` is the same app
+given tasktide's process model (2 workers, uvloop, httptools); `tasktide` is `tasktide serve` (2 uvloop
+workers on SO_REUSEPORT sockets, no Kafka: the relay is the `tasktide-relay` Service's job).
+"Server CPU" is user+system CPU of the server's process tree per request; the last column is the
+1-minute load average when the run ended (2 cores shared with other work).
+
+{benchlib.table(header, rows)}
+
+{chr(10).join(lines)}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=15, help="seconds per run")
+    parser.add_argument("--rates", default="50,100,200,300,400")
+    parser.add_argument("--subjects", default="plain-1w,plain-2w,tasktide")
+    parser.add_argument("--write-doc", action="store_true")
+    args = parser.parse_args(argv)
+    load_start = os.getloadavg()[0]
+    rates = [int(r) for r in args.rates.split(",") if r]
+    results = run_all(args.duration, rates, args.subjects.split(","))
+    shown = [a for a in (argv or []) if a != "--write-doc"]
+    text = render(results, shown, load_start)
+    print(text)
+    if args.write_doc:
+        benchlib.write_section(SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
