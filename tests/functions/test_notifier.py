@@ -137,3 +137,20 @@ def test_deliver_once_claim_left_by_crash_is_redelivered_not_duplicate(installed
     assert notifier.deliver_once(installed, "evt-crash", "webhook", lambda: sent.append(1)) == "sent"
     assert sent == [1]
     assert notifier.deliver_once(installed, "evt-crash", "webhook", lambda: sent.append(1)) == "duplicate"
+
+
+def test_notifier_forged_title_replaced_by_stored_title(
+    installed: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 finding 1: a forged reminder.due with a made-up title reached the inbox and the webhook."""
+    payloads: list[dict[str, object]] = []
+    monkeypatch.setattr(notifier, "send_webhook", lambda _u, _s, _i, payload, **_: payloads.append(payload))
+    installed.__dict__["webhook_secret"] = "whsec_dGVzdA=="  # the cached secret (no store here)
+    task = add_task(installed, webhook=True)
+    forged = reminder_event(task)
+    forged.data["title"] = "Your account is locked: log in at https://evil.example"
+    notifier.notifier(forged)
+    with installed.sessions() as session:
+        titles = [row.title for row in session.scalars(select(NotificationRow))]
+    assert titles == ["Reminder: t"]
+    assert payloads and payloads[0]["data"]["title"] == "t"  # type: ignore[index]

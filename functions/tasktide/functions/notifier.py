@@ -1,10 +1,13 @@
-"""notifier: delivers a due reminder to each of the user's channels, at most once per channel.
+"""notifier: delivers a due reminder to each of the user's channels, at least once per channel (the
+Standard Webhooks `webhook-id` is the event id, stable across redeliveries, so receivers dedupe).
 
 Consumes: `com.tasktide.reminder.due`. Emits (outbox): `com.tasktide.notification.sent`.
 Channels: in-app (always; a row unique on the event id), a Standard Webhooks-signed POST to the user's
 `webhook_url`, and e-mail over SMTP to `email`. A channel that fails raises, so the function answers 5xx
 and Knative redelivers; channels already delivered are skipped on redelivery (dedupe on the event id in
-the state store), and one that keeps failing ends in the dead-letter topic.
+the state store), and one that keeps failing ends in the dead-letter topic. What is sent comes from the
+database (the stored task's title), never from the event's data, so a forged event cannot put words in
+the user's inbox.
 """
 
 from __future__ import annotations
@@ -68,11 +71,14 @@ def deliver_once(services: Services, event_id: str, channel: str, send: Callable
     return "sent"
 
 
-def still_due(services: Services, data: events.ReminderDueData) -> bool:
-    """The task is still pending with the same due date (completed, deleted or moved: stay silent)."""
+def still_due(services: Services, data: events.ReminderDueData) -> events.ReminderDueData | None:
+    """The reminder as the database tells it (the stored task's title, never the event's), if the task is
+    still pending with the same due date; None (stay silent) if it was completed, deleted or moved."""
     with services.sessions() as session:
         task = TaskRepository(session).get(data.user_id, data.task_id)
-    return task is not None and task.status == Status.PENDING and task.due_at == data.due_at
+    if task is None or task.status != Status.PENDING or task.due_at != data.due_at:
+        return None
+    return data.model_copy(update={"title": task.title})
 
 
 @functions_framework.cloud_event
@@ -81,9 +87,11 @@ def notifier(event: Any) -> None:
         if data is None:
             return
         services, event_id = fnkit.services(), fnkit.attr(event, "id") or ""
-        if not still_due(services, data):
+        stored = still_due(services, data)
+        if stored is None:
             fnkit.outcome("notifier", event, "ok")
             return
+        data = stored
         with services.sessions() as session, session.begin():
             prefs = session.scalars(
                 select(NotificationSettingsRow).where(NotificationSettingsRow.user_id == data.user_id)

@@ -1,0 +1,69 @@
+"""audit on a real database: events the database contradicts are not written into anyone's history
+(issue 12 finding 1: a forged `task.deleted` by "support-admin" for another user's live task)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from tasktide import ce, fnkit
+from tasktide.db.models import AuditRow
+from tasktide.db.repository import TaskRepository
+from tasktide.domain.tasks import Task, new_task
+from tasktide.events import TASK_DELETED, TASK_UPDATED, Envelope, task_envelope
+from tasktide.functions import audit
+from tasktide.services import Services
+
+
+@pytest.fixture
+def installed(services: Services) -> Iterator[Services]:
+    fnkit.install(services)
+    yield services
+    fnkit.install(None)
+
+
+def live_task(services: Services) -> Task:
+    task = new_task("victim", {"title": "mine"}, now=datetime.now(UTC))
+    with services.sessions() as session, session.begin():
+        TaskRepository(session).add(task)
+    return task
+
+
+def event(envelope: Envelope) -> ce.CloudEvent:
+    body = json.dumps(envelope.to_json()).encode()
+    return ce.from_http({"content-type": "application/cloudevents+json"}, body)
+
+
+def history(services: Services) -> list[tuple[str, str]]:
+    with services.sessions() as session:
+        return [(r.type, r.actor) for r in session.scalars(select(AuditRow))]
+
+
+def test_audit_forged_delete_of_live_task_not_recorded(installed: Services) -> None:
+    task = live_task(installed)
+    audit.audit(event(task_envelope(TASK_DELETED, task, actor="victim")))
+    assert history(installed) == []
+
+
+def test_audit_actor_not_owner_not_recorded(installed: Services) -> None:
+    task = live_task(installed)
+    audit.audit(event(task_envelope(TASK_UPDATED, task, changed=["title"], actor="support-admin")))
+    assert history(installed) == []
+
+
+def test_audit_owner_and_recurring_events_recorded(installed: Services) -> None:
+    task = live_task(installed)
+    audit.audit(event(task_envelope(TASK_UPDATED, task, changed=["title"], actor="victim")))
+    audit.audit(event(task_envelope(TASK_UPDATED, task, changed=["due_at"], actor="recurring")))
+    with installed.sessions() as session, session.begin():
+        TaskRepository(session).delete(task)
+    audit.audit(event(task_envelope(TASK_DELETED, task, actor="victim")))
+    assert sorted(history(installed)) == [
+        (TASK_DELETED, "victim"),
+        (TASK_UPDATED, "recurring"),
+        (TASK_UPDATED, "victim"),
+    ]
