@@ -60,7 +60,7 @@ def _verification_key(token: str, current: str, previous: tuple[str, ...]) -> st
         return current
     keys = {key_id(secret): secret for secret in (current, *previous)}
     if kid not in keys:
-        raise jwt.InvalidTokenError(f"unknown signing key {str(kid)[:32]!r}")
+        raise jwt.InvalidSignatureError(f"unknown signing key {str(kid)[:32]!r}")
     return keys[kid]
 
 
