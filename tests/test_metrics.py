@@ -18,6 +18,7 @@ from tasktide import metrics
 EXPECTED_FAMILIES = {
     "tasktide_requests",
     "tasktide_request_errors",
+    "tasktide_retention_deleted",
     "tasktide_request_duration_seconds",
     "tasktide_events_consumed",
     "tasktide_events_emitted",

@@ -39,6 +39,7 @@ from prometheus_client import (
 __all__ = [
     "DB_POOL",
     "DEAD_LETTERS",
+    "RETENTION_DELETED",
     "EVENTS_CONSUMED",
     "EVENTS_EMITTED",
     "EVENT_OUTCOMES",
@@ -160,6 +161,11 @@ NOTIFICATIONS: Final = Counter(
     "Notifications attempted, by channel (in_app|webhook|email) and outcome (sent|failed|duplicate).",
     ["channel", "outcome"],
 )
+RETENTION_DELETED: Final = Counter(
+    "tasktide_retention_deleted_total",
+    "Rows deleted by retention, by table (outbox: sent rows; dapr_state: expired rows).",
+    ["table"],
+)
 DEAD_LETTERS: Final = Counter(
     "tasktide_dead_letters_total",
     "Events sent to the dead-letter sink, by the trigger (subscription) that gave up on them.",
@@ -194,6 +200,7 @@ _ALL: Final = (
     REMINDERS_FIRED,
     OCCURRENCES_CREATED,
     NOTIFICATIONS,
+    RETENTION_DELETED,
     DEAD_LETTERS,
     DB_POOL,
     KAFKA_CONSUMER_LAG,

@@ -1,7 +1,8 @@
 """relay: the periodic outbox sweep, so a Kafka outage delays events but never loses them.
 
 Consumes: the `outbox-sweep` PingSource tick (`dev.knative.sources.ping`). Emits: every unsent outbox
-event to its Kafka topic (`task-events`, `task-updates`, `reminders`).
+event to its Kafka topic (`task-events`, `task-updates`, `reminders`); then retention (`tasktide.retention`):
+sent outbox rows and expired state rows past their configured age are deleted.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import functions_framework
 
-from tasktide import fnkit, metrics
+from tasktide import fnkit, metrics, retention
 
 
 @functions_framework.cloud_event
@@ -22,6 +23,10 @@ def relay(event: Any) -> None:
             fnkit.outcome("relay", event, "invalid")
             raise RuntimeError("relay has no publisher: set TASKTIDE_KAFKA_BOOTSTRAP")
         sent = services.relay.run_once()
+        settings = services.settings
+        purged = retention.purge(services.sessions, settings.outbox_retention, settings.state_retention)
+        if any(purged.values()):
+            fnkit.log.info("retention deleted %s", purged)
         metrics.EVENTS_CONSUMED.labels("relay", fnkit.attr(event, "type") or "", "ok").inc()
         # an idle sweep (every second with --ping-every 1s) is DEBUG; one that published is INFO
         fnkit.log.log(logging.INFO if sent else logging.DEBUG, "outbox sweep published %d events", sent)
