@@ -39,7 +39,6 @@ from prometheus_client import (
 __all__ = [
     "DB_POOL",
     "DEAD_LETTERS",
-    "RETENTION_DELETED",
     "EVENTS_CONSUMED",
     "EVENTS_EMITTED",
     "EVENT_OUTCOMES",
@@ -57,6 +56,7 @@ __all__ = [
     "REQUESTS",
     "REQUEST_DURATION",
     "REQUEST_ERRORS",
+    "RETENTION_DELETED",
     "EventOutcome",
     "NotificationChannel",
     "NotificationOutcome",
@@ -73,7 +73,7 @@ MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 EventOutcome = Literal["ok", "retried", "dead_lettered", "duplicate_ignored", "invalid"]
 NotificationChannel = Literal["in_app", "webhook", "email"]
-NotificationOutcome = Literal["sent", "failed", "duplicate"]
+NotificationOutcome = Literal["sent", "failed", "duplicate", "in_flight"]
 PoolState = Literal["in_use", "idle", "overflow"]
 
 EVENT_OUTCOMES: Final[tuple[EventOutcome, ...]] = (
@@ -84,7 +84,7 @@ EVENT_OUTCOMES: Final[tuple[EventOutcome, ...]] = (
     "invalid",
 )
 NOTIFICATION_CHANNELS: Final[tuple[NotificationChannel, ...]] = ("in_app", "webhook", "email")
-NOTIFICATION_OUTCOMES: Final[tuple[NotificationOutcome, ...]] = ("sent", "failed", "duplicate")
+NOTIFICATION_OUTCOMES: Final[tuple[NotificationOutcome, ...]] = ("sent", "failed", "duplicate", "in_flight")
 POOL_STATES: Final[tuple[PoolState, ...]] = ("in_use", "idle", "overflow")
 
 # --- requests (HTTP API and every CloudEvents function endpoint) --------------------------------------------
