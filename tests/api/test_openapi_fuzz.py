@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -16,11 +17,11 @@ from tasktide.services import Services
 from tasktide.settings import Settings
 from testenv import JWT_SECRET, truncate_all
 
-BACKEND: dict[str, Services] = {}
+BACKEND: dict[str, Any] = {}
 
 
 def _app():  # type: ignore[no-untyped-def]
-    return create_app(BACKEND["services"])
+    return BACKEND["app"]  # one app per backend: building one per example is most of a case's cost
 
 
 @pytest.fixture(params=["sqlite", "postgres"], autouse=True)
@@ -33,6 +34,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         truncate_all(url)
     services = Services.build(Settings(database_url=url, jwt_secret=JWT_SECRET))
     BACKEND["services"] = services
+    BACKEND["app"] = create_app(services)
     yield
     services.engine.dispose()
 
