@@ -52,8 +52,12 @@ stop-services:
 	-bash eventing/local/kafka.sh stop
 	-bash .ci/postgres.sh stop
 
+# Parallel workers (pytest-xdist): each gets its own Postgres database; Kafka tests share one worker
+# (xdist group `kafka`, see tests/conftest.py). PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= auto
+
 pytest: install
-	source .ci/test-env.sh && $(BIN)/pytest tests loadtests/bench $(PYTEST_ARGS)
+	source .ci/test-env.sh && $(BIN)/pytest tests loadtests/bench -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test: lint typecheck services
 	@status=0; $(MAKE) pytest || status=$$?; \
