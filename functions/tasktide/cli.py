@@ -241,7 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="postgresql+psycopg://tasktide:tasktide@127.0.0.1:55432/tasktide",
         help="Postgres (apps read it through their sidecar's secret store; state.postgresql uses it too)",
     )
-    dapr_run.add_argument("--kafka", default="127.0.0.1:9092", metavar="HOST:PORT")
+    dapr_run.add_argument(
+        "--kafka",
+        default="127.0.0.1:9092",
+        metavar="HOST:PORT",
+        help="Kafka bootstrap for the sidecars' pub/sub (default 127.0.0.1:9092)",
+    )
     dapr_run.add_argument("--apps", nargs="*", help="app ids to run (default: all six)")
     dapr_run.add_argument("--cron", help='override the cron bindings\' schedule, e.g. "@every 5s"')
     dapr_run.add_argument("--workdir", default=".local/dapr-run", help="rendered resources and logs")
