@@ -19,6 +19,7 @@ EXPECTED_FAMILIES = {
     "tasktide_requests",
     "tasktide_request_errors",
     "tasktide_retention_deleted",
+    "tasktide_reminders_skipped",
     "tasktide_request_duration_seconds",
     "tasktide_events_consumed",
     "tasktide_events_emitted",

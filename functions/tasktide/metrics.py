@@ -52,6 +52,7 @@ __all__ = [
     "POOL_STATES",
     "RELAY_PUBLISH_SECONDS",
     "REMINDERS_FIRED",
+    "REMINDERS_SKIPPED",
     "REMINDER_LATENESS",
     "REQUESTS",
     "REQUEST_DURATION",
@@ -149,6 +150,11 @@ REMINDERS_FIRED: Final = Counter(
     "tasktide_reminders_fired_total",
     "Reminders fired (reminder.due events emitted).",
 )
+REMINDERS_SKIPPED: Final = Counter(
+    "tasktide_reminders_skipped_total",
+    "Reminders not fired because their task was already past due when the scan found them (a clock jump"
+    " or a long outage of the reminders function).",
+)
 OCCURRENCES_CREATED: Final = Counter(
     "tasktide_recurring_occurrences_created_total",
     "Task occurrences created by the recurring function.",
@@ -198,6 +204,7 @@ _ALL: Final = (
     RELAY_PUBLISH_SECONDS,
     REMINDER_LATENESS,
     REMINDERS_FIRED,
+    REMINDERS_SKIPPED,
     OCCURRENCES_CREATED,
     NOTIFICATIONS,
     RETENTION_DELETED,

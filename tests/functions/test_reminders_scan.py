@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from tasktide import fnkit
+from tasktide import fnkit, metrics
 from tasktide.db.models import OutboxRow
 from tasktide.db.repository import TaskQuery, TaskRepository
 from tasktide.domain.tasks import new_task, revise_task, task_fields
@@ -51,8 +51,10 @@ def test_reminders_scan_more_due_than_a_batch_fires_all_once(
 def test_reminders_scan_task_already_past_due_skips(installed: Services) -> None:
     now = datetime.now(UTC)
     add_task(installed, now - timedelta(minutes=1))  # reminder and due date both passed
+    before = metrics.REMINDERS_SKIPPED._value.get()
     assert reminders.scan(now) == (0, 1)
     assert reminder_events(installed) == []
+    assert metrics.REMINDERS_SKIPPED._value.get() == before + 1  # a clock jump's skips are counted
 
 
 def test_reminders_scan_due_moved_away_and_back_fires_again_without_blocking(installed: Services) -> None:

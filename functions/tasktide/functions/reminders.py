@@ -78,6 +78,7 @@ def scan(now: datetime) -> tuple[int, int]:
         if len(claimed) < BATCH:
             break
     metrics.REMINDERS_FIRED.inc(fired)
+    metrics.REMINDERS_SKIPPED.inc(skipped)
     return fired, skipped
 
 
