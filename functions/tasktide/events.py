@@ -54,6 +54,12 @@ class TaskSnapshot(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    # The series (absent in events written before series were anchored).
+    series_start: datetime | None = None
+    series_timezone: str | None = None
+    original_due_at: datetime | None = None
+    exdates: list[datetime] = []
+    rdates: list[datetime] = []
 
     @classmethod
     def of(cls, task: Task) -> TaskSnapshot:

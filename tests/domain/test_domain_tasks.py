@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -18,6 +20,7 @@ from tasktide.domain.tasks import (
     merge_patch,
     new_task,
     next_occurrence_task,
+    occurrence_id,
     revise_task,
     set_completed,
     task_fields,
@@ -274,6 +277,8 @@ def test_task_fields_json_ish_values() -> None:
         "recurrence": "FREQ=WEEKLY;BYDAY=MO",
         "recurrence_basis": "completion",
         "reminders": ["PT15M", "P1D"],
+        "exdates": [],
+        "rdates": [],
     }
 
 
@@ -386,3 +391,135 @@ def test_next_occurrence_task_third_of_three_returns_none() -> None:
 def test_next_occurrence_task_without_recurrence_returns_none() -> None:
     task = make({"title": "t", "due_at": "2025-01-06T09:00:00Z"})
     assert next_occurrence_task(task, completed_at=LATER, new_id=uuid4(), now=LATER) is None
+
+
+# --- series anchored to their start (issue 13) ----------------------------------------------------------
+
+NEW_YORK = ZoneInfo("America/New_York")
+LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
+
+
+def _chain(first: Task, steps: int, *, done_after: timedelta = timedelta(hours=1)) -> list[Task]:
+    """``first`` and the occurrences that completing each one ``done_after`` its due time creates."""
+    series = [first]
+    for _ in range(steps):
+        current = series[-1]
+        assert current.due_at is not None
+        done = current.due_at + done_after
+        following = next_occurrence_task(
+            set_completed(current, True, now=done), completed_at=done, new_id=uuid4(), now=done
+        )
+        if following is None:
+            break
+        series.append(following)
+    return series
+
+
+def _walls(series: list[Task], zone: ZoneInfo) -> list[str]:
+    return [t.due_at.astimezone(zone).strftime("%m-%d %H:%M%z") for t in series if t.due_at is not None]
+
+
+@pytest.mark.parametrize("basis", ["due", "completion"])
+def test_next_occurrence_task_new_york_dst_gap_shifts_one_instance_only(basis: str) -> None:
+    first = make({"title": "t", "due_at": "2030-03-09T02:30:00-05:00", "timezone": "America/New_York",
+                  "recurrence": "FREQ=DAILY", "recurrence_basis": basis})  # fmt: skip
+    assert first.series_start == datetime(2030, 3, 9, 2, 30)
+    assert first.series_timezone == "America/New_York"
+    # 02:30 does not exist on 03-10: it takes the offset from before the gap (03:30 EDT), that day only.
+    assert _walls(_chain(first, 3), NEW_YORK) == [
+        "03-09 02:30-0500",
+        "03-10 03:30-0400",
+        "03-11 02:30-0400",
+        "03-12 02:30-0400",
+    ]
+
+
+@pytest.mark.parametrize("basis", ["due", "completion"])
+def test_next_occurrence_task_lord_howe_half_hour_gap_shifts_one_instance_only(basis: str) -> None:
+    first = make({"title": "t", "due_at": "2030-10-05T02:15:00+10:30", "timezone": "Australia/Lord_Howe",
+                  "recurrence": "FREQ=DAILY", "recurrence_basis": basis})  # fmt: skip
+    assert _walls(_chain(first, 3), LORD_HOWE) == [
+        "10-05 02:15+1030",
+        "10-06 02:45+1100",
+        "10-07 02:15+1100",
+        "10-08 02:15+1100",
+    ]
+
+
+def test_next_occurrence_task_ambiguous_wall_time_takes_first_occurrence() -> None:
+    # 01:30 happens twice in New York on 2030-11-03; the series means the first (EDT, -04:00).
+    first = make({"title": "t", "due_at": "2030-11-02T01:30:00-04:00", "timezone": "America/New_York",
+                  "recurrence": "FREQ=DAILY"})  # fmt: skip
+    assert _walls(_chain(first, 2), NEW_YORK) == ["11-02 01:30-0400", "11-03 01:30-0400", "11-04 01:30-0500"]
+
+
+def test_next_occurrence_task_count_after_missed_periods_counts_rule_instances() -> None:
+    first = make({"title": "t", "due_at": "2030-01-01T09:00:00Z", "recurrence": "FREQ=DAILY;COUNT=5"})
+    late = datetime(2030, 1, 3, 12, tzinfo=UTC)
+    second = next_occurrence_task(
+        set_completed(first, True, now=late), completed_at=late, new_id=uuid4(), now=late
+    )
+    assert second is not None and second.due_at == datetime(2030, 1, 4, 9, tzinfo=UTC)
+    rest = _chain(second, 5, done_after=timedelta(minutes=5))
+    # Jan 1-5 are the rule's instances: Jan 2 and 3 were missed but still count, so Jan 5 is the last.
+    assert [t.due_at for t in rest] == [
+        datetime(2030, 1, 4, 9, tzinfo=UTC),
+        datetime(2030, 1, 5, 9, tzinfo=UTC),
+    ]
+    assert [t.occurrence for t in rest] == [2, 3]
+
+
+def test_next_occurrence_task_until_counts_from_series_start() -> None:
+    first = make(
+        {"title": "t", "due_at": "2030-01-01T09:00:00Z", "recurrence": "FREQ=DAILY;UNTIL=20300103T090000Z"}
+    )
+    assert [t.due_at.day for t in _chain(first, 5) if t.due_at] == [1, 2, 3]
+
+
+def test_next_occurrence_task_rescheduled_occurrence_keeps_the_rule() -> None:
+    first = make({"title": "t", "due_at": "2030-01-07T09:00:00+01:00", "timezone": "Europe/Berlin",
+                  "recurrence": "FREQ=WEEKLY;BYDAY=MO"})  # fmt: skip
+    # Move this Monday's occurrence to Tuesday 15:00 and do it then: next is still Monday 09:00.
+    moved = revise_task(first, {**task_fields(first), "due_at": "2030-01-08T15:00:00+01:00"}, now=NOW)
+    assert moved.original_due_at == first.due_at and moved.series_start == first.series_start
+    done = datetime(2030, 1, 8, 14, 30, tzinfo=UTC)
+    following = next_occurrence_task(moved, completed_at=done, new_id=uuid4(), now=done)
+    assert following is not None
+    assert following.due_at == datetime(2030, 1, 14, 8, tzinfo=UTC)
+    assert following.original_due_at == following.due_at
+
+
+def test_next_occurrence_task_rescheduled_earlier_does_not_repeat_its_instance() -> None:
+    first = make({"title": "t", "due_at": "2030-01-04T09:00:00Z", "recurrence": "FREQ=DAILY"})
+    moved = revise_task(first, {**task_fields(first), "due_at": "2030-01-03T15:00:00Z"}, now=NOW)
+    done = datetime(2030, 1, 3, 16, tzinfo=UTC)
+    following = next_occurrence_task(moved, completed_at=done, new_id=uuid4(), now=done)
+    assert following is not None and following.due_at == datetime(2030, 1, 5, 9, tzinfo=UTC)
+
+
+def test_revise_task_changed_rule_re_anchors_series_at_due() -> None:
+    first = make({"title": "t", "due_at": "2030-01-07T09:00:00Z", "recurrence": "FREQ=DAILY"})
+    changed = revise_task(
+        first, {**task_fields(first), "due_at": "2030-01-09T10:00:00Z", "recurrence": "FREQ=WEEKLY"}, now=NOW
+    )
+    assert changed.series_start == datetime(2030, 1, 9, 10)
+    assert changed.original_due_at == datetime(2030, 1, 9, 10, tzinfo=UTC)
+    one_off = revise_task(changed, {**task_fields(changed), "recurrence": None}, now=NOW)
+    assert (one_off.series_start, one_off.series_timezone, one_off.original_due_at) == (None, None, None)
+
+
+def test_next_occurrence_task_legacy_row_without_start_uses_its_due() -> None:
+    legacy = replace(
+        make({"title": "t", "due_at": "2030-01-07T09:00:00Z", "recurrence": "FREQ=DAILY"}),
+        series_start=None,
+        series_timezone=None,
+        original_due_at=None,
+    )
+    following = next_occurrence_task(legacy, completed_at=LATER, new_id=uuid4(), now=LATER)
+    assert following is not None and following.due_at == datetime(2030, 1, 8, 9, tzinfo=UTC)
+    assert following.series_start == datetime(2030, 1, 7, 9)  # anchored from now on
+
+
+def test_occurrence_id_same_series_and_number_is_stable() -> None:
+    series = UUID("00000000-0000-4000-8000-00000000000a")
+    assert occurrence_id(series, 2) == occurrence_id(series, 2) != occurrence_id(series, 3)

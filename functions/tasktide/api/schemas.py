@@ -28,9 +28,24 @@ class TaskIn(BaseModel):
     completed: StrictBool | None = None  # JSON true/false only: "yes" or 1 is a 422, not true
     due_at: datetime | None = None
     timezone: str = Field(default="UTC", max_length=64)
-    recurrence: str | None = Field(default=None, max_length=1000)
+    recurrence: str | None = Field(
+        default=None,
+        max_length=20000,
+        description="RRULE (FREQ=WEEKLY;BYDAY=MO), or RFC 5545 lines: RRULE:... plus EXDATE/RDATE lines",
+    )
+    recurrence_text: str | None = Field(
+        default=None,
+        max_length=200,
+        description='Plain-language rule instead of recurrence, e.g. "every 2nd monday", "every! 3 days"',
+    )
     recurrence_basis: Basis = "due"
     reminders: list[str] = Field(default_factory=list, max_length=50)
+    exdates: list[datetime] = Field(
+        default_factory=list, max_length=200, description="Excluded instances of the series (EXDATE)"
+    )
+    rdates: list[datetime] = Field(
+        default_factory=list, max_length=200, description="Extra instances of the series (RDATE)"
+    )
     # Read-only fields a client may send back unchanged (e.g. PUT of a task it just GOT): ignored.
     id: Any = Field(default=None, exclude=True, description="read-only, ignored")
     user_id: Any = Field(default=None, exclude=True, description="read-only, ignored")
@@ -40,6 +55,9 @@ class TaskIn(BaseModel):
     created_at: Any = Field(default=None, exclude=True, description="read-only, ignored")
     updated_at: Any = Field(default=None, exclude=True, description="read-only, ignored")
     completed_at: Any = Field(default=None, exclude=True, description="read-only, ignored")
+    series_start: Any = Field(default=None, exclude=True, description="read-only, ignored")
+    series_timezone: Any = Field(default=None, exclude=True, description="read-only, ignored")
+    original_due_at: Any = Field(default=None, exclude=True, description="read-only, ignored")
 
 
 class CompleteIn(BaseModel):
@@ -69,6 +87,15 @@ class TaskOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    series_start: datetime | None = Field(
+        description="The series' start (RFC 5545 DTSTART) as local wall time in series_timezone"
+    )
+    series_timezone: str | None
+    original_due_at: datetime | None = Field(
+        description="The rule instance this occurrence stands for; due_at differs when it was moved"
+    )
+    exdates: list[datetime]
+    rdates: list[datetime]
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -91,7 +118,9 @@ class ProblemOut(BaseModel):
 
 def to_fields(body: TaskIn) -> dict[str, object]:
     """JSON-ish field map for the domain; `completed` folds into `status`."""
-    fields = body.model_dump(mode="json", exclude={"completed"})
+    fields = body.model_dump(mode="json", exclude={"completed"}, exclude_none=False)
+    if fields.get("recurrence_text") is None:
+        fields.pop("recurrence_text", None)
     if fields.get("status") is None:
         fields.pop("status", None)
         if body.completed is not None:

@@ -67,6 +67,13 @@ class TaskRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The series (RFC 5545 DTSTART as local wall time "YYYY-MM-DDTHH:MM:SS" + IANA zone), the rule
+    # instance this occurrence stands for, and the series' EXDATE / RDATE instants (RFC 3339 UTC strings).
+    series_start: Mapped[str | None] = mapped_column(String(19))
+    series_timezone: Mapped[str | None] = mapped_column(String(64))
+    original_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    exdates: Mapped[list[str] | None] = mapped_column(JSON)
+    rdates: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class TaskTagRow(Base):

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from tasktide.db.models import OutboxRow, ReminderRow, TaskRow, TaskTagRow
 from tasktide.domain.errors import Conflict
 from tasktide.domain.reminders import reminder_times
-from tasktide.domain.tasks import PRIORITY_RANK, Priority, RecurrenceBasis, Status, Task
+from tasktide.domain.tasks import PRIORITY_RANK, Priority, RecurrenceBasis, Status, Task, format_datetime
 from tasktide.events import Envelope, topics_for
 
 SORTS = ("due_at", "priority", "title", "created_at", "updated_at")
@@ -94,7 +94,20 @@ def _to_task(row: TaskRow | Row[Any]) -> Task:
         created_at=row.created_at,
         updated_at=row.updated_at,
         completed_at=row.completed_at,
+        series_start=datetime.fromisoformat(row.series_start) if row.series_start else None,
+        series_timezone=row.series_timezone,
+        original_due_at=row.original_due_at,
+        exdates=_instants(row.exdates),
+        rdates=_instants(row.rdates),
     )
+
+
+def _instants(values: list[str] | None) -> tuple[datetime, ...]:
+    return tuple(datetime.fromisoformat(v.replace("Z", "+00:00")) for v in values or ())
+
+
+def _texts(values: tuple[datetime, ...]) -> list[str] | None:
+    return [format_datetime(v) for v in values] if values else None
 
 
 def _columns(task: Task) -> dict[str, object]:
@@ -117,6 +130,11 @@ def _columns(task: Task) -> dict[str, object]:
         "created_at": task.created_at,
         "updated_at": task.updated_at,
         "completed_at": task.completed_at,
+        "series_start": task.series_start.isoformat() if task.series_start is not None else None,
+        "series_timezone": task.series_timezone,
+        "original_due_at": task.original_due_at,
+        "exdates": _texts(task.exdates),
+        "rdates": _texts(task.rdates),
     }
 
 

@@ -9,9 +9,11 @@ so 09:00 Europe/Berlin stays 09:00 local across daylight-saving changes.
 from __future__ import annotations
 
 import calendar
+import heapq
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -206,8 +208,282 @@ def _build(parts: dict[str, str], dtstart: datetime) -> rrule | None:
 
 
 def _localise(local: datetime, tz: ZoneInfo) -> datetime:
-    """Attach ``tz`` to a naive wall time (gaps shift forward, ambiguous times take the first) -> UTC."""
-    return local.replace(tzinfo=tz).astimezone(UTC)
+    """Attach ``tz`` to a naive wall time and convert to UTC (RFC 5545 3.3.5).
+
+    ``fold=0`` gives exactly the RFC's rules: a wall time inside a gap takes the offset from before the
+    gap (so 02:30 on a spring-forward night becomes 03:30 new time), and an ambiguous wall time means its
+    first occurrence.
+    """
+    return local.replace(tzinfo=tz, fold=0).astimezone(UTC)
+
+
+def local_wall_time(moment: datetime, tz: str) -> datetime:
+    """The naive wall time of the aware ``moment`` in the zone ``tz`` (seconds precision)."""
+    return moment.astimezone(ZoneInfo(tz)).replace(tzinfo=None, microsecond=0)
+
+
+# --- RFC 5545 multi-line form: RRULE plus EXDATE / RDATE lines ------------------------------------------
+
+MAX_DATES = 200
+_DATE_TIME = re.compile(r"^(?P<date>\d{8})T(?P<time>\d{6})(?P<utc>Z)?$")
+_KNOWN_LINE = re.compile(r"^(?P<name>[A-Z][A-Z-]*)(?P<sep>[;:])")
+_REFUSED_LINES = {
+    "DTSTART": "DTSTART is not accepted: the series starts at due_at in timezone",
+    "EXRULE": "EXRULE is not supported (RFC 5545 deprecated it); list the dates with EXDATE",
+    "DURATION": "DURATION is not supported: a task has a due time, not a duration",
+    "RECURRENCE-ID": "RECURRENCE-ID is not accepted: move one occurrence by changing its due_at",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Recurrence:
+    """A validated recurrence: the normalised RRULE and the EXDATE / RDATE instants (UTC, sorted)."""
+
+    rule: str
+    exdates: tuple[datetime, ...] = ()
+    rdates: tuple[datetime, ...] = ()
+
+
+def _unfold(text: str) -> list[str]:
+    """Content lines of RFC 5545 text (CRLF or LF; a line starting with a space or tab continues)."""
+    lines: list[str] = []
+    # A literal backslash-n (e.g. typed into a shell) separates lines too.
+    normalised = text.replace("\\n", "\n").replace("\r\n", "\n").replace("\r", "\n")
+    for raw in normalised.split("\n"):
+        if raw[:1] in (" ", "\t") and lines:
+            lines[-1] += raw[1:]
+        elif raw.strip():
+            lines.append(raw.strip())
+    return lines
+
+
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError, OSError):
+        return None
+
+
+def _date_values(line: str, tz: str, errors: list[str]) -> tuple[str, list[datetime]]:
+    """Parse ``EXDATE;TZID=Europe/Berlin:20300107T090000,20300114T090000`` into UTC instants."""
+    head, sep, values = line.partition(":")
+    name, *params = head.split(";")
+    name = name.upper()
+    if not sep or not values.strip():
+        errors.append(f"{name} needs a value, e.g. {name};TZID=Europe/Berlin:20300107T090000")
+        return name, []
+    zone_name = tz
+    for param in params:
+        key, _, value = param.partition("=")
+        key = key.strip().upper()
+        if key == "TZID":
+            zone_name = value.strip().strip('"')
+            if _zone(zone_name) is None:
+                errors.append(f"{name} TZID {zone_name!r} is not an IANA time zone name")
+                return name, []
+        elif key == "VALUE":
+            kind = value.strip().upper()
+            if kind in ("DATE", "PERIOD"):
+                errors.append(
+                    f"{name};VALUE={kind} is not supported: give date-times, "
+                    f"e.g. {name};TZID=Europe/Berlin:20300107T090000"
+                )
+                return name, []
+            if kind != "DATE-TIME":
+                errors.append(f"{name} VALUE must be DATE-TIME")
+                return name, []
+        else:
+            errors.append(f"{name} parameter {key} is not supported (only TZID and VALUE)")
+            return name, []
+    zone = ZoneInfo(zone_name)
+    moments: list[datetime] = []
+    for item in values.split(","):
+        match = _DATE_TIME.match(item.strip().upper())
+        if match is None:
+            errors.append(f"{name} value {item.strip()!r} must be a date-time such as 20300107T090000")
+            continue
+        try:
+            moment = datetime.strptime(match["date"] + match["time"], "%Y%m%d%H%M%S")
+        except ValueError:
+            errors.append(f"{name} value {item.strip()!r} is not a valid date-time")
+            continue
+        if match["utc"]:
+            if any(p.strip().upper().startswith("TZID=") for p in params):
+                errors.append(f"{name} value {item.strip()!r} has both TZID and a Z suffix")
+                continue
+            moments.append(moment.replace(tzinfo=UTC))
+        elif not 1900 <= moment.year <= 9000:
+            errors.append(f"{name} value {item.strip()!r} must lie between the years 1900 and 9000")
+        else:
+            moments.append(_localise(moment, zone))
+    return name, moments
+
+
+def parse_recurrence(text: str, tz: str) -> Recurrence:
+    """Validate recurrence text: one RRULE, in plain form (``FREQ=WEEKLY;BYDAY=MO``, ``RRULE:`` prefix
+    optional) or RFC 5545's multi-line form with ``EXDATE`` / ``RDATE`` lines::
+
+        RRULE:FREQ=WEEKLY;BYDAY=MO
+        EXDATE;TZID=Europe/Berlin:20300107T090000
+
+    Date-times without ``Z`` or ``TZID`` are wall times in ``tz``.  Every other property is refused by
+    name.  Raises ``ValidationFailed`` (field ``recurrence``) listing every problem.
+    """
+    errors: list[str] = []
+    rules: list[str] = []
+    exdates: set[datetime] = set()
+    rdates: set[datetime] = set()
+    lines = _unfold(text)
+    if not lines:
+        raise ValidationFailed.single(FIELD, "must not be empty")
+    for line in lines:
+        upper = line.upper()
+        known = _KNOWN_LINE.match(upper)
+        name = known["name"] if known is not None and "=" not in upper.split(known["sep"], 1)[0] else None
+        if name is None or (name == "RRULE" and known is not None and known["sep"] == ":"):
+            rules.append(line)
+        elif name == "RRULE":
+            errors.append("RRULE takes no parameters (write RRULE:FREQ=...)")
+        elif name in ("EXDATE", "RDATE"):
+            kind, moments = _date_values(line, tz, errors)
+            (exdates if kind == "EXDATE" else rdates).update(moments)
+        elif name in _REFUSED_LINES:
+            errors.append(_REFUSED_LINES[name])
+        else:
+            errors.append(f"{name} is not supported here (only RRULE, EXDATE and RDATE lines)")
+    if len(rules) > 1:
+        errors.append("give exactly one RRULE line")
+    elif not rules:
+        errors.append("an RRULE line is required (EXDATE and RDATE only amend a rule)")
+    if len(exdates) > MAX_DATES or len(rdates) > MAX_DATES:
+        errors.append(f"EXDATE and RDATE take at most {MAX_DATES} date-times each")
+    rule = ""
+    if len(rules) == 1:
+        try:
+            rule = validate_rule(rules[0])
+        except ValidationFailed as failed:
+            errors.extend(error.message for error in failed.errors)
+    if errors:
+        raise ValidationFailed(FieldError(FIELD, message) for message in errors)
+    return Recurrence(rule, tuple(sorted(exdates)), tuple(sorted(rdates)))
+
+
+def format_rfc5545(recurrence: Recurrence) -> str:
+    """The multi-line RFC 5545 text of a recurrence (UTC date-times), e.g. for display or export."""
+    lines = [f"RRULE:{recurrence.rule}"]
+    for name, moments in (("EXDATE", recurrence.exdates), ("RDATE", recurrence.rdates)):
+        if moments:
+            lines.append(f"{name}:" + ",".join(m.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") for m in moments))
+    return "\n".join(lines)
+
+
+# --- series: every occurrence computed from the rule over the series' start ---------------------------
+
+_LAST_YEAR = 9000
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A recurring series anchored to its start (RFC 5545 DTSTART as local wall time + IANA zone).
+
+    Every instance is computed from the rule over ``start`` in wall time and only then converted to UTC,
+    so a DST adjustment applies to one instance only.  COUNT and UNTIL bound the rule's instances from
+    ``start`` (excluded or missed instances still count); RDATE instants are added and EXDATE instants
+    removed (RFC 5545 3.8.5).
+    """
+
+    rule: str
+    start: datetime  # naive wall time in ``tz``
+    tz: str
+    exdates: tuple[datetime, ...] = ()
+    rdates: tuple[datetime, ...] = ()
+
+    def _parts(self) -> dict[str, str]:
+        parts, errors = _split(self.rule)
+        errors = errors or _check(parts)
+        if errors:
+            raise ValidationFailed(FieldError(FIELD, message) for message in errors)
+        return parts
+
+    def _rule_instances(self, dtstart: datetime, *, with_count: bool) -> Iterator[datetime]:
+        """The rule's instances over ``dtstart`` (naive wall times, ascending), bounded by UNTIL and,
+        when ``with_count``, by COUNT."""
+        parts = self._parts()
+        built = _build(parts, dtstart)
+        if built is None:
+            raise ValidationFailed.single(FIELD, "is not a valid recurrence rule")
+        until = _parse_until(parts["UNTIL"]) if "UNTIL" in parts else None
+        bound = until.local_bound(ZoneInfo(self.tz)) if until is not None else None
+        limit = int(parts["COUNT"]) if with_count and "COUNT" in parts else None
+        for index, candidate in enumerate(built):
+            if limit is not None and index >= limit:
+                return
+            if (bound is not None and candidate > bound) or candidate.year > _LAST_YEAR:
+                return
+            yield candidate
+
+    def instances(self) -> Iterator[datetime]:
+        """Every instance of the series (UTC, ascending): rule instances and RDATEs, less EXDATEs."""
+        zone = ZoneInfo(self.tz)
+        excluded = set(self.exdates)
+        ruled = (_localise(c, zone) for c in self._rule_instances(self.start, with_count=True))
+        previous: datetime | None = None
+        for moment in heapq.merge(ruled, sorted(self.rdates)):
+            if moment == previous or moment in excluded:
+                continue
+            previous = moment
+            yield moment
+
+    def after(self, moment: datetime) -> datetime | None:
+        """The first instance strictly after the aware ``moment``, or ``None`` if the series has ended."""
+        threshold = moment.astimezone(UTC)
+        return next((m for m in self.instances() if m > threshold), None)
+
+    def upcoming(self, moment: datetime, count: int) -> list[datetime]:
+        """Up to ``count`` instances strictly after ``moment``."""
+        threshold = moment.astimezone(UTC)
+        found: list[datetime] = []
+        for instance in self.instances():
+            if len(found) >= count:
+                break
+            if instance > threshold:
+                found.append(instance)
+        return found
+
+    def restarted_after(self, completed_at: datetime) -> datetime | None:
+        """Completion basis: the rule restarts on the local completion day at the series' wall time of
+        day; the first instance strictly after that restart (EXDATEs skipped, UNTIL applies)."""
+        zone = ZoneInfo(self.tz)
+        restart = datetime.combine(completed_at.astimezone(zone).date(), self.start.time())
+        excluded = set(self.exdates)
+        for candidate in self._rule_instances(restart, with_count=False):
+            moment = _localise(candidate, zone)
+            if candidate > restart and moment not in excluded:
+                return moment
+        return None
+
+    def next_due(
+        self,
+        *,
+        basis: RecurrenceBasis | str,
+        instance: datetime,
+        completed_at: datetime,
+        occurrence: int,
+    ) -> datetime | None:
+        """The due time (UTC) of the occurrence after one done (or skipped) at ``completed_at``.
+
+        ``instance`` is the done occurrence's rule instance (its due time before any reschedule).
+        Basis ``due``: the first instance strictly after ``max(instance, completed_at)`` (missed instances
+        are passed over, and still count for COUNT).  Basis ``completion``: ``restarted_after``; COUNT
+        there counts occurrences (``occurrence`` is the done one's number), since each restart has its
+        own instances.
+        """
+        if RecurrenceBasis(basis) is RecurrenceBasis.COMPLETION:
+            parts = self._parts()
+            if "COUNT" in parts and occurrence + 1 > int(parts["COUNT"]):
+                return None
+            return self.restarted_after(completed_at)
+        return self.after(max(instance.astimezone(UTC), completed_at.astimezone(UTC)))
 
 
 def next_due(
@@ -218,40 +494,11 @@ def next_due(
     completed_at: datetime,
     tz: str,
     basis: RecurrenceBasis | str,
+    start: datetime | None = None,
 ) -> datetime | None:
-    """The due time (UTC) of occurrence ``occurrence + 1`` of the series, or ``None`` if it has ended.
-
-    Basis ``due``: the first rule instance strictly after ``max(due_at, completed_at)`` (missed periods
-    are skipped).  Basis ``completion``: the series restarts on the local completion day at the original
-    local time of day, and the answer is the first instance strictly after that restart.  COUNT counts
-    occurrences of the whole series; UNTIL (UTC, floating or date form) bounds it.
-    """
-    parts, errors = _split(rule)
-    errors = errors or _check(parts)
-    if errors:
-        raise ValidationFailed(FieldError(FIELD, message) for message in errors)
-    if "COUNT" in parts and occurrence + 1 > int(parts["COUNT"]):
-        return None
-    zone = ZoneInfo(tz)
-    local_due = due_at.astimezone(zone).replace(tzinfo=None)
-    if RecurrenceBasis(basis) is RecurrenceBasis.COMPLETION:
-        completion_day: date = completed_at.astimezone(zone).date()
-        dtstart = datetime.combine(completion_day, local_due.time())
-        threshold = _localise(dtstart, zone)
-    else:
-        dtstart = local_due
-        threshold = max(due_at, completed_at).astimezone(UTC)
-    built = _build(parts, dtstart)
-    if built is None:
-        raise ValidationFailed.single(FIELD, "is not a valid recurrence rule")
-    until = _parse_until(parts["UNTIL"]) if "UNTIL" in parts else None
-    # Start a little before the threshold in wall time so DST folds cannot skip an instance; the
-    # strict comparison is then made on UTC instants.
-    search_from = threshold.astimezone(zone).replace(tzinfo=None) - timedelta(hours=3)
-    for candidate in built.xafter(max(search_from, dtstart), inc=True):
-        if until is not None and candidate > until.local_bound(zone):
-            return None
-        moment = _localise(candidate, zone)
-        if moment > threshold:
-            return moment
-    return None
+    """``Series.next_due`` for the occurrence due at ``due_at`` of a series starting at ``start``
+    (a naive wall time in ``tz``; by default the wall time of ``due_at``, i.e. a series whose first
+    occurrence is this one)."""
+    anchor = start if start is not None else local_wall_time(due_at, tz)
+    series = Series(rule=validate_rule(rule), start=anchor, tz=tz)
+    return series.next_due(basis=basis, instance=due_at, completed_at=completed_at, occurrence=occurrence)

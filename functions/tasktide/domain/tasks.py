@@ -2,8 +2,15 @@
 
 Consumes raw JSON-ish field mappings (strings, lists, ``None``; RFC 3339 date-times with an offset) and
 existing ``Task`` values; emits new ``Task`` values, JSON-ish field dicts (``task_fields``), RFC 7396
-merge-patch results and the next occurrence of a recurring series.  Raises ``ValidationFailed`` listing
-every bad field.
+merge-patch results, the next occurrence of a recurring series (after completing or skipping one) and
+its upcoming due times.  Raises ``ValidationFailed`` listing every bad field, ``Conflict`` for an
+operation the task's state does not allow.
+
+A series is anchored to its start: the first occurrence's due time as local wall time plus IANA zone
+(``series_start``, ``series_timezone``, RFC 5545 DTSTART), and every occurrence is computed from the rule
+over that start (``tasktide.domain.recurrence.Series``).  Each occurrence remembers the rule instance it
+stands for (``original_due_at``), so moving one occurrence's ``due_at`` reschedules that one only;
+changing ``recurrence`` or ``timezone`` re-anchors the series at the occurrence's due time.
 """
 
 from __future__ import annotations
@@ -15,11 +22,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, TypeVar
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 from zoneinfo import available_timezones
 
-from tasktide.domain.errors import FieldError, ValidationFailed
-from tasktide.domain.recurrence import RecurrenceBasis, next_due, validate_rule
+from tasktide.domain.errors import Conflict, FieldError, ValidationFailed
+from tasktide.domain.recurrence import (
+    MAX_DATES,
+    RecurrenceBasis,
+    Series,
+    local_wall_time,
+    parse_recurrence,
+)
 from tasktide.domain.reminders import parse_offset
 
 __all__ = [
@@ -35,10 +48,14 @@ __all__ = [
     "merge_patch",
     "new_task",
     "next_occurrence_task",
+    "occurrence_id",
     "parse_datetime",
     "revise_task",
+    "series_of",
     "set_completed",
+    "skip_occurrence",
     "task_fields",
+    "upcoming_due",
 ]
 
 
@@ -78,7 +95,11 @@ EDITABLE_FIELDS: Final = (
     "recurrence",
     "recurrence_basis",
     "reminders",
+    "exdates",
+    "rdates",
 )
+# Accepted on input only: turned into the fields above.
+INPUT_ONLY_FIELDS: Final = ("recurrence_text",)
 READ_ONLY_FIELDS: Final = (
     "id",
     "user_id",
@@ -88,6 +109,9 @@ READ_ONLY_FIELDS: Final = (
     "created_at",
     "updated_at",
     "completed_at",
+    "series_start",
+    "series_timezone",
+    "original_due_at",
 )
 
 
@@ -98,7 +122,10 @@ _NO_SERIES: Final = UUID(int=0)
 class Task:
     """One task (one occurrence of a series).  Datetimes are aware and in UTC.
 
-    ``series_id`` defaults to ``id`` (the first occurrence starts its own series).
+    ``series_id`` defaults to ``id`` (the first occurrence starts its own series).  A recurring task also
+    carries its series: ``series_start`` (naive local wall time, RFC 5545 DTSTART) in ``series_timezone``,
+    ``exdates``/``rdates`` (UTC instants) and ``original_due_at``, the rule instance this occurrence stands
+    for (``due_at`` differs from it when the occurrence was rescheduled).
     """
 
     id: UUID
@@ -119,6 +146,11 @@ class Task:
     occurrence: int = 1
     version: int = 1
     completed_at: datetime | None = None
+    series_start: datetime | None = None
+    series_timezone: str | None = None
+    original_due_at: datetime | None = None
+    exdates: tuple[datetime, ...] = ()
+    rdates: tuple[datetime, ...] = ()
 
     def __post_init__(self) -> None:
         if self.series_id == _NO_SERIES:
@@ -137,6 +169,8 @@ class _Editable:
     recurrence: str | None
     recurrence_basis: RecurrenceBasis
     reminders: tuple[str, ...]
+    exdates: tuple[datetime, ...]
+    rdates: tuple[datetime, ...]
 
     def as_fields(self) -> dict[str, Any]:
         """The editable fields by name, to build or revise a ``Task``."""
@@ -286,7 +320,7 @@ def _validate(fields: Mapping[str, object]) -> _Editable:
     """Validate a complete editable-field mapping; missing optional fields take their defaults."""
     errors: list[FieldError] = []
     for key in fields:
-        if key not in EDITABLE_FIELDS and key not in READ_ONLY_FIELDS:
+        if key not in EDITABLE_FIELDS and key not in READ_ONLY_FIELDS and key not in INPUT_ONLY_FIELDS:
             errors.append(FieldError(str(key), "unknown field"))
 
     title = ""
@@ -323,17 +357,30 @@ def _validate(fields: Mapping[str, object]) -> _Editable:
             errors.append(FieldError("due_at", str(exc)))
 
     recurrence: str | None = None
+    exdates = set(_instants(fields.get("exdates"), "exdates", errors))
+    rdates = set(_instants(fields.get("rdates"), "rdates", errors))
     raw_rule = fields.get("recurrence")
     if raw_rule is not None:
         if isinstance(raw_rule, str):
             try:
-                recurrence = validate_rule(raw_rule)
+                parsed = parse_recurrence(raw_rule, timezone)
             except ValidationFailed as failed:
                 errors.extend(failed.errors)
+            else:
+                recurrence = parsed.rule
+                exdates.update(parsed.exdates)
+                rdates.update(parsed.rdates)
         else:
             errors.append(FieldError("recurrence", "must be an RRULE string such as FREQ=WEEKLY;BYDAY=MO"))
         if due_at is None and "due_at" not in {error.field for error in errors}:
             errors.append(FieldError("recurrence", "requires due_at"))
+    elif exdates or rdates:
+        errors.append(FieldError("exdates" if exdates else "rdates", "requires recurrence"))
+    if rdates and basis is RecurrenceBasis.COMPLETION:
+        errors.append(FieldError("rdates", "RDATE needs recurrence_basis due (a completion-based series "
+                                 "restarts at each completion)"))  # fmt: skip
+    if len(exdates) > MAX_DATES or len(rdates) > MAX_DATES:
+        errors.append(FieldError("exdates", f"exdates and rdates take at most {MAX_DATES} date-times each"))
 
     reminders = _validate_reminders(fields.get("reminders"), errors)
     if reminders and due_at is None and "due_at" not in {error.field for error in errors}:
@@ -352,7 +399,25 @@ def _validate(fields: Mapping[str, object]) -> _Editable:
         recurrence=recurrence,
         recurrence_basis=basis,
         reminders=reminders,
+        exdates=tuple(sorted(exdates)),
+        rdates=tuple(sorted(rdates)),
     )
+
+
+def _instants(value: object, field: str, errors: list[FieldError]) -> list[datetime]:
+    """A list of RFC 3339 date-times (``exdates`` / ``rdates``) as UTC instants."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        errors.append(FieldError(field, "must be a list of RFC 3339 date-times"))
+        return []
+    moments: list[datetime] = []
+    for index, item in enumerate(value):
+        try:
+            moments.append(parse_datetime(item))
+        except ValueError as exc:
+            errors.append(FieldError(field, f"{field}[{index}] {exc}"))
+    return moments
 
 
 # --- operations ---------------------------------------------------------------------------------------
@@ -376,26 +441,56 @@ def new_task(
         series_id=identifier,
         completed_at=now if valid.status is Status.COMPLETED else None,
         **valid.as_fields(),
+        **_anchor(valid),
     )
 
 
-def revise_task(task: Task, fields: Mapping[str, object], *, now: datetime) -> Task:
+def _anchor(valid: _Editable) -> dict[str, Any]:
+    """Series fields of a series (re)starting at the task's due time (none for a one-off task)."""
+    if valid.recurrence is None or valid.due_at is None:
+        return {"series_start": None, "series_timezone": None, "original_due_at": None}
+    return {
+        "series_start": local_wall_time(valid.due_at, valid.timezone),
+        "series_timezone": valid.timezone,
+        "original_due_at": valid.due_at,
+    }
+
+
+def revise_task(task: Task, fields: Mapping[str, object], *, now: datetime, re_anchor: bool = False) -> Task:
     """Replace every editable field from a complete mapping (PUT semantics), bumping the version.
 
     Missing optional fields take their defaults; read-only keys are ignored; unknown keys are errors.
     Moving to ``completed`` sets ``completed_at=now``, moving back to ``pending`` clears it.
+
+    Series: a new or changed ``recurrence`` or ``timezone`` (or ``re_anchor``) restarts the series at
+    this occurrence's due time; a changed ``due_at`` alone reschedules this occurrence only (the series
+    start and ``original_due_at`` stay, so the next occurrence follows the rule as before).
     """
     now = _require_aware(now)
     valid = _validate(fields)
     completed_at = task.completed_at
     if valid.status is not task.status:
         completed_at = now if valid.status is Status.COMPLETED else None
+    series: dict[str, Any] = {
+        "series_start": task.series_start,
+        "series_timezone": task.series_timezone,
+        "original_due_at": task.original_due_at,
+    }
+    if (
+        re_anchor
+        or valid.recurrence is None
+        or task.series_start is None
+        or valid.recurrence != task.recurrence
+        or valid.timezone != task.timezone
+    ):
+        series = _anchor(valid)
     return dataclasses.replace(
         task,
         version=task.version + 1,
         updated_at=now,
         completed_at=completed_at,
         **valid.as_fields(),
+        **series,
     )
 
 
@@ -427,6 +522,8 @@ def task_fields(task: Task) -> dict[str, object]:
         "recurrence": task.recurrence,
         "recurrence_basis": task.recurrence_basis.value,
         "reminders": list(task.reminders),
+        "exdates": [format_datetime(moment) for moment in task.exdates],
+        "rdates": [format_datetime(moment) for moment in task.rdates],
     }
 
 
@@ -462,24 +559,35 @@ def changed_fields(old: Task, new: Task) -> tuple[str, ...]:
     )
 
 
-def next_occurrence_task(task: Task, *, completed_at: datetime, new_id: UUID, now: datetime) -> Task | None:
-    """The next pending occurrence of a recurring task's series, or ``None`` if the series has ended.
+SERIES_NAMESPACE: Final = UUID("6f1c1c1e-8a39-4c55-9d0a-7b1f6a0c2d11")
 
-    Keeps title, description, priority, tags, reminders, timezone, rule and basis; bumps ``occurrence``.
+
+def occurrence_id(series_id: UUID, occurrence: int) -> UUID:
+    """The id of occurrence ``occurrence`` of a series: the same from every writer, so a redelivered
+    completion (or a skip racing a completion) creates the next occurrence at most once."""
+    return uuid5(SERIES_NAMESPACE, f"{series_id}:{occurrence}")
+
+
+def series_of(task: Task) -> Series | None:
+    """The series a recurring task belongs to (``None`` for a one-off task).
+
+    Rows written before series were anchored have no ``series_start``: their own due time stands in.
     """
     if task.recurrence is None or task.due_at is None:
         return None
-    now = _require_aware(now)
-    due = next_due(
-        task.recurrence,
-        due_at=task.due_at,
-        occurrence=task.occurrence,
-        completed_at=_require_aware(completed_at),
-        tz=task.timezone,
-        basis=task.recurrence_basis,
-    )
-    if due is None:
-        return None
+    tz = task.series_timezone or task.timezone
+    start = task.series_start if task.series_start is not None else local_wall_time(task.due_at, tz)
+    return Series(rule=task.recurrence, start=start, tz=tz, exdates=task.exdates, rdates=task.rdates)
+
+
+def _instance(task: Task) -> datetime:
+    assert task.due_at is not None
+    return task.original_due_at if task.original_due_at is not None else task.due_at
+
+
+def _following(
+    task: Task, series: Series, due: datetime, *, new_id: UUID, now: datetime, exdates: tuple[datetime, ...]
+) -> Task:
     return Task(
         id=new_id,
         user_id=task.user_id,
@@ -499,4 +607,88 @@ def next_occurrence_task(task: Task, *, completed_at: datetime, new_id: UUID, no
         created_at=now,
         updated_at=now,
         completed_at=None,
+        series_start=series.start,
+        series_timezone=series.tz,
+        original_due_at=due,
+        exdates=exdates,
+        rdates=task.rdates,
     )
+
+
+def next_occurrence_task(task: Task, *, completed_at: datetime, new_id: UUID, now: datetime) -> Task | None:
+    """The next pending occurrence of a recurring task's series, or ``None`` if the series has ended.
+
+    Keeps title, description, priority, tags, reminders, timezone, rule, basis and the series (start,
+    EXDATEs, RDATEs); bumps ``occurrence``.  The due time comes from the rule over the series start
+    (``Series.next_due``), never from this occurrence's (possibly DST-shifted or moved) due time.
+    """
+    series = series_of(task)
+    if series is None:
+        return None
+    now = _require_aware(now)
+    due = series.next_due(
+        basis=task.recurrence_basis,
+        instance=_instance(task),
+        completed_at=_require_aware(completed_at),
+        occurrence=task.occurrence,
+    )
+    if due is None:
+        return None
+    return _following(task, series, due, new_id=new_id, now=now, exdates=task.exdates)
+
+
+def skip_occurrence(task: Task, *, now: datetime) -> tuple[Task, Task | None]:
+    """Skip one pending occurrence: ``(the skipped occurrence, the next occurrence or None)``.
+
+    The skipped occurrence's rule instance becomes an EXDATE of the series, and the next occurrence is
+    what completing it now would give (same basis rules; the skip still counts for COUNT), carrying the
+    new EXDATE.  Its id is ``occurrence_id(series_id, occurrence + 1)``.  ``Conflict`` for a one-off or a
+    completed task.
+    """
+    now = _require_aware(now)
+    series = series_of(task)
+    if series is None:
+        raise Conflict(f"Task {task.id} does not repeat; there is no next occurrence to skip to (delete it).")
+    if task.status is not Status.PENDING:
+        raise Conflict(f"Task {task.id} is already completed; only a pending occurrence can be skipped.")
+    instance = _instance(task)
+    exdates = tuple(sorted({*task.exdates, instance}))
+    skipped = dataclasses.replace(task, exdates=exdates, version=task.version + 1, updated_at=now)
+    updated = dataclasses.replace(series, exdates=exdates)
+    due = updated.next_due(
+        basis=task.recurrence_basis, instance=instance, completed_at=now, occurrence=task.occurrence
+    )
+    if due is None:
+        return skipped, None
+    new_id = occurrence_id(task.series_id, task.occurrence + 1)
+    return skipped, _following(task, updated, due, new_id=new_id, now=now, exdates=exdates)
+
+
+def upcoming_due(task: Task, count: int) -> list[datetime]:
+    """The next ``count`` due times of the task's series from this occurrence on (UTC, ascending).
+
+    A pending occurrence lists its own due time first.  Basis ``due``: then the rule's instances after
+    this occurrence's instance.  Basis ``completion``: as if each occurrence were completed at its due
+    time.  A one-off task lists its own due time when pending.
+    """
+    found: list[datetime] = []
+    if task.due_at is not None and task.status is Status.PENDING:
+        found.append(task.due_at)
+    series = series_of(task)
+    if series is None or count <= len(found):
+        return found[:count]
+    done_at = task.completed_at if task.status is Status.COMPLETED else None
+    if task.recurrence_basis is RecurrenceBasis.DUE:
+        threshold = max(_instance(task), done_at) if done_at is not None else _instance(task)
+        found.extend(series.upcoming(threshold, count - len(found)))
+        return sorted(found)[:count]
+    moment = done_at if done_at is not None else _instance(task)
+    occurrence = task.occurrence
+    while len(found) < count:
+        nxt = series.next_due(basis=task.recurrence_basis, instance=moment, completed_at=moment,
+                              occurrence=occurrence)  # fmt: skip
+        if nxt is None:
+            break
+        found.append(nxt)
+        moment, occurrence = nxt, occurrence + 1
+    return found

@@ -1,13 +1,15 @@
 """recurring: completing one occurrence of a recurring task creates the next.
 
 Consumes: `com.tasktide.task.completed`. Emits (outbox): `com.tasktide.task.created` for the next
-occurrence. Exactly one next occurrence per completed occurrence: its id is derived from
-`(series_id, occurrence)` and the table is unique on that pair, so redelivery and races insert nothing.
+occurrence. The next due time comes from the series (the rule over its anchored start, COUNT/UNTIL counted
+from that start, EXDATE/RDATE applied: `tasktide.domain.tasks.next_occurrence_task`), never from the
+completed occurrence's own due time. Exactly one next occurrence per completed occurrence: its id is
+derived from `(series_id, occurrence)` and the table is unique on that pair, so redelivery and races (also
+with a skip of the same occurrence) insert nothing.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,13 +17,9 @@ import functions_framework
 
 from tasktide import events, fnkit, metrics
 from tasktide.db.repository import TaskRepository
-from tasktide.domain.tasks import Status, next_occurrence_task
+from tasktide.domain.tasks import SERIES_NAMESPACE, Status, next_occurrence_task, occurrence_id
 
-SERIES_NAMESPACE = uuid.UUID("6f1c1c1e-8a39-4c55-9d0a-7b1f6a0c2d11")
-
-
-def occurrence_id(series_id: uuid.UUID, occurrence: int) -> uuid.UUID:
-    return uuid.uuid5(SERIES_NAMESPACE, f"{series_id}:{occurrence}")
+__all__ = ["SERIES_NAMESPACE", "occurrence_id", "recurring"]
 
 
 @functions_framework.cloud_event
