@@ -1,6 +1,6 @@
 """Event catalogue: CloudEvents 1.0 types, their pydantic data models, topics and envelopes.
 
-Emits (through the outbox): ``com.tasktide.task.created|updated|completed|reopened|deleted`` on
+Emits (through the outbox): ``com.tasktide.task.created|updated|completed|reopened|deleted|skipped`` on
 ``task-events`` and ``task-updates``; ``com.tasktide.reminder.due`` on ``reminders``;
 ``com.tasktide.notification.sent`` on ``task-updates``. Envelopes are plain JSON (structured mode);
 converting to wire formats lives in ``tasktide.ce``, the one module importing the cloudevents SDK.
@@ -24,9 +24,10 @@ TASK_UPDATED = "com.tasktide.task.updated"
 TASK_COMPLETED = "com.tasktide.task.completed"
 TASK_REOPENED = "com.tasktide.task.reopened"
 TASK_DELETED = "com.tasktide.task.deleted"
+TASK_SKIPPED = "com.tasktide.task.skipped"
 REMINDER_DUE = "com.tasktide.reminder.due"
 NOTIFICATION_SENT = "com.tasktide.notification.sent"
-TASK_TYPES = (TASK_CREATED, TASK_UPDATED, TASK_COMPLETED, TASK_REOPENED, TASK_DELETED)
+TASK_TYPES = (TASK_CREATED, TASK_UPDATED, TASK_COMPLETED, TASK_REOPENED, TASK_DELETED, TASK_SKIPPED)
 
 TOPIC_TASK_EVENTS = "task-events"
 TOPIC_TASK_UPDATES = "task-updates"

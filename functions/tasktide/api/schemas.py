@@ -108,6 +108,29 @@ class TaskOut(BaseModel):
         return cls.model_validate(task, from_attributes=True)
 
 
+class SkipOut(BaseModel):
+    """`POST .../skip`: the occurrence skipped (now gone, its instance an EXDATE) and the next one."""
+
+    skipped: TaskOut
+    next: TaskOut | None = Field(description="The next occurrence, or null when the skip ended the series")
+
+
+class OccurrenceOut(BaseModel):
+    due_at: datetime = Field(description="UTC")
+    local: datetime = Field(description="The same instant in the task's timezone, with its offset")
+
+
+class OccurrencesOut(BaseModel):
+    """`GET .../occurrences`: the series' next due times from this occurrence on."""
+
+    task_id: uuid.UUID
+    timezone: str
+    recurrence: str | None
+    recurrence_basis: Basis
+    series_start: datetime | None
+    occurrences: list[OccurrenceOut]
+
+
 class ProblemOut(BaseModel):
     type: str = "about:blank"
     title: str

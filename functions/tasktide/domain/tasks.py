@@ -19,11 +19,11 @@ import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from enum import StrEnum
 from typing import Any, Final, TypeVar
 from uuid import UUID, uuid4, uuid5
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 from tasktide.domain.errors import Conflict, FieldError, ValidationFailed
 from tasktide.domain.recurrence import (
@@ -33,6 +33,7 @@ from tasktide.domain.recurrence import (
     local_wall_time,
     parse_recurrence,
 )
+from tasktide.domain.recurrence_text import Phrase, parse_phrase
 from tasktide.domain.reminders import parse_offset
 
 __all__ = [
@@ -316,7 +317,7 @@ def _validate_timezone(value: object, errors: list[FieldError]) -> str:
     return "UTC"
 
 
-def _validate(fields: Mapping[str, object]) -> _Editable:
+def _validate(fields: Mapping[str, object], now: datetime | None = None) -> _Editable:
     """Validate a complete editable-field mapping; missing optional fields take their defaults."""
     errors: list[FieldError] = []
     for key in fields:
@@ -360,6 +361,22 @@ def _validate(fields: Mapping[str, object]) -> _Editable:
     exdates = set(_instants(fields.get("exdates"), "exdates", errors))
     rdates = set(_instants(fields.get("rdates"), "rdates", errors))
     raw_rule = fields.get("recurrence")
+    raw_text = fields.get("recurrence_text")
+    if raw_text is not None:
+        if raw_rule is not None:
+            errors.append(FieldError("recurrence_text", "give recurrence or recurrence_text, not both"))
+        elif not isinstance(raw_text, str):
+            errors.append(FieldError("recurrence_text", 'must be a phrase such as "every 2nd monday"'))
+        else:
+            try:
+                phrase = parse_phrase(raw_text)
+            except ValidationFailed as failed:
+                errors.extend(failed.errors)
+            else:
+                raw_rule = phrase.rule
+                # The phrase says the basis: "every!" repeats from completion, "every" from the due time.
+                basis = RecurrenceBasis.COMPLETION if phrase.from_completion else RecurrenceBasis.DUE
+                due_at = _phrase_due(phrase, due_at, timezone, now)
     if raw_rule is not None:
         if isinstance(raw_rule, str):
             try:
@@ -404,6 +421,24 @@ def _validate(fields: Mapping[str, object]) -> _Editable:
     )
 
 
+DEFAULT_TIME: Final = time(9)
+
+
+def _phrase_due(phrase: Phrase, due_at: datetime | None, tz: str, now: datetime | None) -> datetime | None:
+    """The due time a phrase implies: ``due_at`` at the phrase's time of day (``at 9``) on its local
+    date; without ``due_at``, the rule's first instance after ``now`` at that time (default 09:00)."""
+    zone = ZoneInfo(tz)
+    if due_at is not None:
+        if phrase.at is None:
+            return due_at
+        wall = datetime.combine(due_at.astimezone(zone).date(), phrase.at)
+        return wall.replace(tzinfo=zone).astimezone(UTC)
+    if now is None:
+        return None
+    start = datetime.combine(now.astimezone(zone).date(), phrase.at or DEFAULT_TIME)
+    return Series(rule=phrase.rule, start=start, tz=tz).after(now)
+
+
 def _instants(value: object, field: str, errors: list[FieldError]) -> list[datetime]:
     """A list of RFC 3339 date-times (``exdates`` / ``rdates``) as UTC instants."""
     if value is None:
@@ -431,7 +466,7 @@ def new_task(
     Read-only keys (``id``, ``version``, ...) in ``fields`` are ignored; unknown keys are errors.
     """
     now = _require_aware(now)
-    valid = _validate(fields)
+    valid = _validate(fields, now)
     identifier = task_id if task_id is not None else uuid4()
     return Task(
         id=identifier,
@@ -467,7 +502,7 @@ def revise_task(task: Task, fields: Mapping[str, object], *, now: datetime, re_a
     start and ``original_due_at`` stay, so the next occurrence follows the rule as before).
     """
     now = _require_aware(now)
-    valid = _validate(fields)
+    valid = _validate(fields, now)
     completed_at = task.completed_at
     if valid.status is not task.status:
         completed_at = now if valid.status is Status.COMPLETED else None

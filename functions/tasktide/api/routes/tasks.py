@@ -1,7 +1,12 @@
 """Task CRUD, completion and the filtered, sorted, paginated list.
 
 Consumes: HTTP requests on `/api/{user_id}/tasks`. Emits (via the outbox, same transaction):
-`com.tasktide.task.created|updated|completed|reopened|deleted`.
+`com.tasktide.task.created|updated|completed|reopened|deleted|skipped`.
+
+Recurring series: `POST .../{id}/skip` skips one pending occurrence (EXDATE on the series, the occurrence
+removed, the next one created: `task.skipped` + `task.created`); `PATCH` of `due_at` alone moves one
+occurrence without changing the rule (`?scope=series` moves the whole series' start instead);
+`GET .../{id}/occurrences?count=N` lists the next due times.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
@@ -21,7 +27,17 @@ from tasktide import events
 from tasktide.api.auth import CurrentUser
 from tasktide.api.deps import ServicesDep
 from tasktide.api.problems import Problem
-from tasktide.api.schemas import CompleteIn, Priority, ProblemOut, TaskIn, TaskOut, to_fields
+from tasktide.api.schemas import (
+    CompleteIn,
+    OccurrenceOut,
+    OccurrencesOut,
+    Priority,
+    ProblemOut,
+    SkipOut,
+    TaskIn,
+    TaskOut,
+    to_fields,
+)
 from tasktide.db.repository import TaskQuery, TaskRepository
 from tasktide.domain.errors import NotFound, PreconditionFailed
 from tasktide.domain.tasks import (
@@ -33,14 +49,17 @@ from tasktide.domain.tasks import (
     parse_datetime,
     revise_task,
     set_completed,
+    skip_occurrence,
     task_fields,
+    upcoming_due,
 )
 from tasktide.services import Services
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ProblemOut, "content": {"application/problem+json": {}}}
-    for code in (400, 401, 403, 404, 412, 413, 415, 422)
+    for code in (400, 401, 403, 404, 409, 412, 413, 415, 422)
 }
+MAX_OCCURRENCES = 100
 
 
 def require_json(request: Request) -> None:
@@ -229,6 +248,13 @@ def patch_task(
     request: Request,
     response: Response,
     services: ServicesDep,
+    scope: Annotated[
+        Literal["occurrence", "series"],
+        Query(
+            description="For a recurring task: `occurrence` (default) moves only this occurrence when due_at "
+            "changes; `series` restarts the series (its DTSTART) at the new due_at"
+        ),
+    ] = "occurrence",
 ) -> TaskOut:
     patch = dict(body)
     if "completed" in patch:
@@ -243,9 +269,61 @@ def patch_task(
     with unit_of_work(services) as repo:
         task = _load(repo, user_id, task_id, for_update=True)
         _check_if_match(request, task)
-        revised = revise_task(task, merge_patch(task_fields(task), patch), now=utcnow())
+        current = task_fields(task)
+        if patch.get("recurrence_text") is not None and "recurrence" not in patch:
+            current.pop("recurrence")  # the phrase replaces the rule
+        revised = revise_task(task, merge_patch(current, patch), now=utcnow(), re_anchor=scope == "series")
         _record_change(repo, request, task, revised, user_id)
     return _respond(response, revised if changed_fields(task, revised) else task)
+
+
+@router.post("/{task_id}/skip")
+def skip_task(
+    user_id: CurrentUser, task_id: uuid.UUID, request: Request, response: Response, services: ServicesDep
+) -> SkipOut:
+    """Skip this pending occurrence of a recurring task: its rule instance becomes an EXDATE of the
+    series, the occurrence is removed (`com.tasktide.task.skipped`) and the next one is created
+    (`com.tasktide.task.created`), as completing it now would. 409 for a one-off or completed task."""
+    with unit_of_work(services) as repo:
+        task = _load(repo, user_id, task_id, for_update=True)
+        _check_if_match(request, task)
+        skipped, nxt = skip_occurrence(task, now=utcnow())
+        trace = _traceparent(request)
+        repo.delete(task)
+        repo.add_event(
+            events.task_envelope(
+                events.TASK_SKIPPED, skipped, changed=("exdates",), actor=user_id, traceparent=trace
+            )
+        )
+        if nxt is not None and repo.add_occurrence(nxt):
+            repo.add_event(events.task_envelope(events.TASK_CREATED, nxt, actor=user_id, traceparent=trace))
+    if nxt is not None:
+        response.headers["Location"] = str(request.url_for("get_task", user_id=user_id, task_id=nxt.id).path)
+    return SkipOut(skipped=TaskOut.of(skipped), next=TaskOut.of(nxt) if nxt is not None else None)
+
+
+@router.get("/{task_id}/occurrences")
+def task_occurrences(
+    user_id: CurrentUser,
+    task_id: uuid.UUID,
+    services: ServicesDep,
+    count: Annotated[int, Query(ge=1, le=MAX_OCCURRENCES, description="How many due times")] = 10,
+) -> OccurrencesOut:
+    """The series' next `count` due times from this occurrence on (a pending one lists itself first),
+    in UTC and in the task's zone, so a rule can be checked before it is trusted."""
+    with services.sessions() as session:
+        task = _load(TaskRepository(session), user_id, task_id)
+    zone = ZoneInfo(task.timezone)
+    return OccurrencesOut(
+        task_id=task.id,
+        timezone=task.timezone,
+        recurrence=task.recurrence,
+        recurrence_basis=task.recurrence_basis.value,
+        series_start=task.series_start,
+        occurrences=[
+            OccurrenceOut(due_at=due, local=due.astimezone(zone)) for due in upcoming_due(task, count)
+        ],
+    )
 
 
 @router.patch("/{task_id}/complete")
