@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from tasktide.domain.tasks import Task
 
@@ -56,11 +56,16 @@ class TaskSnapshot(BaseModel):
     updated_at: datetime
     completed_at: datetime | None
     # The series (absent in events written before series were anchored).
-    series_start: datetime | None = None
+    series_start: str | None = None  # local wall time YYYY-MM-DDTHH:MM:SS in series_timezone
     series_timezone: str | None = None
     original_due_at: datetime | None = None
     exdates: list[datetime] = []
     rdates: list[datetime] = []
+
+    @field_validator("series_start", mode="before")
+    @classmethod
+    def _wall_time(cls, value: object) -> object:
+        return value.isoformat() if isinstance(value, datetime) else value
 
     @classmethod
     def of(cls, task: Task) -> TaskSnapshot:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tasktide.domain.errors import FieldError, ValidationFailed
+from tasktide.domain.errors import Conflict, FieldError, ValidationFailed
 from tasktide.domain.tasks import (
     PRIORITY_RANK,
     Priority,
@@ -23,7 +23,9 @@ from tasktide.domain.tasks import (
     occurrence_id,
     revise_task,
     set_completed,
+    skip_occurrence,
     task_fields,
+    upcoming_due,
 )
 
 NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
@@ -523,3 +525,40 @@ def test_next_occurrence_task_legacy_row_without_start_uses_its_due() -> None:
 def test_occurrence_id_same_series_and_number_is_stable() -> None:
     series = UUID("00000000-0000-4000-8000-00000000000a")
     assert occurrence_id(series, 2) == occurrence_id(series, 2) != occurrence_id(series, 3)
+
+
+def test_skip_occurrence_pending_adds_exdate_and_returns_next() -> None:
+    first = make({"title": "t", "due_at": "2030-01-07T09:00:00Z", "recurrence": "FREQ=WEEKLY;BYDAY=MO"})
+    skipped, following = skip_occurrence(first, now=NOW)
+    assert skipped.exdates == (datetime(2030, 1, 7, 9, tzinfo=UTC),)
+    assert following is not None
+    assert (following.due_at, following.occurrence) == (datetime(2030, 1, 14, 9, tzinfo=UTC), 2)
+    assert following.id == occurrence_id(first.series_id, 2)
+    assert following.exdates == skipped.exdates
+
+
+def test_skip_occurrence_one_off_or_completed_raises_conflict() -> None:
+    with pytest.raises(Conflict):
+        skip_occurrence(make({"title": "t", "due_at": "2030-01-07T09:00:00Z"}), now=NOW)
+    done = set_completed(make({"title": "t", "due_at": "2030-01-07T09:00:00Z", "recurrence": "FREQ=DAILY"}),
+                         True, now=NOW)  # fmt: skip
+    with pytest.raises(Conflict):
+        skip_occurrence(done, now=NOW)
+
+
+def test_upcoming_due_completion_basis_assumes_done_on_time() -> None:
+    task = make({"title": "t", "due_at": "2030-01-01T09:00:00Z", "recurrence": "FREQ=DAILY;COUNT=3",
+                 "recurrence_basis": "completion"})  # fmt: skip
+    assert [d.day for d in upcoming_due(task, 10)] == [1, 2, 3]
+
+
+def test_new_task_recurrence_text_every_bang_sets_completion_basis() -> None:
+    task = make({"title": "t", "due_at": "2030-01-07T00:00:00Z", "recurrence_text": "every! 3 days at 8"})
+    assert (task.recurrence, task.recurrence_basis) == ("FREQ=DAILY;INTERVAL=3", RecurrenceBasis.COMPLETION)
+    assert task.due_at == datetime(2030, 1, 7, 8, tzinfo=UTC)
+
+
+def test_new_task_recurrence_and_recurrence_text_both_given_is_an_error() -> None:
+    errors = errors_of({"title": "t", "due_at": "2030-01-07T00:00:00Z", "recurrence": "FREQ=DAILY",
+                        "recurrence_text": "every day"})  # fmt: skip
+    assert [e.field for e in errors] == ["recurrence_text"]

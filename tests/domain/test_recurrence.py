@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasktide.domain.errors import ValidationFailed
-from tasktide.domain.recurrence import RecurrenceBasis, next_due, validate_rule
+from tasktide.domain.recurrence import RecurrenceBasis, Series, next_due, parse_recurrence, validate_rule
 
 BERLIN = "Europe/Berlin"
 
@@ -272,3 +272,63 @@ def test_next_due_completion_basis_daily_is_after_completion_at_same_wall_time(
     completion_day = completed.astimezone(ZoneInfo(tz)).date()
     assert (result.astimezone(ZoneInfo(tz)).date() - completion_day).days == interval
     assert _wall_time(result, tz) == _wall_time(due, tz)
+
+
+# --- RFC 5545 multi-line form and anchored series ------------------------------------------------------
+
+
+def test_parse_recurrence_multiline_exdate_tzid_converts_to_utc() -> None:
+    parsed = parse_recurrence(
+        "RRULE:FREQ=WEEKLY;BYDAY=MO\nEXDATE;TZID=Europe/Berlin:20300107T090000,20300114T090000\n"
+        "RDATE:20300116T080000Z",
+        "UTC",
+    )
+    assert parsed.rule == "FREQ=WEEKLY;BYDAY=MO"
+    assert parsed.exdates == (datetime(2030, 1, 7, 8, tzinfo=UTC), datetime(2030, 1, 14, 8, tzinfo=UTC))
+    assert parsed.rdates == (datetime(2030, 1, 16, 8, tzinfo=UTC),)
+
+
+def test_parse_recurrence_floating_exdate_uses_task_zone_and_crlf_folding() -> None:
+    parsed = parse_recurrence("RRULE:FREQ=DAILY\r\nEXDATE:20300107T0\r\n 90000", BERLIN)
+    assert parsed.exdates == (datetime(2030, 1, 7, 8, tzinfo=UTC),)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("RRULE:FREQ=DAILY\nEXRULE:FREQ=WEEKLY", "EXRULE is not supported (RFC 5545 deprecated it)"),
+        ("RRULE:FREQ=DAILY\nDTSTART;TZID=Europe/Berlin:20300107T090000", "DTSTART is not accepted"),
+        ("RRULE:FREQ=DAILY\nEXDATE;VALUE=DATE:20300107", "EXDATE;VALUE=DATE is not supported"),
+        ("RRULE:FREQ=DAILY\nRDATE;VALUE=PERIOD:20300107T090000Z/PT1H", "RDATE;VALUE=PERIOD is not supported"),
+        ("RRULE:FREQ=DAILY\nEXDATE;TZID=Mars/Olympus:20300107T090000", "is not an IANA time zone name"),
+        ("RRULE:FREQ=DAILY\nEXDATE:2030-01-07", "must be a date-time such as 20300107T090000"),
+        ("RRULE:FREQ=DAILY\nX-FOO:bar", "X-FOO is not supported here"),
+        ("EXDATE:20300107T090000Z", "an RRULE line is required"),
+        ("RRULE:FREQ=DAILY\nRRULE:FREQ=WEEKLY", "give exactly one RRULE line"),
+    ],
+)
+def test_parse_recurrence_refused_part_is_named(text: str, message: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse_recurrence(text, "UTC")
+    assert any(message in error.message for error in caught.value.errors), caught.value.errors
+    assert all("TZID is not supported" not in error.message for error in caught.value.errors)
+
+
+def test_series_instances_count_includes_excluded_and_adds_rdates() -> None:
+    series = Series(
+        rule="FREQ=DAILY;COUNT=3",
+        start=datetime(2030, 1, 1, 9),
+        tz="UTC",
+        exdates=(datetime(2030, 1, 2, 9, tzinfo=UTC),),
+        rdates=(datetime(2030, 1, 10, 9, tzinfo=UTC),),
+    )
+    assert [m.day for m in series.instances()] == [1, 3, 10]
+
+
+def test_series_next_due_new_york_gap_day_only_both_bases() -> None:
+    series = Series(rule="FREQ=DAILY", start=datetime(2030, 3, 9, 2, 30), tz="America/New_York")
+    gap_day = datetime(2030, 3, 10, 7, 30, tzinfo=UTC)  # 03:30 EDT
+    for basis in ("due", "completion"):
+        assert series.next_due(basis=basis, instance=gap_day, completed_at=gap_day, occurrence=2) == datetime(
+            2030, 3, 11, 6, 30, tzinfo=UTC
+        )

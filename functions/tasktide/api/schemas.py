@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, computed_field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, computed_field, field_validator
 
 from tasktide.domain.tasks import Task
 
@@ -87,8 +87,9 @@ class TaskOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
-    series_start: datetime | None = Field(
-        description="The series' start (RFC 5545 DTSTART) as local wall time in series_timezone"
+    series_start: str | None = Field(
+        description="The series' start (RFC 5545 DTSTART) as local wall time YYYY-MM-DDTHH:MM:SS "
+        "in series_timezone"
     )
     series_timezone: str | None
     original_due_at: datetime | None = Field(
@@ -96,6 +97,11 @@ class TaskOut(BaseModel):
     )
     exdates: list[datetime]
     rdates: list[datetime]
+
+    @field_validator("series_start", mode="before")
+    @classmethod
+    def _wall_time(cls, value: object) -> object:
+        return value.isoformat() if isinstance(value, datetime) else value
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -127,7 +133,7 @@ class OccurrencesOut(BaseModel):
     timezone: str
     recurrence: str | None
     recurrence_basis: Basis
-    series_start: datetime | None
+    series_start: str | None = Field(description="Local wall time YYYY-MM-DDTHH:MM:SS in timezone")
     occurrences: list[OccurrenceOut]
 
 

@@ -225,7 +225,7 @@ def local_wall_time(moment: datetime, tz: str) -> datetime:
 # --- RFC 5545 multi-line form: RRULE plus EXDATE / RDATE lines ------------------------------------------
 
 MAX_DATES = 200
-_DATE_TIME = re.compile(r"^(?P<date>\d{8})T(?P<time>\d{6})(?P<utc>Z)?$")
+_DATE_TIME = re.compile(r"^(?P<date>\d{8})T(?P<time>\d{6})(?P<utc>Z)?$", re.ASCII)
 _KNOWN_LINE = re.compile(r"^(?P<name>[A-Z][A-Z-]*)(?P<sep>[;:])")
 _REFUSED_LINES = {
     "DTSTART": "DTSTART is not accepted: the series starts at due_at in timezone",
@@ -307,13 +307,13 @@ def _date_values(line: str, tz: str, errors: list[str]) -> tuple[str, list[datet
         except ValueError:
             errors.append(f"{name} value {item.strip()!r} is not a valid date-time")
             continue
-        if match["utc"]:
+        if not 1900 <= moment.year <= 9000:
+            errors.append(f"{name} value {item.strip()!r} must lie between the years 1900 and 9000")
+        elif match["utc"]:
             if any(p.strip().upper().startswith("TZID=") for p in params):
                 errors.append(f"{name} value {item.strip()!r} has both TZID and a Z suffix")
                 continue
             moments.append(moment.replace(tzinfo=UTC))
-        elif not 1900 <= moment.year <= 9000:
-            errors.append(f"{name} value {item.strip()!r} must lie between the years 1900 and 9000")
         else:
             moments.append(_localise(moment, zone))
     return name, moments

@@ -65,8 +65,13 @@ _UNITS = {
 }  # fmt: skip
 _UNSUPPORTED_UNITS = ("hour", "hours", "hourly", "minute", "minutes", "seconds")
 _TOKEN = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}:\d{2}(?:am|pm)?|\d+(?:st|nd|rd|th|am|pm)?|[a-z]+!?|!|,|\S")
-_DAY_ORDINAL = re.compile(r"^(\d{1,2})(st|nd|rd|th)$")
-_CLOCK = re.compile(r"^(\d{1,2})(?::(\d{2}))?(am|pm)?$")
+_DAY_ORDINAL = re.compile(r"^(\d{1,2})(st|nd|rd|th)$", re.ASCII)
+_CLOCK = re.compile(r"^(\d{1,2})(?::(\d{2}))?(am|pm)?$", re.ASCII)
+
+
+def _digits(token: str) -> bool:
+    """ASCII digits only (``"²".isdigit()`` is true, but ``int("²")`` fails)."""
+    return token.isascii() and token.isdigit()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +132,7 @@ class _Parser:
     # -- small pieces ----------------------------------------------------------------------------
     def number(self) -> int | None:
         token = self.peek()
-        if token is not None and token.isdigit():
+        if token is not None and _digits(token):
             self.pos += 1
             return int(token)
         if token in _NUMBERS:
@@ -190,7 +195,7 @@ class _Parser:
         match = _DAY_ORDINAL.match(token or "")
         if match:
             value = int(match[1])
-        elif token is not None and token.isdigit() and len(token) <= 2:
+        elif token is not None and _digits(token) and len(token) <= 2:
             value = int(token)
         else:
             return None
@@ -214,7 +219,7 @@ class _Parser:
                     break
                 days.append(value)
             if not self._joiner(
-                lambda t: bool(_DAY_ORDINAL.match(t) or t.isdigit() or t in ("last", "first"))
+                lambda t: bool(_DAY_ORDINAL.match(t) or _digits(t) or t in ("last", "first"))
             ):
                 break
         return days or None
@@ -272,7 +277,7 @@ class _Parser:
                 month = _MONTHS[self.take()]
                 day = self.month_day()
                 self.accept(",")
-                year = self.number() if self.peek() and str(self.peek()).isdigit() else None
+                year = self.number() if self.peek() and _digits(str(self.peek())) else None
                 if day is not None and year is not None:
                     return date(year, month, day)
             else:  # 31 december 2030
@@ -407,8 +412,8 @@ class _Parser:
             self.bymonth.extend(months)
         elif token == "at":
             self.at = self.clock()
-        elif token == "for" or (token.isdigit() and self.peek() in ("times", "occurrences")):
-            count = int(token) if token.isdigit() else self.number()
+        elif token == "for" or (_digits(token) and self.peek() in ("times", "occurrences")):
+            count = int(token) if _digits(token) else self.number()
             if count is None or not self.accept("times", "occurrences", "time"):
                 raise self.stuck(start)
             self.count = count

@@ -319,7 +319,7 @@ def task_occurrences(
         timezone=task.timezone,
         recurrence=task.recurrence,
         recurrence_basis=task.recurrence_basis.value,
-        series_start=task.series_start,
+        series_start=task.series_start.isoformat() if task.series_start is not None else None,
         occurrences=[
             OccurrenceOut(due_at=due, local=due.astimezone(zone)) for due in upcoming_due(task, count)
         ],
