@@ -32,6 +32,7 @@ from pathlib import Path
 import benchlib
 
 SECTION = "Create-task latency vs offered load"
+NAN = float("nan")
 HERE = Path(__file__).resolve().parent
 USER = "bench-user"
 
@@ -132,10 +133,11 @@ def measure(
         _ = time.perf_counter() - t0
         metrics = data["metrics"]
         assert isinstance(metrics, dict)
-        duration_ms = metrics["http_req_duration"]["values"]
-        reqs = metrics["http_reqs"]["values"]
+        nothing = {"med": NAN, "p(90)": NAN, "p(99)": NAN, "max": NAN}
+        duration_ms = metrics.get("http_req_duration", {"values": nothing})["values"]
+        reqs = metrics.get("http_reqs", {"values": {"count": 0, "rate": 0.0}})["values"]
         dropped = metrics.get("dropped_iterations", {"values": {"count": 0}})["values"]["count"]
-        failed = metrics["http_req_failed"]["values"]["rate"]
+        failed = metrics.get("http_req_failed", {"values": {"rate": 1.0}})["values"]["rate"]
         count = int(reqs["count"])
         results.append(
             Result(
@@ -242,7 +244,8 @@ def render(results: list[Result], argv: list[str], load_start: float) -> str:
 `POST /api/{{user}}/tasks` (title, description, priority, 2 tags, a due date, one `PT1H` reminder) from k6
 (`loadtests/bench/create.js`): a closed loop of 8 clients back to back, then an open loop at each fixed
 arrival rate (`constant-arrival-rate`, so a slow server cannot slow the offered load down: latency
-includes the queueing). Every run lasts the same time, after a 3 s warm-up, each subject on a fresh
+includes the queueing; a request unanswered after 10 s counts as failed, an arrival k6 had no free
+client for as dropped). Every run lasts the same time, after a 3 s warm-up, each subject on a fresh
 database of the same Postgres. tasktide writes the task, its 2 tags, its reminder and 2 outbox rows in
 one transaction and checks a JWT; the plain baseline (`plain_baseline.py`) writes one row, no auth.
 Subjects: `plain-1w` is the issue's baseline (uvicorn, 1 worker, default loop); `plain-2w` is the same app

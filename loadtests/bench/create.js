@@ -3,7 +3,7 @@
 // Consumes env: BASE_URL, USER_ID, TOKEN (Bearer; empty for the plain baseline), MODE=closed|open,
 // VUS and DURATION (closed loop: VUS clients back to back), RATE (open loop: constant-arrival-rate,
 // requests/s, for DURATION), SUMMARY (path of the JSON summary to write).
-// Emits: the k6 summary (http_req_duration med/p90/p99/max, http_reqs, dropped_iterations) as JSON.
+// Requests time out after 10 s (counted failed). Emits: the k6 summary (http_req_duration med/p90/p99/max, http_reqs, dropped_iterations) as JSON.
 import http from 'k6/http';
 import { check } from 'k6';
 
@@ -31,8 +31,9 @@ export const options = {
             duration: DURATION,
             preAllocatedVUs: Math.max(8, Math.ceil(RATE / 10)),
             maxVUs: Math.max(50, RATE),
+            gracefulStop: '5s',
           }
-        : { executor: 'constant-vus', vus: VUS, duration: DURATION },
+        : { executor: 'constant-vus', vus: VUS, duration: DURATION, gracefulStop: '5s' },
   },
 };
 
@@ -45,7 +46,7 @@ export default function () {
     due_at: DUE,
     reminders: ['PT1H'],
   });
-  const response = http.post(URL, body, { headers: HEADERS });
+  const response = http.post(URL, body, { headers: HEADERS, timeout: '10s' });
   check(response, { 'status is 201': (r) => r.status === 201 });
 }
 

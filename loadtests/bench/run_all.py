@@ -22,8 +22,9 @@ import benchlib
 HERE = Path(__file__).resolve().parent
 SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     # name: (full-size arguments, --quick arguments for a smoke run)
+    "api_load": ([], ["--duration", "5", "--rates", "50,200"]),
     "create_tasks": ([], ["--requests", "200", "--baseline-rows", "200"]),
-    "reminder_scan": ([], ["--tasks", "100000", "--runs", "3"]),
+    "reminder_scan": (["--tasks", "200000"], ["--tasks", "100000", "--runs", "3"]),
     "cold_start": ([], ["--runs", "2"]),
     "reminder_lateness": ([], ["--tasks", "50", "--spread", "5", "--lead", "8"]),
     "event_latency": ([], ["--messages", "50", "--tasks", "20"]),
@@ -31,6 +32,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
 }
 ORDER = (
     "Machine",
+    "Create-task latency vs offered load",
     "Create-task throughput",
     "Reminder scan",
     "Cold start",
