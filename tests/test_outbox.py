@@ -248,3 +248,34 @@ def test_relay_worker_kick_publishes_and_retries_after_failure(sessions: session
     assert publisher.calls >= 2
     assert len(publisher.inner.records) == 4
     assert unsent(sessions) == 0
+
+
+def test_outbox_listener_postgres_notify_kicks_relay_without_waiting_for_sweep(postgres_url: str) -> None:
+    """The `tasktide-relay` Service's mode: a create committed by another process is published at once
+    (the sweep is an hour away), woken by the NOTIFY the create's statement sends at commit."""
+    from tasktide.services import Services
+    from tasktide.settings import Settings
+    from testenv import truncate_all
+
+    truncate_all(postgres_url)
+    published: list[str] = []
+    arrived = threading.Event()
+
+    class Collecting:
+        def publish(self, records: Sequence[OutboxRecord]) -> None:
+            published.extend(r.topic for r in records)
+            arrived.set()
+
+    relay_side = Services.build(Settings(database_url=postgres_url, jwt_secret="s" * 32))
+    api_side = Services.build(Settings(database_url=postgres_url, jwt_secret="s" * 32))
+    try:
+        relay_side.start_relay(Relay(relay_side.sessions, Collecting()), sweep_every=3600)
+        relay_side.listen_outbox()
+        task = new_task("alice", {"title": "notified"}, now=datetime.now(UTC))
+        with api_side.sessions() as session, session.begin():
+            TaskRepository(session).add(task, events.task_envelope(events.TASK_CREATED, task))
+        assert arrived.wait(20), "the relay was not woken by the outbox NOTIFY"
+        assert sorted(published) == ["task-events", "task-updates"]
+    finally:
+        relay_side.close()
+        api_side.close()

@@ -40,6 +40,8 @@ def services() -> Services:
     global _services
     if _services is None:
         _services = Services.build(get_settings(), with_relay=True)
+        if os.environ.get("FUNCTION_TARGET") == "relay":  # the relay Service publishes on every NOTIFY
+            _services.listen_outbox()
     return _services
 
 

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -140,6 +140,45 @@ class Relay:
                 .values(claimed_until=None, claim_token=None)
                 .execution_options(synchronize_session=False)
             )
+
+
+OUTBOX_CHANNEL = "tasktide_outbox"  # the repository NOTIFYs it in every statement writing outbox rows
+
+
+class OutboxListener:
+    """Postgres `LISTEN tasktide_outbox` on its own autocommit connection: every notification (sent at the
+    commit of a transaction that wrote outbox rows) calls `on_notify`, e.g. a `RelayWorker.kick`, so a
+    relay in another process publishes at once instead of at its next sweep. Reconnects after a failure;
+    calls `on_notify` after every (re)connect, since notifications sent while it was away are lost."""
+
+    def __init__(
+        self, libpq_url: str, on_notify: Callable[[], None], *, channel: str = OUTBOX_CHANNEL
+    ) -> None:
+        self.url, self.on_notify, self.channel = libpq_url, on_notify, channel
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopped.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        import psycopg
+
+        while not self._stopped.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {self.channel}")
+                    self.on_notify()
+                    while not self._stopped.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self.on_notify()
+            except Exception as exc:
+                log.warning("listening for outbox notifications failed, retrying: %s", exc)
+                self._stopped.wait(1.0)
 
 
 class RelayWorker:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tasktide.dapr import SecretNotFound, SecretStore, StateStore, secret_store, state_store
 from tasktide.db.engine import make_engine, session_factory, track_pool
-from tasktide.outbox import Relay, RelayWorker
+from tasktide.outbox import OutboxListener, Relay, RelayWorker
 from tasktide.settings import DEV_JWT_SECRET, ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class Services:
     jwt_previous_secrets: tuple[str, ...] = ()  # retired keys, still verified (by kid) during a rotation
     relay: Relay | None = None
     relay_worker: RelayWorker | None = None
+    outbox_listener: OutboxListener | None = None
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     def committed(self) -> None:
@@ -89,7 +90,19 @@ class Services:
         self.after_commit.append(self.relay_worker.kick)
         return self.relay_worker
 
+    def listen_outbox(self) -> None:
+        """Postgres: wake the relay worker on every outbox NOTIFY (the `tasktide-relay` Service's mode)."""
+        if self.relay_worker is None or self.engine.dialect.name != "postgresql":
+            return
+        from tasktide.outbox import OutboxListener
+
+        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.outbox_listener = OutboxListener(url, self.relay_worker.kick)
+        self.outbox_listener.start()
+
     def close(self) -> None:
+        if self.outbox_listener is not None:
+            self.outbox_listener.stop()
         if self.relay_worker is not None:
             self.relay_worker.stop()
         self.engine.dispose()
