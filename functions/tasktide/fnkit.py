@@ -1,8 +1,11 @@
 """Plumbing every CloudEvents function shares (not a function itself): the process's services container,
 parsing an event's data into its catalogue model, RED metrics, consumption outcomes and bound log fields.
 
-A bad event (wrong type, data that does not match its model) is answered 2xx and counted `invalid`, never
-retried; a transient error propagates so functions-framework answers 5xx and Knative redelivers.
+A bad event (a type this function does not take, data that does not match its model) raises
+:class:`BadEvent`, counted `invalid`: `tasktide.fnserver` answers it `400 application/problem+json`, which the
+Knative Kafka Broker never retries and dead-letters at once (with `knativeerrorcode=400` and the problem
+as `knativeerrordata`), so the evidence is kept in the dead-letter topic instead of being acknowledged and
+forgotten. A transient error propagates: the server answers 500 and Knative redelivers.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ _services: Services | None = None
 class Redeliver(RuntimeError):
     """An expected transient failure (a channel down): answered 503 so Knative redelivers, logged as one
     warning line naming the reason (no traceback; the message must carry no secret)."""
+
+
+class BadEvent(Exception):
+    """An event this function can never handle: answered with a 4xx problem, never retried."""
+
+    def __init__(self, detail: str, *, title: str = "Event not processable", status: int = 400) -> None:
+        super().__init__(detail)
+        self.detail, self.title, self.status = detail, title, status
 
 
 def install(services: Services | None) -> None:
@@ -64,23 +75,29 @@ def bind_event(function: str, event: Any) -> Iterator[None]:
         yield
 
 
+def _bad(function: str, event_type: str, detail: str) -> BadEvent:
+    metrics.EVENTS_CONSUMED.labels(function, event_type, "invalid").inc()
+    log.warning("rejecting event: %s", detail)
+    return BadEvent(detail)
+
+
 @contextmanager
-def consuming(function: str, event: Any, model: type[M], *types: str) -> Iterator[M | None]:
-    """Yield the parsed data (or None for a bad event, already counted); time and count the call."""
+def consuming(function: str, event: Any, model: type[M], *types: str) -> Iterator[M]:
+    """Yield the parsed data; time and count the call. Raises :class:`BadEvent` (counted `invalid`) for an
+    event of another type or whose data does not match ``model``."""
     event_type = attr(event, "type") or ""
     with bind_event(function, event):
-        parsed: M | None = None
         if types and event_type not in types:
-            log.warning("ignoring event of unexpected type %s", event_type)
-        else:
-            try:
-                parsed = model.model_validate(event.data)
-            except ValidationError as exc:
-                log.warning(
-                    "ignoring event whose data does not match %s: %s", model.__name__, exc.errors()[:3]
-                )
-        if parsed is None:
-            metrics.EVENTS_CONSUMED.labels(function, event_type, "invalid").inc()
+            raise _bad(function, event_type, f"{function} does not handle events of type {event_type!r}")
+        try:
+            parsed = model.model_validate(event.data)
+        except ValidationError as exc:
+            errors = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(data)'}: {e['msg']}" for e in exc.errors()[:3]
+            )
+            raise _bad(function, event_type, f"data does not match {model.__name__}: {errors}") from None
+        except RecursionError:
+            raise _bad(function, event_type, "data is nested too deeply") from None
         try:
             yield parsed
         except Redeliver as exc:

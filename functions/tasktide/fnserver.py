@@ -14,12 +14,27 @@ own `/healthz` and `/metrics` cover it), so both serve exactly the same app: :fu
 behind `a2wsgi` behind `tasktide.bodyguard.BufferedBody`, which reads each request body on the event loop
 with a deadline (408), a size limit (413) and a JSON depth limit (400) before a thread is taken, so slow
 clients cannot starve the function's threads.
+
+Consumes a CloudEvent (binary or structured mode, parsed by :mod:`tasktide.ce`) per POST. Emits what the
+Knative Kafka Broker's dispatcher needs to treat the answer right (functions-framework's own
+`200 text/html "OK"` would be a failure there, dead-lettered with no retry):
+
+- handled: `204` with an empty body, or `200` with a binary-mode CloudEvent when the function returns one
+  (the broker publishes that reply back into itself);
+- an event this function can never handle (not a CloudEvent, a batch, `null` or missing attributes, a JSON
+  array or too deeply nested data, data failing its model, a body over the size limit): a 4xx RFC 9457
+  `application/problem+json`, which the broker never retries and dead-letters at once, so the evidence is
+  kept;
+- an expected transient failure (:class:`tasktide.fnkit.Redeliver`): `503`, any other: `500`, both
+  problem+json, both retried by the broker.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -28,12 +43,19 @@ from typing import Any
 import flask
 import functions_framework
 from a2wsgi import WSGIMiddleware
+from werkzeug.exceptions import HTTPException
 
-from tasktide import fnkit, metrics
+from tasktide import ce, fnkit, metrics
 from tasktide.bodyguard import BufferedBody
 from tasktide.settings import Settings
 
 FUNCTIONS_DIR = Path(__file__).with_name("functions")
+PROBLEM_JSON = "application/problem+json"
+MAX_EVENT_BYTES = 1024 * 1024  # Kafka's default message.max.bytes: a bigger event never reached Kafka
+FF_ENV = ("FUNCTION_TARGET", "FUNCTION_SIGNATURE_TYPE", "FUNCTION_TRIGGER_TYPE")
+CLOUDEVENT_ENDPOINT = "cloudevent"  # the endpoint functions-framework registers for `/` and `/<path>`
+log = logging.getLogger("tasktide.fnserver")
+
 BINDING_EVENT_TYPE = "io.dapr.binding"
 # function target -> the Dapr input bindings it serves (named after eventing/ping-sources.yaml)
 BINDING_ROUTES: Mapping[str, tuple[str, ...]] = {
@@ -42,7 +64,9 @@ BINDING_ROUTES: Mapping[str, tuple[str, ...]] = {
 }
 MAX_BINDING_BODY = 64 * 1024
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 
 class BindingMiddleware:
@@ -88,9 +112,72 @@ class BindingMiddleware:
         return self.app(event, start_response)
 
 
+def problem(status: int, title: str, detail: str) -> flask.Response:
+    """An RFC 9457 problem document."""
+    response = flask.jsonify(type="about:blank", title=title, status=status, detail=detail)
+    response.status_code = status
+    response.content_type = PROBLEM_JSON
+    return response
+
+
+def _http_problem(exc: HTTPException) -> flask.Response:
+    status = exc.code or 500
+    return problem(status, exc.name, exc.description or exc.name)
+
+
+def _crash(exc: Exception) -> flask.Response:
+    log.error("unhandled error in the function server", exc_info=exc)
+    return problem(500, "Internal Server Error", "the function failed; the event will be redelivered")
+
+
+def answer(function: Callable[[ce.CloudEvent], object], request: flask.Request) -> flask.Response:
+    """Parse the request as a CloudEvent, run ``function`` on it and answer as the broker needs."""
+    body = request.get_data(cache=False)
+    try:
+        event = ce.from_http(dict(request.headers), body)
+    except ce.UnsupportedEvent as exc:
+        return problem(415, "Unsupported CloudEvent encoding", str(exc))
+    except ce.InvalidEvent as exc:
+        return problem(400, "Invalid CloudEvent", str(exc))
+    try:
+        result = function(event)
+    except fnkit.BadEvent as exc:
+        return problem(exc.status, exc.title, exc.detail)
+    except fnkit.Redeliver:  # already logged, once, by fnkit.consuming
+        return problem(503, "Try again", "transient failure; the event will be redelivered")
+    except Exception as exc:  # transient: fnkit already counted and logged it; the broker redelivers
+        log.debug("function failed for event %s: %r", event["id"], exc)
+        return problem(500, "Function failed", "transient failure; the event will be redelivered")
+    if isinstance(result, ce.CloudEvent):
+        headers, payload = ce.to_binary_http(result)
+        return flask.Response(payload, status=200, headers=headers)
+    return flask.Response(status=204)
+
+
+def _user_function(path: str, target: str) -> Callable[[ce.CloudEvent], object]:
+    """The function functions-framework loaded (it registers the source file's module by its stem)."""
+    module = sys.modules[Path(path).stem]
+    function: Callable[[ce.CloudEvent], object] = getattr(module, target)
+    return function
+
+
 def create_function_app(target: str, source: str | None = None) -> flask.Flask:
     path = source or str(FUNCTIONS_DIR / f"{target}.py")
-    app: flask.Flask = functions_framework.create_app(target, path)  # type: ignore[no-untyped-call]
+    saved = {name: os.environ.get(name) for name in FF_ENV}
+    try:
+        app: flask.Flask = functions_framework.create_app(target, path)  # type: ignore[no-untyped-call]
+    finally:  # functions-framework records the target in os.environ: never leak it into this process
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    if CLOUDEVENT_ENDPOINT not in app.view_functions:
+        raise RuntimeError(f"{target} is not a @functions_framework.cloud_event function")
+    function = _user_function(path, target)
+
+    def cloudevent(path: str = "") -> flask.Response:
+        return answer(function, flask.request)
 
     def healthz() -> flask.Response:
         return flask.jsonify(status="ok", function=target)
@@ -99,14 +186,27 @@ def create_function_app(target: str, source: str | None = None) -> flask.Flask:
         payload, content_type = metrics.render()
         return flask.Response(payload, content_type=content_type)
 
-    def redeliver(_exc: Exception) -> flask.Response:
-        return flask.Response(status=503)  # already logged, once, by fnkit.consuming
-
-    app.register_error_handler(fnkit.Redeliver, redeliver)
+    app.view_functions[CLOUDEVENT_ENDPOINT] = cloudevent
+    app.config["MAX_CONTENT_LENGTH"] = MAX_EVENT_BYTES
+    app.register_error_handler(HTTPException, _http_problem)
+    app.register_error_handler(500, _crash)  # replaces functions-framework's text/plain crash handler
+    app.register_error_handler(Exception, _crash)
     app.add_url_rule("/healthz", "tasktide_healthz", healthz, methods=["GET"])
     app.add_url_rule("/metrics", "tasktide_metrics", prometheus, methods=["GET"])
     app.wsgi_app = BindingMiddleware(app.wsgi_app, BINDING_ROUTES.get(target, ()))  # type: ignore[method-assign]
     return app
+
+
+def terminated_input(app: WsgiApp) -> WsgiApp:
+    """Mark ``wsgi.input`` as ending at the end of the body, so a chunked request (no Content-Length) is
+    read in full instead of as an empty body (werkzeug's safe fallback). Only for servers whose input stream
+    really ends there: a2wsgi behind :class:`BufferedBody`, which has read and bounded the whole body."""
+
+    def wrapped(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        environ["wsgi.input_terminated"] = True
+        return app(environ, start_response)
+
+    return wrapped
 
 
 def app_from_env() -> flask.Flask:
@@ -123,7 +223,7 @@ def app_from_env() -> flask.Flask:
 
 def guarded(app: flask.Flask, settings: Settings, threads: int = 8) -> BufferedBody:
     """The ASGI app serving ``app``: bodies read fully (deadline, size, depth) before a thread runs it."""
-    wsgi = WSGIMiddleware(app, workers=threads)  # type: ignore[arg-type]
+    wsgi = WSGIMiddleware(terminated_input(app), workers=threads)  # type: ignore[arg-type]
     return BufferedBody(
         wsgi,  # type: ignore[arg-type]
         timeout=settings.body_read_timeout,

@@ -46,8 +46,6 @@ def untrusted(repo: TaskRepository, row: AuditRow) -> str | None:
 @functions_framework.cloud_event
 def audit(event: Any) -> None:
     with fnkit.consuming("audit", event, events.TaskEventData, *events.TASK_TYPES) as data:
-        if data is None:
-            return
         services = fnkit.services()
         row = AuditRow(
             event_id=fnkit.attr(event, "id") or "",

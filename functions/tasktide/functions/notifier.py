@@ -84,8 +84,6 @@ def still_due(services: Services, data: events.ReminderDueData) -> events.Remind
 @functions_framework.cloud_event
 def notifier(event: Any) -> None:
     with fnkit.consuming("notifier", event, events.ReminderDueData, events.REMINDER_DUE) as data:
-        if data is None:
-            return
         services, event_id = fnkit.services(), fnkit.attr(event, "id") or ""
         stored = still_due(services, data)
         if stored is None:

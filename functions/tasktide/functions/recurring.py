@@ -25,8 +25,6 @@ __all__ = ["SERIES_NAMESPACE", "occurrence_id", "recurring"]
 @functions_framework.cloud_event
 def recurring(event: Any) -> None:
     with fnkit.consuming("recurring", event, events.TaskEventData, events.TASK_COMPLETED) as data:
-        if data is None:
-            return
         if not data.task.recurrence:
             fnkit.outcome("recurring", event, "ok")
             return
