@@ -39,6 +39,7 @@ from prometheus_client import (
 __all__ = [
     "DB_POOL",
     "DEAD_LETTERS",
+    "DEAD_LETTER_FAILURES",
     "EVENTS_CONSUMED",
     "EVENTS_EMITTED",
     "EVENT_OUTCOMES",
@@ -177,6 +178,11 @@ DEAD_LETTERS: Final = Counter(
     "Events sent to the dead-letter sink, by the trigger (subscription) that gave up on them.",
     ["trigger"],
 )
+DEAD_LETTER_FAILURES: Final = Counter(
+    "tasktide_dead_letter_failures_total",
+    "Events the dead-letter sink did not accept (neither delivered nor dead-lettered), by trigger.",
+    ["trigger"],
+)
 
 # --- infrastructure --------------------------------------------------------------------------------------
 
@@ -209,6 +215,7 @@ _ALL: Final = (
     NOTIFICATIONS,
     RETENTION_DELETED,
     DEAD_LETTERS,
+    DEAD_LETTER_FAILURES,
     DB_POOL,
     KAFKA_CONSUMER_LAG,
 )

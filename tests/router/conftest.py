@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from tasktide.router.runtime import EventRuntime
 from testenv import require_env
 
 from .support import Behaviour, RecordingSleep, Subscribers
+from .support import Request as RawRequest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -40,18 +42,26 @@ def _app(subs: Subscribers) -> FastAPI:
     @app.post("/services/{name}")
     @app.post("/services/{name}/{rest:path}")
     async def service(name: str, request: Request) -> Response:
-        event = ce.from_http(dict(request.headers), await request.body())
+        raw = await request.body()
+        event = ce.from_http(dict(request.headers), raw)
         with subs.lock:
             behaviour = subs.behaviours.get(name, Behaviour())
             subs.attempts[name] = attempt = subs.attempts.get(name, 0) + 1
             subs.received.setdefault(name, []).append(event)
-        if behaviour.always_fail or attempt <= behaviour.fail_times:
-            return Response(behaviour.fail_body, status_code=behaviour.fail_status)
+            subs.requests.setdefault(name, []).append(RawRequest(dict(request.headers), raw))
+        if behaviour.delay:
+            await asyncio.sleep(behaviour.delay)
+        failing = event.get("subject") in behaviour.fail_subjects
+        if behaviour.always_fail or failing or attempt <= behaviour.fail_times:
+            return Response(
+                behaviour.fail_body, status_code=behaviour.fail_status, headers=behaviour.fail_headers
+            )
         if behaviour.reply_type:
             reply = ce.new_event(behaviour.reply_type, f"/test/{name}", {"in_reply_to": event["id"]})
-            headers, body = ce.to_binary_http(reply)
+            encode = ce.to_structured_http if behaviour.reply_structured else ce.to_binary_http
+            headers, body = encode(reply)
             return Response(body, status_code=200, headers=headers)
-        return Response(status_code=202)
+        return Response(behaviour.ok_body, status_code=behaviour.ok_status, headers=behaviour.ok_headers)
 
     return app
 

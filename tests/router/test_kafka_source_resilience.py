@@ -57,7 +57,7 @@ class Recorder:
         self.ids: list[str] = []
         self._lock = threading.Lock()
 
-    async def __call__(self, topic: str, event: ce.CloudEvent) -> None:
+    async def __call__(self, topic: str, event: ce.CloudEvent, traceparent: str | None = None) -> None:
         with self._lock:
             self.ids.append(str(event["id"]))
 
@@ -237,7 +237,7 @@ async def test_broker_dispatch_unresolvable_trigger_raises_after_other_triggers_
     assert [name for name, _ in failed.value.failures] == ["src"]
 
 
-async def test_broker_embedded_publish_from_topic_failure_logged_and_workers_keep_going(
+async def test_broker_embedded_publish_from_topic_failure_logged_and_others_keep_going(
     subscribers: Subscribers, fake_sleep: RecordingSleep, caplog: pytest.LogCaptureFixture
 ) -> None:
     broker = LocalBroker(
@@ -245,7 +245,6 @@ async def test_broker_embedded_publish_from_topic_failure_logged_and_workers_kee
         service_resolver(subscribers.base_url),
         InMemoryDeadLetterSink(),
         sleep=fake_sleep,
-        workers=1,
     )
     first, second = ce.new_event("anything", "/test", 1), ce.new_event("anything", "/test", 2)
     with caplog.at_level(logging.ERROR, logger="tasktide.router.broker"):
@@ -255,6 +254,6 @@ async def test_broker_embedded_publish_from_topic_failure_logged_and_workers_kee
             await broker.drain()
         finally:
             await broker.stop()
-    assert [e["id"] for e in subscribers.events("audit")] == [first["id"], second["id"]]
+    assert sorted(e["id"] for e in subscribers.events("audit")) == sorted([first["id"], second["id"]])
     lost = [r.getMessage() for r in caplog.records if r.getMessage().startswith("event lost")]
-    assert len(lost) == 2 and first["id"] in lost[0]
+    assert len(lost) == 2 and any(first["id"] in m for m in lost) and any(second["id"] in m for m in lost)

@@ -1,28 +1,52 @@
-"""The in-process Knative Broker: fan-out of events to matching Triggers.
+"""The in-process Knative Kafka Broker: fan-out of events to matching Triggers, as its dispatcher does.
 
 Consumes :class:`Manifests` (Brokers, Triggers, KafkaSources, KafkaSinks), a resolver turning Destinations
 into URLs, an ``httpx.AsyncClient`` and a :class:`DeadLetterSink`. Emits HTTP deliveries to subscribers,
 reply events back into the broker (bounded by a hop limit) and dead letters, counted in
 ``tasktide_dead_letters_total{trigger}`` and ``tasktide_events_consumed_total{outcome="dead_lettered"}``;
-retries the function itself cannot count (no answer, or a retryable 4xx) count as ``outcome="retried"``.
-``publish`` only enqueues; worker tasks deliver in the background (``drain()`` waits for them).
-An event that a destination could neither deliver nor dead-letter (a dead-letter sink that failed, an
-unresolvable subscriber) makes ``dispatch``/``deliver_from_topic`` raise :class:`DeliveryFailed` once every
-destination has settled, so a KafkaSource consumer can retry the record instead of committing past it;
-background workers log it.
+retries the function itself cannot count (no answer, or a retryable 4xx) count as ``outcome="retried"``; a
+dead-letter sink that fails is logged and counted in ``tasktide_dead_letter_failures_total{trigger}``.
+
+Each Broker is emulated as its Kafka topic would be: an event goes to partition
+``murmur2(partitionkey) % partitions`` (the Broker's ConfigMap ``default.topic.partitions``; events without a
+``partitionkey`` by their id) at the next offset of that partition. Subscribers get what the dispatcher
+sends: binary mode, ``Prefer: reply``, ``Kn-Namespace: <trigger namespace>``, extensions
+``knativekafkapartition``/``knativekafkaoffset``, and a W3C ``traceparent`` header only when the record
+carries one (the ingress request's ``traceparent`` header, or a KafkaSource record's ``traceparent``
+header; never derived from the ``traceparent`` extension). A Trigger annotated
+``kafka.eventing.knative.dev/delivery.order: ordered`` gets one event at a time per partition (a retrying
+event holds its partition); every other Trigger is unordered: each event is in flight on its own, so a
+retrying event holds nothing else back.
+
+``publish`` returns at once; delivery runs in background tasks (``drain()`` waits for them). An event that
+a destination could neither deliver nor dead-letter (a dead-letter sink that failed, an unresolvable
+subscriber) makes ``dispatch``/``deliver_from_topic`` raise :class:`DeliveryFailed` once every destination
+has settled, so a KafkaSource consumer can retry the record instead of committing past it; background
+deliveries log it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urljoin
 
 import httpx
+from kafka.partitioner.default import murmur2
 
 from tasktide import ce, metrics
-from tasktide.router.delivery import DeadLetterSink, DeliveryOutcome, Sleep, deliver, post_event
+from tasktide.router.delivery import (
+    DeadLetterFailed,
+    DeadLetterSink,
+    DeliveryOutcome,
+    Sleep,
+    deliver,
+    post_event,
+)
 from tasktide.router.filters import matches
 from tasktide.router.manifests import DeliverySpec, Destination, Manifests, Trigger
 
@@ -31,7 +55,18 @@ log = logging.getLogger(__name__)
 HOP_LIMIT = 8
 DEFAULT_DEAD_LETTER_TOPIC = "tasktide-dead-letter"
 Resolver = Callable[[Destination], str]
-Job = Callable[[], Awaitable[None]]
+T = TypeVar("T")
+
+__all__ = [
+    "DEFAULT_DEAD_LETTER_TOPIC",
+    "HOP_LIMIT",
+    "DeadLetterFailed",
+    "DeliveryFailed",
+    "LocalBroker",
+    "Record",
+    "UnresolvableDestination",
+    "service_resolver",
+]
 
 
 def function_of(dest: Destination) -> str:
@@ -43,10 +78,6 @@ def function_of(dest: Destination) -> str:
 
 class UnresolvableDestination(ValueError):
     """A Destination whose ref kind cannot be turned into a URL."""
-
-
-class DeadLetterFailed(RuntimeError):
-    """A dead-letter sink did not accept an event."""
 
 
 class DeliveryFailed(RuntimeError):
@@ -90,6 +121,21 @@ def service_resolver(base_url: str) -> Resolver:
     return resolve
 
 
+@dataclass(frozen=True)
+class Record:
+    """An event as it sits in the Broker's (emulated) topic."""
+
+    event: ce.CloudEvent
+    partition: int = 0
+    offset: int = 0
+    traceparent: str | None = None  # a `traceparent` record header, if the record has one
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """Kafka's default partitioner: ``murmur2(key) & 0x7fffffff % partitions``."""
+    return int((murmur2(key.encode()) & 0x7FFFFFFF) % max(partitions, 1))
+
+
 class HttpDeadLetterSink:
     """Dead-letter sink for ``uri``/Service destinations: one POST; raises :class:`DeadLetterFailed`."""
 
@@ -116,7 +162,6 @@ class LocalBroker:
         *,
         client: httpx.AsyncClient | None = None,
         sleep: Sleep = asyncio.sleep,
-        workers: int = 4,
     ) -> None:
         self.manifests = manifests
         self._resolve = resolve
@@ -125,49 +170,64 @@ class LocalBroker:
         self._owns_client = client is None
         self._http_dls = HttpDeadLetterSink(self._client)
         self._sleep = sleep
-        self._n_workers = workers
-        self._queue: asyncio.Queue[Job] | None = None
-        self._workers: list[asyncio.Task[None]] = []
-        self._key_locks: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._lanes: dict[tuple[str, str, int], asyncio.Task[Any]] = {}
+        self._offsets: dict[tuple[str, str, int], itertools.count[int]] = {}
+        self._source_lanes: dict[tuple[str, str], asyncio.Task[Any]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._workers = [
-                asyncio.create_task(self._work(), name=f"broker-{i}") for i in range(self._n_workers)
-            ]
+        """Nothing to start: deliveries run as tasks of the running loop."""
 
     async def drain(self) -> None:
-        """Wait until every queued event (and the replies it caused) has been handled."""
-        if self._queue is not None:
-            await self._queue.join()
+        """Wait until every published event (and the replies it caused) has been handled."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def stop(self) -> None:
-        for task in self._workers:
+        for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers, self._queue = [], None
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._tasks.clear()
+        self._lanes.clear()
+        self._source_lanes.clear()
         if self._owns_client:
             await self._client.aclose()
 
-    async def _work(self) -> None:
-        assert self._queue is not None
-        while True:
-            job = await self._queue.get()
-            try:
-                await job()
-            except DeliveryFailed as exc:  # already logged per Trigger; nobody retries background jobs
-                log.error("event lost: %s", exc)
-            except Exception:
-                log.exception("broker job failed")
-            finally:
-                self._queue.task_done()
+    def _spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _enqueue(self, job: Job) -> None:
-        await self.start()
-        assert self._queue is not None
-        self._queue.put_nowait(job)
+    async def _background(self, job: Awaitable[object]) -> None:
+        try:
+            await job
+        except DeliveryFailed as exc:  # already logged per Trigger; nobody retries background jobs
+            log.error("event lost: %s", exc)
+        except Exception:
+            log.exception("broker job failed")
+
+    def _in_lane(
+        self, lanes: dict[Any, asyncio.Task[Any]], key: Any, make: Callable[[], Awaitable[T]], name: str
+    ) -> asyncio.Task[T]:
+        """Run ``make()`` after everything queued before it on lane ``key`` has finished (FIFO)."""
+        previous = lanes.get(key)
+
+        async def run() -> T:
+            if previous is not None:
+                await asyncio.wait([previous])
+            return await make()
+
+        task = self._spawn(run(), name)
+        lanes[key] = task
+
+        def release(done: asyncio.Task[Any]) -> None:
+            if lanes.get(key) is done:
+                del lanes[key]
+
+        task.add_done_callback(release)
+        return task
 
     # -- public API --------------------------------------------------------------------------------------
     def has_broker(self, namespace: str, name: str) -> bool:
@@ -175,40 +235,72 @@ class LocalBroker:
         known |= {(t.namespace, t.broker) for t in self.manifests.triggers}
         return (namespace, name) in known
 
+    def partitions(self, broker: str, namespace: str) -> int:
+        return next(
+            (b.partitions for b in self.manifests.brokers if b.name == broker and b.namespace == namespace), 1
+        )
+
+    def append(
+        self, event: ce.CloudEvent, broker: str, namespace: str, traceparent: str | None = None
+    ) -> Record:
+        """The record ``event`` becomes in the Broker's topic: its partition and next offset there."""
+        key = str(ce.attributes(event).get("partitionkey", event["id"]))
+        partition = partition_of(key, self.partitions(broker, namespace))
+        offsets = self._offsets.setdefault((namespace, broker, partition), itertools.count())
+        return Record(event, partition, next(offsets), traceparent)
+
     async def publish(
-        self, event: ce.CloudEvent, broker: str = "default", namespace: str = "default"
+        self,
+        event: ce.CloudEvent,
+        broker: str = "default",
+        namespace: str = "default",
+        *,
+        traceparent: str | None = None,
     ) -> None:
-        """Accept an event into a broker; delivery happens in the background."""
-        await self._enqueue(lambda: self.dispatch(event, broker, namespace))
+        """Accept an event into a broker (as its ingress answers 202); delivery happens in the background."""
+        record = self.append(event, broker, namespace, traceparent)
+        job = self._dispatch_record(record, broker, namespace, 0)
+        self._spawn(self._background(job), f"publish-{event['id']}")
 
     async def publish_from_topic(self, topic: str, event: ce.CloudEvent) -> None:
-        """Emulate the KafkaSources reading ``topic`` (background delivery, ordered per ``partitionkey``)."""
-        key = (topic, str(ce.attributes(event).get("partitionkey", event["id"])))
+        """Emulate the KafkaSources reading ``topic`` (background delivery; an ordered KafkaSource hands one
+        event at a time per ``partitionkey`` to its sink)."""
+        for source in (s for s in self.manifests.kafka_sources if topic in s.topics):
+            if source.ordered:
+                key = (source.name, str(ce.attributes(event).get("partitionkey", event["id"])))
+                name = f"source-{source.name}-{event['id']}"
+                self._in_lane(
+                    self._source_lanes,
+                    key,
+                    lambda s=source: self._background(self._send_from_source(s, event)),  # type: ignore[misc]
+                    name,
+                )
+            else:
+                job = self._background(self._send_from_source(source, event))
+                self._spawn(job, f"source-{source.name}-{event['id']}")
 
-        async def job() -> None:
-            entry = self._key_locks.setdefault(key, (asyncio.Lock(), [0]))
-            entry[1][0] += 1
-            try:
-                async with entry[0]:
-                    await self.deliver_from_topic(topic, event)
-            finally:
-                entry[1][0] -= 1
-                if entry[1][0] == 0:
-                    del self._key_locks[key]
+    async def _send_from_source(self, source: Any, event: ce.CloudEvent) -> None:
+        sent = self.send_to(source.sink, event, source.delivery)
+        outcome = await asyncio.gather(sent, return_exceptions=True)
+        failures = _failures([source.name], outcome)
+        if failures:
+            raise DeliveryFailed(str(event["id"]), failures)
 
-        await self._enqueue(job)
-
-    async def deliver_from_topic(self, topic: str, event: ce.CloudEvent) -> None:
+    async def deliver_from_topic(
+        self, topic: str, event: ce.CloudEvent, traceparent: str | None = None
+    ) -> None:
         """Hand ``event`` to the sink of every KafkaSource reading ``topic``; returns once delivered.
 
-        Raises :class:`DeliveryFailed` (after every source settled) if any source's sink failed.
+        ``traceparent``: the record's ``traceparent`` header, if it has one. Raises :class:`DeliveryFailed`
+        (after every source settled) if any source's sink failed.
         """
         sources = [s for s in self.manifests.kafka_sources if topic in s.topics]
         if not sources:
             # normal for a topic other consumers read (task-updates: every API replica follows it for SSE)
             log.debug("no KafkaSource reads topic %s; event %s not routed to a Broker", topic, event["id"])
         outcomes = await asyncio.gather(
-            *(self.send_to(s.sink, event, s.delivery) for s in sources), return_exceptions=True
+            *(self.send_to(s.sink, event, s.delivery, traceparent=traceparent) for s in sources),
+            return_exceptions=True,
         )
         failures = _failures([s.name for s in sources], outcomes)
         if failures:
@@ -223,13 +315,25 @@ class LocalBroker:
         ]
 
     async def dispatch(
-        self, event: ce.CloudEvent, broker: str = "default", namespace: str = "default", hops: int = 0
+        self,
+        event: ce.CloudEvent,
+        broker: str = "default",
+        namespace: str = "default",
+        hops: int = 0,
+        *,
+        traceparent: str | None = None,
     ) -> None:
-        """Deliver ``event`` to every matching Trigger concurrently; returns once all are settled.
+        """Deliver ``event`` to every matching Trigger; returns once all are settled.
 
         Raises :class:`DeliveryFailed` once all settled if any Trigger neither delivered nor dead-lettered
         it (replies of the Triggers that succeeded are still routed).
         """
+        record = self.append(event, broker, namespace, traceparent)
+        await self._dispatch_record(record, broker, namespace, hops)
+
+    async def _dispatch_record(self, record: Record, broker: str, namespace: str, hops: int) -> None:
+        # Everything up to the first await runs synchronously, so lanes keep the order of publication.
+        event = record.event
         base = next(
             (b.delivery for b in self.manifests.brokers if b.name == broker and b.namespace == namespace),
             None,
@@ -244,35 +348,58 @@ class LocalBroker:
                 broker,
                 extra={"ce_id": str(event["id"]), "ce_type": str(event["type"])},
             )
-        outcomes = await asyncio.gather(
-            *(
-                self.send_to(
-                    t.subscriber,
-                    event,
-                    (t.delivery or DeliverySpec()).merged_over(base),
-                    hops,
-                    trigger=t.name,
-                )
-                for t in triggers
-            ),
-            return_exceptions=True,
-        )
+        runs: list[asyncio.Task[DeliveryOutcome | None]] = []
+        for trigger in triggers:
+
+            def make(t: Trigger = trigger) -> Awaitable[DeliveryOutcome | None]:
+                return self._to_trigger(t, record, (t.delivery or DeliverySpec()).merged_over(base), hops)
+
+            name = f"trigger-{trigger.name}-{event['id']}"
+            if trigger.ordered:
+                key = (trigger.namespace, trigger.name, record.partition)
+                runs.append(self._in_lane(self._lanes, key, make, name))
+            else:
+                runs.append(self._spawn(make(), name))  # type: ignore[arg-type]
+        outcomes = await asyncio.gather(*runs, return_exceptions=True)
         failures = _failures([t.name for t in triggers], outcomes)
         for name, exc in failures:
             log.error("trigger %s failed for event %s: %r", name, event["id"], exc)
-        for outcome in outcomes:
-            if isinstance(outcome, DeliveryOutcome) and outcome.reply is not None:
-                await self._reply(outcome.reply, broker, namespace, hops + 1)
         if failures:
             raise DeliveryFailed(str(event["id"]), failures)
 
-    async def _reply(self, event: ce.CloudEvent, broker: str, namespace: str, hops: int) -> None:
+    async def _to_trigger(
+        self, trigger: Trigger, record: Record, delivery: DeliverySpec, hops: int
+    ) -> DeliveryOutcome | None:
+        event = ce.CloudEvent(
+            {
+                **ce.attributes(record.event),
+                "knativekafkapartition": str(record.partition),
+                "knativekafkaoffset": str(record.offset),
+            },
+            record.event.get_data(),
+        )
+        outcome = await self.send_to(
+            trigger.subscriber,
+            event,
+            delivery,
+            hops,
+            trigger=trigger.name,
+            namespace=trigger.namespace,
+            traceparent=record.traceparent,
+        )
+        if outcome is not None and outcome.reply is not None:
+            self._reply(outcome.reply, trigger.broker, trigger.namespace, hops + 1)
+        return outcome
+
+    def _reply(self, event: ce.CloudEvent, broker: str, namespace: str, hops: int) -> None:
         if hops > HOP_LIMIT:
             log.warning(
                 "dropping reply %s (%s): hop limit %d exceeded", event["id"], event["type"], HOP_LIMIT
             )
             return
-        await self._enqueue(lambda: self.dispatch(event, broker, namespace, hops))
+        record = self.append(event, broker, namespace)
+        job = self._dispatch_record(record, broker, namespace, hops)
+        self._spawn(self._background(job), f"reply-{event['id']}")
 
     async def send_to(
         self,
@@ -282,17 +409,23 @@ class LocalBroker:
         hops: int = 0,
         *,
         trigger: str | None = None,
+        namespace: str | None = None,
+        traceparent: str | None = None,
     ) -> DeliveryOutcome | None:
         """Send ``event`` to a Destination: a Broker (re-publish), a KafkaSink, or an HTTP subscriber.
 
-        ``trigger`` names the subscription in the dead-letter metrics (default: the destination's name).
+        ``trigger`` names the subscription in the dead-letter metrics (default: the destination's name);
+        with ``namespace`` set the request carries the dispatcher's ``Prefer: reply`` and ``Kn-Namespace``.
         """
         if dest.ref is not None and dest.ref.kind == "Broker":
             if hops + 1 > HOP_LIMIT:
                 log.warning("dropping %s (%s): hop limit %d exceeded", event["id"], event["type"], HOP_LIMIT)
             else:  # awaited, not queued: a KafkaSource's record counts as handled once its Triggers settled
-                await self.dispatch(event, dest.ref.name, dest.ref.namespace, hops + 1)
+                await self.dispatch(
+                    event, dest.ref.name, dest.ref.namespace, hops + 1, traceparent=traceparent
+                )
             return None
+        name = trigger or (dest.ref.name if dest.ref else dest.uri or "")
         if dest.ref is not None and dest.ref.kind == "KafkaSink":
             await self.dead_letter_sink.send(event, self.kafka_sink_topic(dest.ref.name))
             return None
@@ -303,20 +436,38 @@ class LocalBroker:
             if status is None or status < 500:  # a 5xx came from the function, which counted it itself
                 metrics.EVENTS_CONSUMED.labels(function, event_type, "retried").inc()
 
-        outcome = await deliver(
+        headers: dict[str, str] = {}
+        if namespace is not None:
+            headers = {"Prefer": "reply", "Kn-Namespace": namespace}
+        if traceparent:
+            headers["traceparent"] = traceparent
+        outcome = await self._dead_letter_guarded(
+            deliver(
+                event,
+                self._resolve(dest),
+                delivery,
+                self._client,
+                dead_letter=dls,
+                dead_letter_target=target,
+                sleep=self._sleep,
+                on_retry=on_retry,
+                headers=headers,
+            ),
+            name,
             event,
-            self._resolve(dest),
-            delivery,
-            self._client,
-            dead_letter=dls,
-            dead_letter_target=target,
-            sleep=self._sleep,
-            on_retry=on_retry,
         )
         if outcome.status == "dead_lettered":
-            metrics.DEAD_LETTERS.labels(trigger or (dest.ref.name if dest.ref else dest.uri or "")).inc()
+            metrics.DEAD_LETTERS.labels(name).inc()
             metrics.EVENTS_CONSUMED.labels(function, event_type, "dead_lettered").inc()
         return outcome
+
+    async def _dead_letter_guarded(self, job: Awaitable[T], name: str, event: ce.CloudEvent) -> T:
+        try:
+            return await job
+        except DeadLetterFailed as exc:
+            metrics.DEAD_LETTER_FAILURES.labels(name).inc()
+            log.error("dead-letter sink failed for event %s of %s: %s", event["id"], name, exc)
+            raise
 
     def kafka_sink_topic(self, name: str) -> str:
         return next(

@@ -1,9 +1,22 @@
-"""Deliver one CloudEvent to one HTTP subscriber with Knative delivery semantics.
+"""Deliver one CloudEvent to one HTTP subscriber as the Knative Kafka Broker's dispatcher does.
 
-Consumes an event, a subscriber URL and a :class:`DeliverySpec`; POSTs the event in binary mode, retries
-on 5xx/404/408/409/429 and connection errors with the configured backoff, and after the last attempt (or at
-once on any other non-2xx) hands the event, tagged with ``knativeerrorcode``/``knativeerrordest``/
-``knativeerrordata``, to a :class:`DeadLetterSink`. Emits a :class:`DeliveryOutcome` (with any reply event).
+Consumes an event, a subscriber URL, a :class:`DeliverySpec` and the dispatcher's request headers; POSTs the
+event in binary mode and reads the answer the way the real data plane does (measured on the
+eventing-kafka-broker dispatcher, see docs/architecture.md):
+
+- 2xx with an empty body: delivered. 2xx with a CloudEvent (binary or structured): delivered, and the
+  reply is returned for the broker to publish. 2xx with any other body (e.g. functions-framework's
+  `200 text/html "OK"`, `202 "Accepted"`): a failure, not retried, dead-lettered with ``knativeerrordest``
+  only.
+- 5xx, 404, 408, 409, 429, a timeout or no connection: retried after ``backoff`` (exponential:
+  ``backoffDelay * 2^n`` before retry n = 1..retry; linear: ``backoffDelay * n``); after the last attempt
+  dead-lettered with ``knativeerrordest``, ``knativeerrorcode``, ``knativeerrordata`` (base64 of the body,
+  at most :data:`ERROR_DATA_LIMIT` bytes) and every ``Kne-<name>`` response header as extension ``<name>``;
+  no answer at all (timeout, connection refused) carries ``knativeerrordest`` only.
+- any other 4xx: not retried, dead-lettered at once (same extensions).
+
+Emits a :class:`DeliveryOutcome` (with any reply event); a dead-letter sink that fails raises
+:class:`DeadLetterFailed` (the broker counts and logs it).
 """
 
 from __future__ import annotations
@@ -11,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -25,6 +39,8 @@ log = logging.getLogger(__name__)
 RETRYABLE = frozenset({404, 408, 409, 429})
 ERROR_DATA_LIMIT = 1024
 DEFAULT_TIMEOUT = 30.0
+KNE_PREFIX = "kne-"
+_EXTENSION = re.compile(r"^[a-z0-9]+$")
 Sleep = Callable[[float], Awaitable[None]]
 OnRetry = Callable[[int | None], None]  # called before each retry with the failed attempt's status
 
@@ -35,6 +51,10 @@ class DeadLetterSink(Protocol):
     async def send(self, event: ce.CloudEvent, target: str) -> None: ...
 
 
+class DeadLetterFailed(RuntimeError):
+    """A dead-letter sink did not accept an event."""
+
+
 @dataclass(frozen=True)
 class DeliveryOutcome:
     status: Literal["delivered", "dead_lettered", "dropped"]
@@ -43,48 +63,99 @@ class DeliveryOutcome:
     reply: ce.CloudEvent | None = None
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One attempt's result, classified as the dispatcher does."""
+
+    result: Literal["delivered", "retry", "fail"]
+    status: int | None = None
+    body: bytes = b""
+    reply: ce.CloudEvent | None = None
+    error_extensions: Mapping[str, str] | None = None  # None: knativeerrordest only
+
+
 def backoff(delivery: DeliverySpec, retry_number: int) -> float:
-    """Seconds to wait before retry ``retry_number`` (1-based): exponential d*2^(n-1), linear d*n."""
+    """Seconds to wait before retry ``retry_number`` (1-based): exponential d*2^n, linear d*n."""
     delay = delivery.backoff_delay if delivery.backoff_delay is not None else 0.0
     if delivery.backoff_policy == "linear":
         return delay * retry_number
-    return float(delay * 2 ** (retry_number - 1))
+    return float(delay * 2**retry_number)
 
 
-def _retryable(status: int | None) -> bool:
-    return status is None or status >= 500 or status in RETRYABLE
+def _retryable(status: int) -> bool:
+    return status >= 500 or status in RETRYABLE
 
 
-def with_error_extensions(event: ce.CloudEvent, url: str, status: int | None, body: bytes) -> ce.CloudEvent:
-    """A copy of ``event`` carrying the Knative dead-letter error extensions."""
+def kne_extensions(headers: httpx.Headers) -> dict[str, str]:
+    """``Kne-Reason: quota`` -> ``{"reason": "quota"}`` (names that are no valid attribute are dropped)."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered.startswith(KNE_PREFIX) and _EXTENSION.match(lowered[len(KNE_PREFIX) :]):
+            out[lowered[len(KNE_PREFIX) :]] = value
+    return out
+
+
+def with_error_extensions(
+    event: ce.CloudEvent, url: str, status: int | None, body: bytes, extra: Mapping[str, str] | None = None
+) -> ce.CloudEvent:
+    """A copy of ``event`` carrying the Knative dead-letter error extensions (data untouched)."""
     attrs = ce.attributes(event)
+    for name, value in (extra or {}).items():
+        attrs.setdefault(name, value)
     attrs["knativeerrordest"] = url
     if status is not None:
         attrs["knativeerrorcode"] = str(status)
     if body:
         attrs["knativeerrordata"] = base64.b64encode(body[:ERROR_DATA_LIMIT]).decode()
-    return ce.CloudEvent(attrs, ce.event_data(event))
+    return ce.CloudEvent(attrs, event.get_data())
 
 
-def _reply(response: httpx.Response) -> ce.CloudEvent | None:
-    headers = {k.lower(): v for k, v in response.headers.items()}
-    is_ce = "ce-specversion" in headers or headers.get("content-type", "").startswith(
-        ce.STRUCTURED_CONTENT_TYPE
-    )
-    if not is_ce:
-        return None
-    try:
-        return ce.from_http(headers, response.content)
-    except ce.InvalidEvent as exc:
-        log.warning("ignoring malformed reply event: %s", exc)
-        return None
+def _is_cloudevent(headers: httpx.Headers) -> bool:
+    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return "ce-specversion" in headers or media == ce.STRUCTURED_CONTENT_TYPE
+
+
+def classify(response: httpx.Response) -> Answer:
+    """What the dispatcher makes of one HTTP answer."""
+    status, body = response.status_code, response.content
+    if 200 <= status < 300:
+        if _is_cloudevent(response.headers):
+            try:
+                reply = ce.from_http(dict(response.headers), body, raw_data=True)
+            except ce.InvalidEvent as exc:
+                log.warning("subscriber answered %d with a malformed CloudEvent: %s", status, exc)
+                return Answer("fail", status, body)
+            return Answer("delivered", status, reply=reply)
+        if not body:
+            return Answer("delivered", status)
+        return Answer("fail", status, body)  # a non-empty body that is no CloudEvent
+    extensions = {**kne_extensions(response.headers), "knativeerrorcode": str(status)}
+    return Answer("retry" if _retryable(status) else "fail", status, body, error_extensions=extensions)
 
 
 async def post_event(
-    client: httpx.AsyncClient, url: str, event: ce.CloudEvent, timeout: float
+    client: httpx.AsyncClient,
+    url: str,
+    event: ce.CloudEvent,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
-    headers, body = ce.to_binary_http(event)
-    return await client.post(url, headers=headers, content=body, timeout=timeout)
+    ce_headers, body = ce.to_binary_http(event)
+    request_headers = {**(headers or {}), **ce_headers}
+    async with asyncio.timeout(timeout):  # Knative's `timeout` bounds the whole request
+        return await client.post(url, headers=request_headers, content=body, timeout=timeout)
+
+
+async def _attempt(
+    client: httpx.AsyncClient, url: str, event: ce.CloudEvent, timeout: float, headers: Mapping[str, str]
+) -> Answer:
+    try:
+        response = await post_event(client, url, event, timeout, headers)
+    except (httpx.HTTPError, TimeoutError) as exc:
+        log.info("delivery to %s got no answer: %s: %s", url, type(exc).__name__, exc)
+        return Answer("retry")
+    return classify(response)
 
 
 async def deliver(
@@ -97,40 +168,44 @@ async def deliver(
     dead_letter_target: str = "",
     sleep: Sleep = asyncio.sleep,
     on_retry: OnRetry | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> DeliveryOutcome:
     """Deliver ``event`` to ``url``; see the module docstring for the retry/dead-letter rules.
 
+    ``headers`` are sent with every attempt (the dispatcher's ``Prefer: reply``, ``Kn-Namespace``, ...).
     ``on_retry(status)`` is called before each retry with the failed attempt's status (None: no answer).
     """
     spec = delivery or DeliverySpec()
     max_attempts = 1 + max(spec.retry or 0, 0)
     timeout = spec.timeout or DEFAULT_TIMEOUT
-    status: int | None = None
-    body = b""
+    answer = Answer("retry")
     attempt = 0
     while attempt < max_attempts:
         if attempt:
             if on_retry is not None:
-                on_retry(status)
+                on_retry(answer.status)
             await sleep(backoff(spec, attempt))
         attempt += 1
-        try:
-            response = await post_event(client, url, event, timeout)
-        except httpx.HTTPError as exc:
-            status, body = None, f"{type(exc).__name__}: {exc}".encode()
-            log.info("delivery to %s failed (attempt %d/%d): %s", url, attempt, max_attempts, exc)
-            continue
-        status, body = response.status_code, response.content
-        if 200 <= status < 300:
-            return DeliveryOutcome("delivered", attempt, status, _reply(response))
-        log.info("delivery to %s got %d (attempt %d/%d)", url, status, attempt, max_attempts)
-        if not _retryable(status):
+        answer = await _attempt(client, url, event, timeout, headers or {})
+        if answer.result == "delivered":
+            return DeliveryOutcome("delivered", attempt, answer.status, answer.reply)
+        log.info("delivery to %s failed: %s (attempt %d/%d)", url, answer.status, attempt, max_attempts)
+        if answer.result == "fail":
             break
-    failed = with_error_extensions(event, url, status, body)
+    if answer.error_extensions is None:  # no answer, or a 2xx that was no CloudEvent: the destination only
+        failed = with_error_extensions(event, url, None, b"")
+    else:
+        extra = {k: v for k, v in answer.error_extensions.items() if k != "knativeerrorcode"}
+        failed = with_error_extensions(event, url, answer.status, answer.body, extra)
     if dead_letter is None:
         log.warning(
             "dropping event %s for %s after %d attempt(s): no dead-letter sink", event["id"], url, attempt
         )
-        return DeliveryOutcome("dropped", attempt, status)
-    await dead_letter.send(failed, dead_letter_target)
-    return DeliveryOutcome("dead_lettered", attempt, status)
+        return DeliveryOutcome("dropped", attempt, answer.status)
+    try:
+        await dead_letter.send(failed, dead_letter_target)
+    except DeadLetterFailed:
+        raise
+    except Exception as exc:
+        raise DeadLetterFailed(f"dead-letter sink {dead_letter_target} failed: {exc!r}") from exc
+    return DeliveryOutcome("dead_lettered", attempt, answer.status)

@@ -1,7 +1,10 @@
 """Broker ingress: ``POST /{namespace}/{broker}`` accepting binary or structured CloudEvents.
 
-Consumes HTTP requests; emits ``202 Accepted`` after handing the event to :class:`LocalBroker.publish`, or an
-RFC 9457 ``application/problem+json`` response: 400 for a malformed event, 404 for an unknown broker.
+Consumes HTTP requests (the data kept as the bytes that arrived, so subscribers get it byte for byte; a
+``traceparent`` request header travels with the record); emits ``202 Accepted`` with an empty body after
+handing the event to :class:`LocalBroker.publish`, or an RFC 9457 ``application/problem+json`` response:
+400 for a malformed event, 415 for a batch, 404 for an unknown broker. Unlike the cluster's ingress, the
+202 does not mean the event is on disk (see docs/architecture.md, "local runtime vs cluster").
 """
 
 from __future__ import annotations
@@ -30,10 +33,13 @@ def make_ingress_router(broker: LocalBroker) -> APIRouter:
             return problem(404, "Broker not found", f"no Broker {broker_name!r} in namespace {namespace!r}")
         body = await request.body()
         try:
-            event = ce.from_http(dict(request.headers), body)
+            event = ce.from_http(dict(request.headers), body, raw_data=True)
+        except ce.UnsupportedEvent as exc:
+            return problem(415, "Unsupported CloudEvent encoding", str(exc))
         except ce.InvalidEvent as exc:
             return problem(400, "Invalid CloudEvent", str(exc))
-        await broker.publish(event, broker_name, namespace)
+        traceparent = request.headers.get("traceparent")
+        await broker.publish(event, broker_name, namespace, traceparent=traceparent)
         return Response(status_code=202)
 
     return router

@@ -27,7 +27,7 @@ from tasktide.router.manifests import KafkaSource
 
 log = logging.getLogger(__name__)
 
-Dispatch = Callable[[str, ce.CloudEvent], Coroutine[Any, Any, None]]
+Dispatch = Callable[..., Coroutine[Any, Any, None]]  # (topic, event, *, traceparent: str | None)
 ConsumerFactory = Callable[..., Any]  # (*topics, **KafkaConsumer settings) -> a KafkaConsumer-like object
 BOOTSTRAP_TIMEOUT_MS = 5000
 
@@ -111,6 +111,14 @@ def wrap_raw_record(
         subject=f"partition:{partition}#{offset}",
         datacontenttype="application/octet-stream",
     )
+
+
+def record_traceparent(headers: Any) -> str | None:
+    """The W3C ``traceparent`` record header (not ``ce_traceparent``), which the dispatcher forwards."""
+    for name, value in headers:
+        if name.lower() == "traceparent" and value:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 def retry_delay(failures: int, base: float, cap: float) -> float:
@@ -237,13 +245,16 @@ class KafkaSourceConsumer:
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
         try:
-            event = ce.from_kafka_record(record.key, record.headers or [], record.value or b"")
+            event = ce.from_kafka_record(record.key, record.headers or [], record.value or b"", raw_data=True)
         except ce.InvalidEvent:
             event = wrap_raw_record(
                 self.source, record.topic, record.partition, record.offset, record.value or b""
             )
         tp = TopicPartition(record.topic, record.partition)
-        future = asyncio.run_coroutine_threadsafe(self._dispatch(record.topic, event), self._loop)
+        traceparent = record_traceparent(record.headers or [])
+        future = asyncio.run_coroutine_threadsafe(
+            self._dispatch(record.topic, event, traceparent=traceparent), self._loop
+        )
         while True:
             try:
                 future.result(timeout=1.0)

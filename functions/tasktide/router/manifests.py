@@ -74,11 +74,16 @@ class DeliverySpec:
         )
 
 
+ORDER_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
+BROKER_CONFIG_PARTITIONS = "default.topic.partitions"
+
+
 @dataclass(frozen=True)
 class Broker:
     name: str
     namespace: str = "default"
     delivery: DeliverySpec | None = None
+    partitions: int = 1  # of its topic: the `default.topic.partitions` of its config ConfigMap
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ class Trigger:
     filter_attributes: Mapping[str, str] = field(default_factory=dict)
     filters: tuple[Filter, ...] = ()
     delivery: DeliverySpec | None = None
+    ordered: bool = False  # annotation kafka.eventing.knative.dev/delivery.order: ordered (default unordered)
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class KafkaSource:
     sink: Destination
     namespace: str = "default"
     delivery: DeliverySpec | None = None
+    ordered: bool = False  # spec.ordering: ordered (default unordered)
 
 
 @dataclass(frozen=True)
@@ -194,12 +201,35 @@ def _env(spec: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def _parse(doc: Mapping[str, Any], out: dict[str, list[Any]]) -> None:
+def _ordering(value: object, what: str) -> bool:
+    if value is None or value == "unordered":
+        return False
+    if value == "ordered":
+        return True
+    raise ManifestError(f"{what}: delivery order must be 'ordered' or 'unordered', got {value!r}")
+
+
+def _broker_partitions(spec: dict[str, Any], ns: str, config_maps: Mapping[tuple[str, str], Any]) -> int:
+    config = _map(spec.get("config"))
+    if config.get("kind", "ConfigMap") != "ConfigMap" or not config.get("name"):
+        return 1
+    data = _map(config_maps.get((str(config.get("namespace", ns)), str(config["name"]))))
+    try:
+        return max(int(data.get(BROKER_CONFIG_PARTITIONS, 1)), 1)
+    except (TypeError, ValueError) as exc:
+        raise ManifestError(f"{BROKER_CONFIG_PARTITIONS} must be an integer: {exc}") from exc
+
+
+def _parse(
+    doc: Mapping[str, Any], out: dict[str, list[Any]], config_maps: Mapping[tuple[str, str], Any]
+) -> None:
     kind = doc.get("kind")
     meta, spec = _map(doc.get("metadata")), _map(doc.get("spec"))
     name, ns = str(meta.get("name", "")), str(meta.get("namespace", "default"))
+    annotations = _map(meta.get("annotations"))
     if kind == "Broker":
-        out["brokers"].append(Broker(name, ns, _delivery(spec.get("delivery"), ns)))
+        partitions = _broker_partitions(spec, ns, config_maps)
+        out["brokers"].append(Broker(name, ns, _delivery(spec.get("delivery"), ns), partitions))
     elif kind == "Trigger":
         legacy = _map(_map(spec.get("filter")).get("attributes"))
         out["triggers"].append(
@@ -211,6 +241,7 @@ def _parse(doc: Mapping[str, Any], out: dict[str, list[Any]]) -> None:
                 filter_attributes={str(k): "" if v is None else str(v) for k, v in legacy.items()},
                 filters=parse_filters(spec.get("filters"), name),
                 delivery=_delivery(spec.get("delivery"), ns),
+                ordered=_ordering(annotations.get(ORDER_ANNOTATION), f"Trigger {name}"),
             )
         )
     elif kind == "KafkaSource":
@@ -222,6 +253,7 @@ def _parse(doc: Mapping[str, Any], out: dict[str, list[Any]]) -> None:
                 sink=_destination(spec.get("sink"), ns),
                 namespace=ns,
                 delivery=_delivery(spec.get("delivery"), ns),
+                ordered=_ordering(spec.get("ordering"), f"KafkaSource {name}"),
             )
         )
     elif kind == "PingSource":
@@ -259,6 +291,7 @@ def load_documents(docs: Iterable[Mapping[str, Any]]) -> Manifests:
     """Build a :class:`Manifests` from already-parsed YAML documents."""
     out: dict[str, list[Any]] = {name: [] for name in Manifests.__dataclass_fields__}
     seen: set[tuple[str, str, str]] = set()
+    unique: list[Mapping[str, Any]] = []
     for doc in docs:
         if not isinstance(doc, dict):
             continue
@@ -267,7 +300,14 @@ def load_documents(docs: Iterable[Mapping[str, Any]]) -> Manifests:
         if identity in seen:  # e.g. an overlay repeating a base resource: the first (base) one wins
             continue
         seen.add(identity)
-        _parse(doc, out)
+        unique.append(doc)
+    config_maps: dict[tuple[str, str], Any] = {}
+    for doc in unique:
+        if doc.get("kind") == "ConfigMap":
+            meta = _map(doc.get("metadata"))
+            config_maps[(str(meta.get("namespace", "default")), str(meta.get("name")))] = doc.get("data")
+    for doc in unique:
+        _parse(doc, out, config_maps)
     return Manifests(**{name: tuple(items) for name, items in out.items()})
 
 
