@@ -70,7 +70,9 @@ def _app(subs: Subscribers) -> FastAPI:
 def subscriber_server() -> Iterator[Subscribers]:
     port = _free_port()
     subs = Subscribers(base_url=f"http://127.0.0.1:{port}")
-    server = uvicorn.Server(uvicorn.Config(_app(subs), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(_app(subs), host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
