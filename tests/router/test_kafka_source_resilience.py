@@ -168,6 +168,12 @@ class CommitFailsOnce:
             raise CommitFailedError("simulated rebalance")
         self._inner.commit(offsets)
 
+    def commit_async(self, offsets: Any) -> Any:  # the consumer commits asynchronously (it may raise too)
+        if not CommitFailsOnce.failed:
+            CommitFailsOnce.failed = True
+            raise CommitFailedError("simulated rebalance")
+        return self._inner.commit_async(offsets)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
