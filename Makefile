@@ -45,6 +45,7 @@ services: install
 	bash eventing/local/kafka.sh topics
 	bash .ci/prometheus.sh
 	bash .ci/actionlint.sh install
+	bash .ci/kustomize.sh install
 	bash .ci/helm.sh install
 	bash .ci/daprd.sh install
 
