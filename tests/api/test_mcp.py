@@ -1,0 +1,148 @@
+"""The MCP task tools at /mcp, driven by the official SDK's client over real HTTP (uvicorn on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import CallToolResult, TextContent
+
+from liveserver import LiveServer, live_server
+from tasktide.api.app import create_app
+from tasktide.services import Services
+
+Auth = Callable[[str], dict[str, str]]
+
+
+@pytest.fixture
+def server(services: Services) -> Iterator[LiveServer]:
+    with live_server(create_app(services)) as live:
+        yield live
+
+
+def call(
+    server: LiveServer, headers: dict[str, str], *calls: tuple[str, dict[str, Any]]
+) -> list[CallToolResult]:
+    """Open one MCP client session and make the tool calls in order."""
+
+    async def run() -> list[CallToolResult]:
+        http = httpx2.AsyncClient(headers=headers, timeout=30)
+        async with http, Client(streamable_http_client(f"{server.base_url}/mcp", http_client=http)) as client:
+            return [await client.call_tool(name, arguments) for name, arguments in calls]
+
+    return asyncio.run(run())
+
+
+def text_json(result: CallToolResult) -> Any:
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return json.loads(block.text)
+
+
+def test_mcp_tools_list_names_the_task_tools(server: LiveServer, auth: Auth) -> None:
+    async def run() -> list[str]:
+        http = httpx2.AsyncClient(headers=auth("alice"))
+        async with http, Client(streamable_http_client(f"{server.base_url}/mcp", http_client=http)) as client:
+            tools = await client.list_tools()
+            return sorted(t.name for t in tools.tools)
+
+    assert asyncio.run(run()) == ["add_task", "complete_task", "delete_task", "list_tasks", "update_task"]
+
+
+def test_mcp_add_task_created_task_same_as_rest(server: LiveServer, auth: Auth) -> None:
+    arguments = {
+        "title": "Water the plants",
+        "priority": "high",
+        "tags": ["home"],
+        "due_at": "2030-01-07T09:00:00+01:00",
+        "timezone": "Europe/Berlin",
+        "recurrence": "FREQ=WEEKLY;BYDAY=MO",
+        "reminders": ["PT15M"],
+    }
+    (created,) = call(server, auth("alice"), ("add_task", arguments))
+    assert not created.is_error
+    task = text_json(created)
+    assert created.structured_content == task
+    rest = httpx.get(f"{server.base_url}/api/alice/tasks/{task['id']}", headers=auth("alice"))
+    assert rest.status_code == 200
+    assert rest.json() == task
+    assert (task["priority"], task["tags"], task["recurrence"]) == ("high", ["home"], "FREQ=WEEKLY;BYDAY=MO")
+
+
+def test_mcp_list_tasks_filters_same_as_rest_list(server: LiveServer, auth: Auth) -> None:
+    for title, priority, tags in (("a", "high", ["home"]), ("b", "low", ["home"]), ("c", "high", ["work"])):
+        body = {"title": title, "priority": priority, "tags": tags}
+        assert httpx.post(f"{server.base_url}/api/alice/tasks", json=body, headers=auth("alice")).is_success
+    filters = {"priority": ["high"], "tag": ["home"], "sort": "-title"}
+    first_page, rest_of_it = call(
+        server,
+        auth("alice"),
+        ("list_tasks", {"sort": "title", "limit": 2}),
+        ("list_tasks", filters),
+    )
+    params = {"priority": "high", "tag": "home"}
+    rest = httpx.get(f"{server.base_url}/api/alice/tasks", params=params, headers=auth("alice"))
+    assert text_json(rest_of_it) == rest.json()
+    assert [t["title"] for t in text_json(rest_of_it)] == ["a"]
+    page = first_page.structured_content
+    assert page is not None
+    assert [t["title"] for t in page["tasks"]] == ["a", "b"]
+    follow = {"sort": "title", "limit": 2, "cursor": page["next_cursor"]}
+    (second,) = call(server, auth("alice"), ("list_tasks", follow))
+    assert [t["title"] for t in text_json(second)] == ["c"]
+
+
+def test_mcp_complete_update_delete_change_the_rest_task(server: LiveServer, auth: Auth) -> None:
+    (created,) = call(server, auth("alice"), ("add_task", {"title": "Draft", "tags": ["x"], "reminders": []}))
+    task_id = text_json(created)["id"]
+    updated, completed, reopened, deleted = call(
+        server,
+        auth("alice"),
+        ("update_task", {"task_id": task_id, "title": "Final", "priority": "medium", "clear": ["tags"]}),
+        ("complete_task", {"task_id": task_id}),
+        ("complete_task", {"task_id": task_id, "completed": False}),
+        ("delete_task", {"task_id": task_id}),
+    )
+    assert (text_json(updated)["title"], text_json(updated)["tags"]) == ("Final", [])
+    assert text_json(completed)["status"] == "completed"
+    assert text_json(reopened)["status"] == "pending"
+    assert deleted.structured_content == {"deleted": task_id}
+    gone = httpx.get(f"{server.base_url}/api/alice/tasks/{task_id}", headers=auth("alice"))
+    assert gone.status_code == 404
+
+
+def test_mcp_invalid_fields_problem_becomes_tool_error(server: LiveServer, auth: Auth) -> None:
+    (result,) = call(server, auth("alice"), ("add_task", {"title": "x", "recurrence": "FREQ=SOMETIMES"}))
+    assert result.is_error
+    problem = text_json(result)
+    assert problem["status"] == 422
+    assert problem["title"] == "Unprocessable Content"
+    assert any(e["field"] == "recurrence" for e in problem["errors"])
+    assert result.structured_content == problem
+
+
+def test_mcp_other_users_task_not_found_tool_error(server: LiveServer, auth: Auth) -> None:
+    (created,) = call(server, auth("alice"), ("add_task", {"title": "mine"}))
+    (result,) = call(server, auth("bob"), ("complete_task", {"task_id": text_json(created)["id"]}))
+    assert result.is_error
+    assert text_json(result)["status"] == 404
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer not-a-jwt"}, {"Authorization": "Basic YWxpY2U6eA=="}],
+    ids=["none", "garbage", "basic"],
+)
+def test_mcp_without_valid_token_http_401_problem(server: LiveServer, headers: dict[str, str]) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    response = httpx.post(f"{server.base_url}/mcp", json=body, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"] == "Bearer"
