@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tasktide import metrics
-from tasktide.api import mcp_server, problems
+from tasktide.api import board, mcp_server, problems
 from tasktide.api.docs import install_docs
 from tasktide.api.routes import health, history, notifications, stream, tasks
 from tasktide.bodyguard import BufferedBody
@@ -123,6 +123,7 @@ def create_app(services: Services, hub: StreamHub | None = None, lifespan: Lifes
     app.include_router(stream.router)
     app.include_router(problems.misdirected)
     mcp_server.install(app)
+    board.install(app)
 
     settings = services.settings
     app.add_middleware(
