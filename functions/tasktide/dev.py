@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from tasktide import ce, fnkit
+from tasktide.agent import chat
 from tasktide.api.app import create_app
 from tasktide.bodyguard import BufferedBody
 from tasktide.db.migrate import upgrade
@@ -99,6 +100,7 @@ def build_dev_app(settings: Settings) -> FastAPI:
             services.engine.dispose()
 
     app = create_app(services, hub, lifespan)
+    app.include_router(chat.router)  # the chat agent, in-process (its own Service on a cluster)
     for service in runtime.manifests.services:
         target = service.env.get("FUNCTION_TARGET")
         if target:

@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     # The API process publishes its own outbox rows right after commit only when asked (`tasktide dev`, the
     # one-process mode, always does); otherwise the `tasktide-relay` Service publishes them.
     relay_in_process: bool = False
+    # Chat agent (tasktide.agent): any OpenAI-compatible provider; the key is the `model-api-key` secret.
+    model_name: str | None = None
+    model_base_url: str | None = None
+    model_api_key: str | None = None
+    agent_mcp_url: str | None = None
+    agent_api_app_id: str = "tasktide-api"
+    agent_max_turns: int = 8
 
     @field_validator("ping_every", mode="before")
     @classmethod

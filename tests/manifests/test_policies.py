@@ -15,7 +15,7 @@ from .corpus import REPO_ROOT, Manifest, built, from_origin, of_kind, raw
 
 SERVICES = of_kind(built(), "Service", "serving.knative.dev")
 IMAGE = "ghcr.io/tasktide/tasktide"
-SECRET_NAMES = {"database-url", "jwt-secret", "webhook-signing-secret", "smtp-password"}
+SECRET_NAMES = {"database-url", "jwt-secret", "webhook-signing-secret", "smtp-password", "model-api-key"}
 
 
 def _ids(manifests: list[Manifest]) -> list[str]:

@@ -1,0 +1,168 @@
+"""The chat agent through the real OpenAI Agents SDK, against a local server speaking the OpenAI Chat
+Completions HTTP protocol that scripts the model's tool calls; the tools are the real MCP server over HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from liveserver import LiveServer, live_server
+from tasktide.agent import chat
+from tasktide.api.app import create_app
+from tasktide.services import Services
+from tasktide.settings import Settings
+from testenv import JWT_SECRET
+
+Auth = Callable[[str], dict[str, str]]
+ASK = "remind me to call mom every 2nd monday at 9"
+ADD_TASK = {
+    "title": "Call mom",
+    "due_at": "2030-01-14T09:00:00+01:00",
+    "timezone": "Europe/Berlin",
+    "recurrence": "FREQ=MONTHLY;BYDAY=2MO",
+    "reminders": ["PT15M"],
+}
+
+
+def text_of(content: Any) -> str:
+    """A message's content: a string, or a list of content parts (both are the real protocol)."""
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content)
+    return str(content or "")
+
+
+@dataclass
+class FakeModel:
+    """Answers /v1/chat/completions: a tool call for the first request of a turn, then text."""
+
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def completion(self, message: dict[str, Any], finish: str) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": "fake-model",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
+
+    async def endpoint(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        self.requests.append(body)
+        last = body["messages"][-1]
+        if last["role"] == "user" and ASK in str(last["content"]):
+            call = {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "add_task", "arguments": json.dumps(ADD_TASK)},
+            }
+            return JSONResponse(
+                self.completion({"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls")
+            )
+        if last["role"] == "tool":
+            task = json.loads(text_of(last["content"]))
+            text = f"Added {task.get('title', '?')} ({task.get('recurrence', '?')})."
+            return JSONResponse(self.completion({"role": "assistant", "content": text}, "stop"))
+        return JSONResponse(self.completion({"role": "assistant", "content": "You asked about mom."}, "stop"))
+
+
+@pytest.fixture
+def model() -> Iterator[tuple[FakeModel, LiveServer]]:
+    fake = FakeModel()
+    app = Starlette(routes=[Route("/v1/chat/completions", fake.endpoint, methods=["POST"])])
+    with live_server(app) as server:
+        yield fake, server
+
+
+def chat_app(services: Services) -> FastAPI:
+    app = create_app(services)
+    app.include_router(chat.router)
+    return app
+
+
+@pytest.fixture
+def configured(database_url: str, model: tuple[FakeModel, LiveServer]) -> Iterator[Services]:
+    settings = Settings(
+        database_url=database_url,
+        jwt_secret=JWT_SECRET,
+        model_name="fake-model",
+        model_base_url=f"{model[1].base_url}/v1",
+        model_api_key="test-key",
+    )
+    services = Services.build(settings)
+    yield services
+    services.engine.dispose()
+
+
+def test_chat_remind_every_second_monday_one_add_task_task_exists(
+    configured: Services, model: tuple[FakeModel, LiveServer], auth: Auth
+) -> None:
+    fake, _ = model
+    with live_server(chat_app(configured)) as api:
+        response = httpx.post(
+            f"{api.base_url}/api/alice/chat", json={"message": ASK}, headers=auth("alice"), timeout=60
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["tool_calls"] == ["add_task"]
+        assert body["reply"] == "Added Call mom (FREQ=MONTHLY;BYDAY=2MO)."
+        tasks = httpx.get(f"{api.base_url}/api/alice/tasks", headers=auth("alice")).json()
+    (task,) = tasks
+    assert (task["title"], task["recurrence"], task["timezone"]) == (
+        "Call mom",
+        "FREQ=MONTHLY;BYDAY=2MO",
+        "Europe/Berlin",
+    )
+    assert task["due_at"].startswith("2030-01-14T08:00:00") and task["reminders"] == ["PT15M"]
+    first = fake.requests[0]
+    assert first["model"] == "fake-model"
+    assert "add_task" in {t["function"]["name"] for t in first["tools"]}
+    assert len(fake.requests) == 2
+
+
+def test_chat_conversation_resumed_by_a_new_process_from_the_state_store(
+    configured: Services, model: tuple[FakeModel, LiveServer], auth: Auth
+) -> None:
+    fake, _ = model
+    with live_server(chat_app(configured)) as api:
+        first = httpx.post(
+            f"{api.base_url}/api/alice/chat", json={"message": ASK}, headers=auth("alice"), timeout=60
+        )
+    conversation_id = first.json()["conversation_id"]
+    again = Services.build(configured.settings)  # a scaled-from-zero agent: nothing in memory
+    try:
+        with live_server(chat_app(again)) as api:
+            body = {"message": "what did I ask?", "conversation_id": conversation_id}
+            second = httpx.post(
+                f"{api.base_url}/api/alice/chat", json=body, headers=auth("alice"), timeout=60
+            )
+            stranger = httpx.post(f"{api.base_url}/api/bob/chat", json=body, headers=auth("bob"), timeout=60)
+    finally:
+        again.engine.dispose()
+    assert second.status_code == 200, second.text
+    assert second.json()["conversation_id"] == conversation_id
+    replayed = [text_of(m.get("content")) for m in fake.requests[-1]["messages"]]
+    assert ASK in replayed and "Added Call mom (FREQ=MONTHLY;BYDAY=2MO)." in replayed
+    assert stranger.status_code == 404
+
+
+def test_chat_without_model_provider_503_problem_says_how(services: Services, auth: Auth) -> None:
+    with live_server(chat_app(services)) as api:
+        status = httpx.get(f"{api.base_url}/api/alice/chat", headers=auth("alice"))
+        turn = httpx.post(f"{api.base_url}/api/alice/chat", json={"message": "hi"}, headers=auth("alice"))
+    for response in (status, turn):
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "TASKTIDE_MODEL_NAME" in response.json()["detail"]
