@@ -66,6 +66,10 @@ test: lint typecheck services
 	echo "make test: Postgres (127.0.0.1:$${TASKTIDE_PG_PORT:-55432}) and Kafka (127.0.0.1:$${TASKTIDE_KAFKA_PORT:-9092}) are still running for the next run; \`make stop-services\` stops them."; \
 	exit $$status
 
+screenshots: install
+	bash .ci/chromium.sh install
+	cd tests && ../$(BIN)/python board_screenshot.py ../docs/board.png
+
 loadtest: install
 	bash loadtests/smoke.sh
 
