@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PG_PORT ?= $(or $(TASKTIDE_PG_PORT),55432)
 KAFKA_PORT ?= $(or $(TASKTIDE_KAFKA_PORT),9092)
 
-.PHONY: run run-dapr test install lint typecheck pytest services stop-services loadtest bench clean
+.PHONY: run kustomize run-dapr test install lint typecheck pytest services stop-services loadtest bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-run: install
+run: install kustomize
 	$(BIN)/tasktide dev $(ARGS)
+
+# The router reads what the real `kustomize build` renders: pinned, built from the Go module proxy.
+kustomize:
+	bash .ci/kustomize.sh install
 
 # Dapr mode: Postgres + Kafka, then every app beside its own real daprd (README, "Dapr mode").
 run-dapr: install

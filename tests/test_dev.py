@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -22,10 +23,22 @@ def _access(path: str, status: int) -> logging.LogRecord:
         ("/services/tasktide-relay", 204, False),
         ("/services/tasktide-audit", 500, True),
         ("/api/alice/tasks", 201, True),
-        ("/default/default", 202, True),
+        ("/tasktide/default", 202, True),
     ],
 )
 def test_quiet_internal_deliveries_only_successful_function_calls_dropped(
     path: str, status: int, kept: bool
 ) -> None:
     assert quiet_internal_deliveries(_access(path, status)) is kept
+
+
+def test_cli_dev_without_kustomize_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tasktide.cli import main
+
+    monkeypatch.setenv("TASKTIDE_DEV_MODE", "1")  # restored afterwards (cmd_dev sets it by default)
+    monkeypatch.setenv("TASKTIDE_KUSTOMIZE", str(tmp_path / "no-kustomize"))
+    assert main(["dev"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bash .ci/kustomize.sh" in err and "Traceback" not in err

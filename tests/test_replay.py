@@ -34,7 +34,7 @@ def broker_url() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/default/default"
+    yield f"http://127.0.0.1:{server.server_address[1]}/tasktide/default"
     server.shutdown()
 
 

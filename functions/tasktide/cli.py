@@ -88,7 +88,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
     _apply_env(args)
     os.environ.setdefault("TASKTIDE_DEV_MODE", "1")  # development secrets on any database (local only)
     from tasktide.dev import serve_dev
+    from tasktide.router.manifests import KustomizeNotFound, find_kustomize
 
+    try:
+        find_kustomize()  # the router reads what `kustomize build` renders
+    except KustomizeNotFound as exc:
+        print(f"tasktide dev: {exc}", file=sys.stderr)
+        return 2
     serve_dev()
     return 0
 
@@ -152,7 +158,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
             print(record.offset, record.summary)
         return 0
     if not args.broker_url:
-        print("replay needs --broker-url, e.g. http://127.0.0.1:8080/default/default", file=sys.stderr)
+        print("replay needs --broker-url, e.g. http://127.0.0.1:8080/tasktide/default", file=sys.stderr)
         return 2
     print(f"replayed {replay(args.kafka, args.broker_url)} events", file=sys.stderr)
     return 0
@@ -263,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument(
         "--broker-url",
         metavar="URL",
-        help="Broker ingress to replay into, e.g. http://127.0.0.1:8080/default/default "
+        help="Broker ingress to replay into, e.g. http://127.0.0.1:8080/tasktide/default "
         "(on a cluster: kubectl port-forward, see docs/operations.md)",
     )
     dead.set_defaults(func=cmd_dead_letters)

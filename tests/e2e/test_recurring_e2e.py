@@ -1,6 +1,6 @@
 """E2E: completing a recurring task yields exactly one next occurrence, even under duplicate deliveries.
 
-Drives only the public HTTP API, the broker ingress (`POST /default/default`) and the function's Knative URL
+Drives only the public HTTP API, the broker ingress (`POST /tasktide/default`) and the function's Knative URL
 (`POST /services/tasktide-recurring`) of a running `tasktide dev`, in embedded and Kafka mode.
 """
 
@@ -111,7 +111,7 @@ def test_recurring_completed_event_delivered_five_times_concurrently_creates_one
 
     def to_broker(_: int) -> int:
         response = httpx.post(
-            f"{dev.base_url}/default/default",
+            f"{dev.base_url}/tasktide/default",
             json=structured,
             headers={"content-type": "application/cloudevents+json"},
             timeout=30.0,

@@ -175,7 +175,7 @@ def send_undeliverable_reminder(server: DevServer, client: httpx.Client) -> None
         },
     }
     response = client.post(
-        "/default/default", json=event, headers={"content-type": "application/cloudevents+json"}
+        "/tasktide/default", json=event, headers={"content-type": "application/cloudevents+json"}
     )
     assert response.status_code == 202, response.text
 

@@ -93,3 +93,48 @@ def test_load_manifests_repo_manifests_load_and_reference_known_services() -> No
         ref = trigger.subscriber.ref
         if ref is not None and ref.kind == "Service":
             assert ref.name in services, f"Trigger {trigger.name} subscribes unknown Service {ref.name}"
+
+
+def _kustomization(root: Path, body: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "kustomization.yaml").write_text(body, encoding="utf-8")
+    return root
+
+
+def test_load_manifests_kustomize_namespace_and_patch_seen_by_router(tmp_path: Path) -> None:
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(FIXTURES / "eventing", base)
+    overlay = _kustomization(
+        tmp_path / "overlay",
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: elsewhere\n"
+        "resources: [../base]\npatches:\n"
+        "  - target: {group: eventing.knative.dev, kind: Trigger, name: flaky}\n"
+        "    patch: |-\n      - op: replace\n        path: /spec/delivery/retry\n        value: 9\n",
+    )
+    loaded = load_manifests(overlay)
+    assert loaded.brokers and {b.namespace for b in loaded.brokers} == {"elsewhere"}
+    assert {t.namespace for t in loaded.triggers} == {"elsewhere"}
+    flaky = next(t for t in loaded.triggers if t.name == "flaky")
+    assert flaky.delivery is not None and flaky.delivery.retry == 9
+
+
+def test_load_manifests_dir_without_kustomization_rejected(tmp_path: Path) -> None:
+    (tmp_path / "broker.yaml").write_text("kind: Broker\nmetadata: {name: default}\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match="no kustomization"):
+        load_manifests(tmp_path)
+
+
+def test_load_manifests_repo_renders_namespace_tasktide() -> None:
+    loaded = load_manifests(REPO / "eventing", REPO / "knative")
+    assert {(b.namespace, b.name) for b in loaded.brokers} == {("tasktide", "default")}
+    assert {s.namespace for s in loaded.services} == {"tasktide"}
+
+
+def test_find_kustomize_env_pointing_nowhere_raises(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tasktide.router.manifests import KustomizeNotFound, find_kustomize
+
+    monkeypatch.setenv("TASKTIDE_KUSTOMIZE", str(tmp_path / "missing"))
+    with pytest.raises(KustomizeNotFound, match=r"\.ci/kustomize\.sh"):
+        find_kustomize()

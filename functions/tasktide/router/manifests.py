@@ -1,16 +1,23 @@
 """Load Knative Eventing / Serving manifests into frozen dataclasses.
 
-Consumes every ``*.yaml``/``*.yml`` document under the given directories (default: the settings'
-``eventing_dir`` and ``knative_dir``, skipping ``eventing/local/``); emits a :class:`Manifests` bundle of
+Consumes what the real ``kustomize build`` renders (namespace, overlays, patches) for each given
+directory (default: the settings' ``eventing_dir`` and ``knative_dir``); a directory without its own
+``kustomization.yaml`` is built from ``overlays/dev/``. The kustomize binary is ``$TASKTIDE_KUSTOMIZE``,
+else ``<repo>/.local/bin/kustomize`` (``bash .ci/kustomize.sh``), else PATH; each rendering is run once per
+process with a bounded timeout. Emits a :class:`Manifests` bundle of
 Brokers, Triggers, KafkaSources, PingSources, KafkaSinks, KafkaTopics and Services. Unknown kinds are
 ignored; unsupported Trigger filters raise :class:`~tasktide.router.filters.UnsupportedFilter`.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +33,62 @@ _DURATION = re.compile(
 
 class ManifestError(ValueError):
     """A manifest is structurally invalid (bad duration, missing name, ...)."""
+
+
+class KustomizeNotFound(ManifestError):
+    """No kustomize binary: ``$TASKTIDE_KUSTOMIZE``, ``<repo>/.local/bin/kustomize`` and PATH all miss."""
+
+
+KUSTOMIZE_ENV = "TASKTIDE_KUSTOMIZE"
+KUSTOMIZE_TIMEOUT = 60.0  # seconds per `kustomize build`
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def find_kustomize() -> str:
+    """The kustomize binary: ``$TASKTIDE_KUSTOMIZE``, then ``<repo>/.local/bin/kustomize``, then PATH."""
+    explicit = os.environ.get(KUSTOMIZE_ENV)
+    if explicit:
+        if Path(explicit).is_file():
+            return explicit
+        raise KustomizeNotFound(f"{KUSTOMIZE_ENV}={explicit} is not a file; run `bash .ci/kustomize.sh`")
+    local = _REPO_ROOT / ".local" / "bin" / "kustomize"
+    if local.is_file():
+        return str(local)
+    found = shutil.which("kustomize")
+    if found:
+        return found
+    raise KustomizeNotFound("kustomize is not installed: run `bash .ci/kustomize.sh`")
+
+
+def kustomization_dir(root: Path) -> Path | None:
+    """The kustomization to build for ``root``: itself, else its ``overlays/dev``; None if neither."""
+    for candidate in (root, root / "overlays" / "dev"):
+        if any((candidate / name).is_file() for name in KUSTOMIZATION_FILES):
+            return candidate
+    return None
+
+
+@cache
+def _render_cached(directory: str, binary: str) -> tuple[Mapping[str, Any], ...]:
+    try:
+        done = subprocess.run(
+            [binary, "build", directory],
+            capture_output=True,
+            text=True,
+            timeout=KUSTOMIZE_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ManifestError(f"kustomize build {directory} timed out after {KUSTOMIZE_TIMEOUT:g}s") from exc
+    if done.returncode != 0:
+        raise ManifestError(f"kustomize build {directory} failed: {done.stderr.strip()}")
+    return tuple(d for d in yaml.safe_load_all(done.stdout) if isinstance(d, dict))
+
+
+def render(directory: Path) -> list[Mapping[str, Any]]:
+    """The documents ``kustomize build directory`` renders (cached per process)."""
+    return list(_render_cached(str(directory.resolve()), find_kustomize()))
 
 
 def parse_duration(text: str) -> float:
@@ -280,13 +343,6 @@ def _parse(
         out["services"].append(ServiceDef(name, ns, _env(spec)))
 
 
-def _files(root: Path) -> Iterable[Path]:
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).parts
-        if path.suffix in (".yaml", ".yml") and path.is_file() and "local" not in rel[:-1]:
-            yield path
-
-
 def load_documents(docs: Iterable[Mapping[str, Any]]) -> Manifests:
     """Build a :class:`Manifests` from already-parsed YAML documents."""
     out: dict[str, list[Any]] = {name: [] for name in Manifests.__dataclass_fields__}
@@ -312,7 +368,9 @@ def load_documents(docs: Iterable[Mapping[str, Any]]) -> Manifests:
 
 
 def load_manifests(*dirs: Path) -> Manifests:
-    """Load every manifest under ``dirs`` (default: settings.eventing_dir and settings.knative_dir)."""
+    """Load what ``kustomize build`` renders for ``dirs`` (default: settings.eventing_dir, knative_dir).
+
+    A missing directory contributes nothing; an existing one without a kustomization is an error."""
     if not dirs:
         from tasktide.settings import get_settings
 
@@ -322,7 +380,8 @@ def load_manifests(*dirs: Path) -> Manifests:
     for root in dirs:
         if not root.is_dir():
             continue
-        for path in _files(root):
-            with path.open(encoding="utf-8") as fh:
-                docs.extend(d for d in yaml.safe_load_all(fh) if isinstance(d, dict))
+        target = kustomization_dir(root)
+        if target is None:
+            raise ManifestError(f"{root}: no kustomization.yaml (nor overlays/dev/) to `kustomize build`")
+        docs.extend(render(target))
     return load_documents(docs)
