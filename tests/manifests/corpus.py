@@ -2,7 +2,8 @@
 
 Consumes ``knative/``, ``eventing/`` (minus ``eventing/local/``) and ``dapr/`` from the repo root and the
 CRD schema directory (``<repo root>/../shared/schemas``, else env ``TASKTIDE_SCHEMAS_DIR``).
-Emits :class:`Manifest` records: every kustomization built with :mod:`.kustomize_lite`, and every resource
+Emits :class:`Manifest` records: every kustomization rendered by the real
+``kustomize build`` (:func:`tasktide.router.manifests.render`, the router's own loader), and every resource
 file on its own (so files outside a kustomization, e.g. ``dapr/local/``, are checked too).
 """
 
@@ -15,7 +16,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .kustomize_lite import KUSTOMIZATION_FILES, build, find_kustomization, load_yaml
+import yaml
+
+from tasktide.router.manifests import KUSTOMIZATION_FILES, render
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_TREES = ("knative", "eventing", "dapr")
@@ -58,6 +61,21 @@ def schemas_dir() -> Path | None:
     if os.environ.get(SCHEMAS_ENV):
         candidates.append(Path(os.environ[SCHEMAS_ENV]))
     return next((path for path in candidates if path.is_dir()), None)
+
+
+def load_yaml(path: Path) -> list[Any]:
+    """Every non-empty YAML document in ``path``."""
+    with path.open(encoding="utf-8") as fh:
+        return [doc for doc in yaml.safe_load_all(fh) if doc is not None]
+
+
+def find_kustomization(directory: Path) -> Path | None:
+    return next((directory / n for n in KUSTOMIZATION_FILES if (directory / n).is_file()), None)
+
+
+def build(directory: Path) -> list[dict[str, Any]]:
+    """What the real ``kustomize build directory`` renders."""
+    return [dict(doc) for doc in render(directory)]
 
 
 def _rel(path: Path) -> str:

@@ -6,14 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from tasktide.router.manifests import load_documents
-
-from .kustomize_lite import build
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KUSTOMIZATIONS = (
@@ -39,14 +36,6 @@ def rendered(directory: str) -> list[dict[str, object]]:
         [kustomize(), "build", str(REPO_ROOT / directory)], check=True, capture_output=True, text=True
     ).stdout
     return [doc for doc in yaml.safe_load_all(out) if isinstance(doc, dict)]
-
-
-@pytest.mark.parametrize("directory", KUSTOMIZATIONS)
-def test_kustomize_build_renders_same_resources_as_the_lite_builder(directory: str) -> None:
-    def ids(docs: list[Any]) -> set[tuple[str, str, str]]:
-        return {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]) for d in docs}
-
-    assert ids(rendered(directory)) == ids(build(REPO_ROOT / directory))
 
 
 def test_kustomize_build_eventing_puts_the_broker_in_namespace_tasktide_with_ordering() -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,6 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
 
 from .corpus import (
     LOOSE_RESOURCE_FILES,
@@ -28,14 +25,15 @@ from .corpus import (
     Manifest,
     all_manifests,
     built,
+    find_kustomization,
     is_resource,
     kustomization_dirs,
+    load_yaml,
     of_kind,
     raw,
     schemas_dir,
     yaml_files,
 )
-from .kustomize_lite import find_kustomization, load_yaml
 
 # The Kubernetes minor the manifests target (Knative 1.16+ supports 1.30 and later).
 K8S_VERSION = "1.31.0"
@@ -131,34 +129,3 @@ def test_resource_file_outside_kustomizations_only_when_allowlisted() -> None:
         if path.resolve() not in referenced and any(is_resource(doc) for doc in load_yaml(path))
     }
     assert orphans == set(LOOSE_RESOURCE_FILES)
-
-
-def _external_kustomize() -> list[str] | None:
-    if shutil.which("kustomize"):
-        return ["kustomize", "build"]
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize"]
-    return None
-
-
-def _keyed(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
-    def key(doc: dict[str, Any]) -> tuple[str, str, str, str]:
-        meta = doc.get("metadata") or {}
-        return (doc["apiVersion"], doc["kind"], meta.get("namespace", ""), meta.get("name", ""))
-
-    return {key(doc): doc for doc in docs}
-
-
-@pytest.mark.parametrize("directory", kustomization_dirs(), ids=lambda d: d.relative_to(REPO_ROOT).as_posix())
-def test_kustomize_lite_build_matches_real_kustomize(directory: Path) -> None:
-    command = _external_kustomize()
-    if command is None:
-        pytest.skip("neither kustomize nor kubectl on PATH; the pure-Python build is used unchecked")
-    result = subprocess.run(
-        [*command, str(directory)], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    theirs = _keyed([doc for doc in yaml.safe_load_all(result.stdout) if doc is not None])
-    rel = directory.relative_to(REPO_ROOT).as_posix()
-    ours = _keyed([m.doc for m in built() if m.origin == rel])
-    assert ours == theirs
