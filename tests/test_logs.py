@@ -245,6 +245,7 @@ def test_redact_text_url_password_and_webhook_secret_redacted() -> None:
 def test_uvicorn_access_record_json_with_redacted_query(json_logs: pytest.CaptureFixture[str]) -> None:
     """Issue 12 finding 3: uvicorn's access log logged `?access_token=<JWT>` whole, as plain text."""
     access = logging.getLogger("uvicorn.access")
+    access.setLevel(logging.INFO)  # an earlier uvicorn server on this worker may have left it at WARNING
     access.addHandler(logging.StreamHandler())  # what uvicorn's own LOGGING_CONFIG installs
     access.propagate = False
     logs.route_server_loggers()

@@ -31,6 +31,7 @@ EXPECTED_FAMILIES = {
     "tasktide_recurring_occurrences_created",
     "tasktide_notifications",
     "tasktide_dead_letters",
+    "tasktide_dead_letter_failures",
     "tasktide_db_pool_connections",
     "tasktide_kafka_consumer_lag",
 }

@@ -133,7 +133,14 @@ def test_serve_without_target_serves_the_api(sqlite_url: str, running: list[subp
     proc = serve(env)
     running.append(proc)
     wait_until_up(f"http://127.0.0.1:{port}/healthz", proc)
-    assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json() == {"status": "ready"}
+    # Every worker of the API answers on the port (SO_REUSEPORT); one may still be starting.
+    deadline = time.monotonic() + 30
+    ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+    while ready.status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"status": "ready"}
     assert httpx.get(f"http://127.0.0.1:{port}/api/alice/tasks", timeout=5).status_code == 401
 
 
