@@ -92,6 +92,17 @@ def commit_end_offsets(bootstrap: str, group: str, topics: tuple[str, ...]) -> N
 @pytest.fixture(scope="session")
 def isolated_eventing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """(bootstrap, eventing dir): the repo's eventing YAML with per-run KafkaSource consumer groups."""
+    yield from _isolated_eventing(tmp_path_factory)
+
+
+@pytest.fixture
+def own_eventing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """Like ``isolated_eventing`` with groups of its own: for a test that starts a second `tasktide dev`
+    beside the session's, which would otherwise share (and split) the session's consumer groups."""
+    yield from _isolated_eventing(tmp_path_factory)
+
+
+def _isolated_eventing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     bootstrap = require_env("TASKTIDE_TEST_KAFKA")
     suffix = uuid.uuid4().hex[:8]
     target = tmp_path_factory.mktemp("eventing")

@@ -61,7 +61,7 @@ def test_readme_walkthrough_as_written_creates_next_occurrence(
     port = free_port()
     argv = [str(VENV_BIN / "tasktide"), "dev", "--port", str(port)]  # what `make run ARGS=...` execs
     if mode == "real-engines":
-        bootstrap, eventing_dir = request.getfixturevalue("isolated_eventing")
+        bootstrap, eventing_dir = request.getfixturevalue("own_eventing")
         fresh = make_url(request.getfixturevalue("readme_database"))
         args = _real_engines_args()
         at = args.index("--database-url") + 1
