@@ -25,6 +25,7 @@ from tasktide.settings import Settings
 from testenv import JWT_SECRET, require_env, truncate_all
 
 
+@pytest.hookimpl(tryfirst=True)  # the marks must exist before xdist reads them into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """xdist groups (used with `--dist loadgroup`): Kafka tests together, e2e tests by dev-server mode."""
     for item in items:
