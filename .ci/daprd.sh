@@ -20,20 +20,11 @@ CACHE="${TASKTIDE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tasktide}"
 OUT="${CACHE}/daprd/${VERSION}"
 BIN="${OUT}/daprd"
 
-find_go() {
-  command -v go >/dev/null 2>&1 && return 0
-  for candidate in /usr/local/go/bin /usr/lib/go/bin; do
-    if [[ -x "${candidate}/go" ]]; then
-      export PATH="${PATH}:${candidate}"
-      return 0
-    fi
-  done
-  echo "daprd.sh: go is not installed; it is needed once to build daprd" >&2
-  return 1
-}
+# shellcheck source=.ci/go.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go.sh"
 
 build() {
-  find_go
+  find_go daprd
   local work="${OUT}/module"
   mkdir -p "${work}"
   cd "${work}"

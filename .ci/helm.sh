@@ -14,22 +14,13 @@ CACHE="${TASKTIDE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tasktide}"
 OUT="${CACHE}/helm/${VERSION}"
 BIN="${OUT}/helm"
 
-find_go() {
-  command -v go >/dev/null 2>&1 && return 0
-  for candidate in /usr/local/go/bin /usr/lib/go/bin; do
-    if [[ -x "${candidate}/go" ]]; then
-      export PATH="${PATH}:${candidate}"
-      return 0
-    fi
-  done
-  echo "helm.sh: go is not installed; it is needed once to build helm" >&2
-  return 1
-}
+# shellcheck source=.ci/go.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go.sh"
 
 case "${1:-install}" in
   install)
     if [[ ! -x "${BIN}" ]]; then
-      find_go
+      find_go helm
       mkdir -p "${OUT}"
       echo "helm.sh: building helm ${VERSION} from the Go module proxy (first time only)" >&2
       CGO_ENABLED=0 GOBIN="${OUT}" GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" \

@@ -19,22 +19,14 @@ installed_version() {
   "${BIN}" version 2>/dev/null | tr -d '\n' || true
 }
 
+# shellcheck source=.ci/go.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go.sh"
+
 install_kustomize() {
   if [[ -x "${BIN}" && "$(installed_version)" == "${VERSION}" ]]; then
     return 0
   fi
-  if ! command -v go >/dev/null 2>&1; then
-    for candidate in /usr/local/go/bin /usr/lib/go/bin; do
-      if [[ -x "${candidate}/go" ]]; then
-        export PATH="${PATH}:${candidate}"
-        break
-      fi
-    done
-  fi
-  if ! command -v go >/dev/null 2>&1; then
-    echo "kustomize.sh: go is not available to build kustomize ${VERSION}" >&2
-    return 1
-  fi
+  find_go "kustomize ${VERSION}"
   mkdir -p "${BIN_DIR}"
   echo "kustomize.sh: installing kustomize ${VERSION} via the Go module proxy" >&2
   # -ldflags sets the version `kustomize version` prints (go install leaves it "(devel)" otherwise).
