@@ -1,6 +1,6 @@
 # tasktide container image: one image for every Knative Service.
 #
-#   FUNCTION_TARGET=<recurring|reminders|notifier|audit|relay>  -> that CloudEvents function (gunicorn: tasktide.fnserver)
+#   FUNCTION_TARGET=<recurring|reminders|notifier|audit|relay>  -> that CloudEvents function (gunicorn: tasktide.functions._server)
 #   FUNCTION_TARGET unset                                       -> the HTTP API (uvicorn)
 # Both listen on $PORT (Knative injects it; 8080 by default). Configuration is TASKTIDE_* env (see settings.py).
 #

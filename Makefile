@@ -72,7 +72,7 @@ test: lint typecheck services
 
 screenshots: install
 	bash .ci/chromium.sh install
-	cd tests && ../$(BIN)/python board_screenshot.py ../docs/board.png
+	$(BIN)/python -m tests.board_screenshot docs/board.png
 
 loadtest: install
 	bash loadtests/smoke.sh

@@ -1,6 +1,7 @@
 """Generate the tasktide Grafana dashboards (grafana/dashboards/*.json) from one description.
 
-Consumes: nothing but this file (metric names come from functions/tasktide/metrics.py and are checked by
+Consumes: nothing but this file (metric names come from functions/tasktide/observability/metrics.py and are
+checked by
 tests/grafana/test_dashboards.py). Emits: overview.json and one dashboard per function.
 
     python grafana/generate_dashboards.py           # rewrite grafana/dashboards/*.json

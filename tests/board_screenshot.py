@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import expect
 
-from browser import chromium
-from loadtests.devserver import run_dev_server
+from tests.loadtests.devserver import run_dev_server
+from tests.browser import chromium
 
 TASKS = [
     {

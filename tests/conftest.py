@@ -22,7 +22,7 @@ from tasktide.db.engine import make_engine
 from tasktide.db.migrate import upgrade
 from tasktide.services import Services
 from tasktide.settings import Settings
-from testenv import JWT_SECRET, require_env, truncate_all
+from tests.testenv import JWT_SECRET, require_env, truncate_all
 
 
 @pytest.hookimpl(tryfirst=True)  # the marks must exist before xdist reads them into node ids

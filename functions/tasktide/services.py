@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tasktide.dapr import SecretNotFound, SecretStore, StateStore, secret_store, state_store
 from tasktide.db.engine import make_engine, session_factory, track_pool
-from tasktide.outbox import OutboxListener, Relay, RelayWorker
+from tasktide.messaging.outbox import OutboxListener, Relay, RelayWorker
 from tasktide.settings import DEV_JWT_SECRET, ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class Services:
         """Postgres: wake the relay worker on every outbox NOTIFY (the `tasktide-relay` Service's mode)."""
         if self.relay_worker is None or self.engine.dialect.name != "postgresql":
             return
-        from tasktide.outbox import OutboxListener
+        from tasktide.messaging.outbox import OutboxListener
 
         url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.outbox_listener = OutboxListener(url, self.relay_worker.kick)
@@ -128,7 +128,7 @@ class Services:
             jwt_previous_secrets=previous,
         )
         if with_relay and settings.kafka_bootstrap:
-            from tasktide.kafka import KafkaPublisher
+            from tasktide.messaging.kafka import KafkaPublisher
 
             services.start_relay(
                 Relay(services.sessions, KafkaPublisher(settings.kafka_bootstrap)), sweep_every=30

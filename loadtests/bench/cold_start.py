@@ -64,8 +64,8 @@ class ImportProfile:
 
 def task_created_event() -> bytes:
     """A valid structured task.created CloudEvent, built by the project's own event catalogue."""
-    from tasktide import events
     from tasktide.domain.tasks import new_task
+    from tasktide.messaging import events
 
     task = new_task("cold-start", {"title": "cold start probe"}, now=datetime.now(UTC))
     return json.dumps(events.task_envelope(events.TASK_CREATED, task).to_json()).encode()
@@ -202,7 +202,7 @@ def run_all(runs: int, workdir: Path) -> tuple[list[Measured], ImportProfile, Im
         measure("`FUNCTION_TARGET=audit tasktide serve`, first CloudEvent 2xx", runs, audit),
         measure("`tasktide serve` (API, SQLite), first `/healthz` 2xx", runs, api),
     ]
-    return results, import_profile("tasktide.functions.audit"), import_profile("tasktide.serve")
+    return results, import_profile("tasktide.functions.audit"), import_profile("tasktide.entrypoints.serve")
 
 
 def render(
@@ -226,7 +226,7 @@ def render(
 Time from `subprocess.Popen` to the first 2xx answer (requests retried every {POLL_S * 1000:.0f} ms while
 the port refuses connections), median of {runs} runs after one unrecorded warm-up run (page cache and
 `.pyc` files warm). Functions run exactly as a Knative Service runs them (`tasktide serve` execs
-`gunicorn 'tasktide.fnserver:app_from_env()'`: functions-framework's app plus `/healthz` and
+`gunicorn 'tasktide.functions._server:app_from_env()'`: functions-framework's app plus `/healthz` and
 `/metrics`), with `TASKTIDE_DATABASE_URL` a
 SQLite file migrated beforehand; the first CloudEvent is a real `com.tasktide.task.created`, so the
 measured path includes building the services container, opening the database and writing the audit row.
@@ -236,7 +236,7 @@ The API path runs the uvicorn factory, which applies (already applied) migration
 
 `python -X importtime -c "import tasktide.functions.audit"`: {audit.modules} modules, sum of self times
 {audit.total_ms:.0f} ms; heaviest packages (sum of their modules' self times): {heavy}.
-`import tasktide.serve` alone: {api.modules} modules, {api.total_ms:.0f} ms.
+`import tasktide.entrypoints.serve` alone: {api.modules} modules, {api.total_ms:.0f} ms.
 
 Interpretation: the audit function serves its first event {fn.median_ms / hello.median_ms:.1f}x as late
 as a bare functions-framework hello function ({fn.median_ms - hello.median_ms:+.0f} ms) and the API answers

@@ -17,12 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from liveserver import LiveServer, live_server
 from tasktide.agent import chat
 from tasktide.api.app import create_app
 from tasktide.services import Services
 from tasktide.settings import Settings
-from testenv import JWT_SECRET
+from tests.liveserver import LiveServer, live_server
+from tests.testenv import JWT_SECRET
 
 Auth = Callable[[str], dict[str, str]]
 ASK = "remind me to call mom every 2nd monday at 9"

@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 
 from tasktide.api.app import create_app
 from tasktide.api.auth import encode_token, key_id
-from tasktide.cli import main
+from tasktide.entrypoints.cli import main
 from tasktide.services import Services
 from tasktide.settings import Settings, get_settings
-from testenv import JWT_SECRET
+from tests.testenv import JWT_SECRET
 
 OLD_SECRET = "old-secret-0123456789abcdef0123456789"
 

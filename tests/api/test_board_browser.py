@@ -12,9 +12,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from browser import chromium
-from loadtests.devserver import DevServer, run_dev_server
-from testenv import require_env
+from tests.loadtests.devserver import DevServer, run_dev_server
+from tests.browser import chromium
+from tests.testenv import require_env
 
 USER = "alice"
 

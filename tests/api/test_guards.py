@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from tasktide.api.app import create_app
 from tasktide.services import Services
 from tasktide.settings import Settings
-from testenv import JWT_SECRET
+from tests.testenv import JWT_SECRET
 
 Auth = Callable[[str], dict[str, str]]
 

@@ -14,9 +14,9 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent
 
-from liveserver import LiveServer, live_server
 from tasktide.api.app import create_app
 from tasktide.services import Services
+from tests.liveserver import LiveServer, live_server
 
 Auth = Callable[[str], dict[str, str]]
 

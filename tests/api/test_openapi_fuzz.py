@@ -15,7 +15,7 @@ from tasktide.api.auth import encode_token
 from tasktide.db.migrate import upgrade
 from tasktide.services import Services
 from tasktide.settings import Settings
-from testenv import JWT_SECRET, truncate_all
+from tests.testenv import JWT_SECRET, truncate_all
 
 BACKEND: dict[str, Any] = {}
 

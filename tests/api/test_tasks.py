@@ -257,7 +257,7 @@ def test_list_tasks_nul_in_query_returns_400(client: TestClient, auth: Auth) -> 
 
 
 def test_api_metrics_count_api_routes_only(client: TestClient, auth: Auth) -> None:
-    from tasktide import metrics
+    from tasktide.observability import metrics
 
     def api_requests(code: str) -> float:
         value = metrics.REGISTRY.get_sample_value(

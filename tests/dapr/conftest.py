@@ -10,8 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import realdaprd
-from fake_sidecar import FAST_RETRY, CountingFactory, FakeClock, FakeSidecar, FakeStores
 from sqlalchemy import Engine, text
 
 from tasktide.dapr.daprd import Daprd
@@ -19,6 +17,8 @@ from tasktide.dapr.embedded import EnvSecretStore, SqlStateStore
 from tasktide.dapr.ports import SecretStore, StateStore
 from tasktide.dapr.sidecar import DaprSecretStore, DaprStateStore, dapr_client_factory
 from tasktide.db.engine import make_engine
+from tests.dapr import realdaprd
+from tests.dapr.fake_sidecar import FAST_RETRY, CountingFactory, FakeClock, FakeSidecar, FakeStores
 
 SECRETS = realdaprd.SECRETS
 STATE_TABLE = "tasktide_dapr_state"  # dapr/statestore.yaml

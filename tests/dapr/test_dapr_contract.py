@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-from fake_sidecar import FakeClock
 
 from tasktide.dapr.ports import EtagMismatch, SecretNotFound, SecretStore, StateItem, StateStore
+from tests.dapr.fake_sidecar import FakeClock
 
 BINARY = b"\x00\xffnot-utf8\x80"
 

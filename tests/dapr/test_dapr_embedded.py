@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_sidecar import FakeClock
 from sqlalchemy import Engine, inspect
 
 from tasktide.dapr.embedded import EnvSecretStore, SqlStateStore, env_name, flatten_secrets
 from tasktide.dapr.ports import SecretNotFound, StoreError
+from tests.dapr.fake_sidecar import FakeClock
 
 
 def test_flatten_secrets_nested_document_joins_keys_with_separator() -> None:

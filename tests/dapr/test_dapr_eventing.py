@@ -17,15 +17,15 @@ from typing import TypeVar
 
 import httpx
 import pytest
-import realdaprd
 from sqlalchemy import select
 
 from tasktide.api.auth import encode_token
 from tasktide.dapr.mode import LOCAL_SECRETS, DaprMode
 from tasktide.db.engine import make_engine, session_factory
 from tasktide.db.models import AuditRow, OutboxRow
-from tasktide.events import REMINDER_DUE
-from testenv import require_env
+from tasktide.messaging.events import REMINDER_DUE
+from tests.dapr import realdaprd
+from tests.testenv import require_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 T = TypeVar("T")

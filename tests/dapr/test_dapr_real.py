@@ -9,16 +9,16 @@ from typing import Any
 
 import grpc
 import pytest
-import realdaprd
 from dapr.clients import DaprClient
 from dapr.clients.grpc._state import Concurrency, StateOptions
-from fake_sidecar import FAST_RETRY, FakeClock, FakeSidecar, FakeStores
 from sqlalchemy import text
 
 from tasktide.dapr.daprd import Daprd
 from tasktide.dapr.ports import EtagMismatch, SecretAccessDenied, SecretNotFound
 from tasktide.dapr.sidecar import DaprSecretStore, DaprStateStore, dapr_client_factory
 from tasktide.db.engine import make_engine
+from tests.dapr import realdaprd
+from tests.dapr.fake_sidecar import FAST_RETRY, FakeClock, FakeSidecar, FakeStores
 
 pytestmark = pytest.mark.postgres
 

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_sidecar import FakeSidecar
 from sqlalchemy import Engine
 
 from tasktide.dapr import secret_store, state_store
 from tasktide.dapr.embedded import EnvSecretStore, SqlStateStore
 from tasktide.dapr.sidecar import DaprSecretStore, DaprStateStore
 from tasktide.settings import Settings
+from tests.dapr.fake_sidecar import FakeSidecar
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from fake_sidecar import FAST_RETRY, CountingFactory, FakeSidecar, FakeStores
 
 from tasktide.dapr.ports import (
     EtagMismatch,
@@ -20,6 +19,7 @@ from tasktide.dapr.sidecar import (
     dapr_client_factory,
     sidecar_address,
 )
+from tests.dapr.fake_sidecar import FAST_RETRY, CountingFactory, FakeSidecar, FakeStores
 
 
 def test_state_sidecar_down_raises_sidecar_unavailable_after_bounded_retries_then_recovers(

@@ -17,7 +17,7 @@ from tasktide.db.models import OutboxRow, ReminderRow, TaskTagRow
 from tasktide.db.repository import TaskQuery, TaskRepository
 from tasktide.domain.errors import Conflict
 from tasktide.domain.tasks import Task, new_task, revise_task, set_completed, task_fields
-from tasktide.events import TASK_CREATED, task_envelope
+from tasktide.messaging.events import TASK_CREATED, task_envelope
 
 NOW = datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
 

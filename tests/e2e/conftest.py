@@ -23,7 +23,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.structs import OffsetAndMetadata
 
 from tasktide.settings import REPO_ROOT
-from testenv import JWT_SECRET, require_env
+from tests.testenv import JWT_SECRET, require_env
 
 from .support import (
     TASKTIDE,

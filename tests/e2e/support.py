@@ -31,8 +31,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, make_url, text
 
 from tasktide.api.auth import encode_token
-from testenv import JWT_SECRET as JWT_SECRET
-from testenv import require_env as require_env
+from tests.testenv import JWT_SECRET as JWT_SECRET
+from tests.testenv import require_env as require_env
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@
 Runs the API and the recurring function as their own processes exactly as Knative Services would
 (`tasktide serve`, the latter with `FUNCTION_TARGET=recurring`), on one database: SQLite (embedded) or a
 fresh Postgres database. Neither process has an outbox relay, so no event flows except the ones the test
-POSTs. The crash uses the documented test hook `TASKTIDE_CRASH_AFTER_COMMIT=1` (tasktide.fnkit).
+POSTs. The crash uses the documented test hook `TASKTIDE_CRASH_AFTER_COMMIT=1` (tasktide.functions._kit).
 """
 
 from __future__ import annotations

@@ -10,20 +10,20 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from tasktide import ce, fnkit
 from tasktide.db.models import AuditRow
 from tasktide.db.repository import TaskRepository
 from tasktide.domain.tasks import Task, new_task
-from tasktide.events import TASK_DELETED, TASK_UPDATED, Envelope, task_envelope
-from tasktide.functions import audit
+from tasktide.functions import _kit, audit
+from tasktide.messaging import codec
+from tasktide.messaging.events import TASK_DELETED, TASK_UPDATED, Envelope, task_envelope
 from tasktide.services import Services
 
 
 @pytest.fixture
 def installed(services: Services) -> Iterator[Services]:
-    fnkit.install(services)
+    _kit.install(services)
     yield services
-    fnkit.install(None)
+    _kit.install(None)
 
 
 def live_task(services: Services) -> Task:
@@ -33,9 +33,9 @@ def live_task(services: Services) -> Task:
     return task
 
 
-def event(envelope: Envelope) -> ce.CloudEvent:
+def event(envelope: Envelope) -> codec.CloudEvent:
     body = json.dumps(envelope.to_json()).encode()
-    return ce.from_http({"content-type": "application/cloudevents+json"}, body)
+    return codec.from_http({"content-type": "application/cloudevents+json"}, body)
 
 
 def history(services: Services) -> list[tuple[str, str]]:

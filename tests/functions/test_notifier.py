@@ -12,20 +12,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from tasktide import ce, fnkit
 from tasktide.db.models import NotificationRow, NotificationSettingsRow
 from tasktide.db.repository import TaskRepository
 from tasktide.domain.tasks import Task, new_task, set_completed
-from tasktide.events import REMINDER_DUE, ReminderDueData
-from tasktide.functions import notifier
+from tasktide.functions import _kit, notifier
+from tasktide.messaging import codec
+from tasktide.messaging.events import REMINDER_DUE, ReminderDueData
 from tasktide.services import Services
 
 
 @pytest.fixture
 def installed(services: Services) -> Iterator[Services]:
-    fnkit.install(services)
+    _kit.install(services)
     yield services
-    fnkit.install(None)
+    _kit.install(None)
 
 
 def add_task(services: Services, *, webhook: bool = False, email: bool = False) -> Task:
@@ -44,7 +44,7 @@ def add_task(services: Services, *, webhook: bool = False, email: bool = False) 
     return task
 
 
-def reminder_event(task: Task) -> ce.CloudEvent:
+def reminder_event(task: Task) -> codec.CloudEvent:
     assert task.due_at is not None
     data = ReminderDueData(
         reminder_id=uuid.uuid4(),
@@ -56,7 +56,7 @@ def reminder_event(task: Task) -> ce.CloudEvent:
         due_at=task.due_at,
         fired_at=datetime.now(UTC),
     )
-    return ce.new_event(
+    return codec.new_event(
         REMINDER_DUE, "/tasktide/reminders", data.model_dump(mode="json"), subject=str(task.id)
     )
 

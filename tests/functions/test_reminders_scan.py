@@ -8,20 +8,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from tasktide import fnkit, metrics
 from tasktide.db.models import OutboxRow
 from tasktide.db.repository import TaskQuery, TaskRepository
 from tasktide.domain.tasks import new_task, revise_task, task_fields
-from tasktide.events import REMINDER_DUE
-from tasktide.functions import reminders
+from tasktide.functions import _kit, reminders
+from tasktide.messaging.events import REMINDER_DUE
+from tasktide.observability import metrics
 from tasktide.services import Services
 
 
 @pytest.fixture
 def installed(services: Services) -> Iterator[Services]:
-    fnkit.install(services)
+    _kit.install(services)
     yield services
-    fnkit.install(None)
+    _kit.install(None)
 
 
 def add_task(services: Services, due_at: datetime, offset: str = "PT10M") -> None:

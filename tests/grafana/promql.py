@@ -11,14 +11,15 @@ from typing import Any
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from tasktide import metrics
+from tasktide.observability import metrics
 
 GRAFANA = Path(__file__).resolve().parents[2] / "grafana"
 DASHBOARDS = GRAFANA / "dashboards"
 RULES = GRAFANA / "alerts" / "tasktide-rules.yaml"
 RULE_TESTS = GRAFANA / "alerts" / "tests"
 
-# Metrics that dashboards and alerts may use although tasktide.metrics does not define them: they are
+# Metrics that dashboards and alerts may use although tasktide.observability.metrics does not define them:
+# they are
 # exported by the platform. Keep each entry documented; test_platform_allowlist_every_entry_used fails on
 # stale entries.
 PLATFORM_METRICS: dict[str, str] = {
@@ -43,7 +44,9 @@ _IDENT = re.compile(r"(?<![\w.:$])([A-Za-z_:][\w:]*)(\s*\()?")
 
 
 def exported_series() -> dict[str, str]:
-    """Series name -> family for every metric tasktide.metrics defines (e.g. *_total -> counter family)."""
+    """Series name -> family for every metric tasktide.observability.metrics defines (e.g. *_total ->
+    counter family).
+    """
     out: dict[str, str] = {}
     for value in vars(metrics).values():
         if not isinstance(value, MetricWrapperBase):

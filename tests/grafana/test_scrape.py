@@ -26,7 +26,7 @@ import httpx
 import pytest
 import yaml
 
-from loadtests.devserver import DevServer, free_port, run_dev_server
+from tests.loadtests.devserver import DevServer, free_port, run_dev_server
 
 from .promql import RULES, dashboard_files, load_dashboard, prometheus_exprs
 

@@ -21,8 +21,8 @@ from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import text
 
 from tasktide.db.engine import make_engine
-from tasktide.kafka import KafkaPublisher
-from tasktide.outbox import Relay
+from tasktide.messaging.kafka import KafkaPublisher
+from tasktide.messaging.outbox import Relay
 from tasktide.services import Services
 
 # Broker stop + start (each up to SCRIPT_TIMEOUT) plus the delivery bound exceed the suite's 300 s default.

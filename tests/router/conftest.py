@@ -13,10 +13,10 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from tasktide import ce
+from tasktide.messaging import codec
 from tasktide.router.manifests import Manifests, load_manifests
 from tasktide.router.runtime import EventRuntime
-from testenv import require_env
+from tests.testenv import require_env
 
 from .support import Behaviour, RecordingSleep, Subscribers
 from .support import Request as RawRequest
@@ -43,7 +43,7 @@ def _app(subs: Subscribers) -> FastAPI:
     @app.post("/services/{name}/{rest:path}")
     async def service(name: str, request: Request) -> Response:
         raw = await request.body()
-        event = ce.from_http(dict(request.headers), raw)
+        event = codec.from_http(dict(request.headers), raw)
         with subs.lock:
             behaviour = subs.behaviours.get(name, Behaviour())
             subs.attempts[name] = attempt = subs.attempts.get(name, 0) + 1
@@ -57,8 +57,8 @@ def _app(subs: Subscribers) -> FastAPI:
                 behaviour.fail_body, status_code=behaviour.fail_status, headers=behaviour.fail_headers
             )
         if behaviour.reply_type:
-            reply = ce.new_event(behaviour.reply_type, f"/test/{name}", {"in_reply_to": event["id"]})
-            encode = ce.to_structured_http if behaviour.reply_structured else ce.to_binary_http
+            reply = codec.new_event(behaviour.reply_type, f"/test/{name}", {"in_reply_to": event["id"]})
+            encode = codec.to_structured_http if behaviour.reply_structured else codec.to_binary_http
             headers, body = encode(reply)
             return Response(body, status_code=200, headers=headers)
         return Response(behaviour.ok_body, status_code=behaviour.ok_status, headers=behaviour.ok_headers)

@@ -6,7 +6,7 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 
-from tasktide import ce
+from tasktide.messaging import codec
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Request:
 class Subscribers:
     base_url: str
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
-    received: dict[str, list[ce.CloudEvent]] = field(default_factory=dict)
+    received: dict[str, list[codec.CloudEvent]] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
     requests: dict[str, list[Request]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -51,7 +51,7 @@ class Subscribers:
             self.attempts.clear()
             self.requests.clear()
 
-    def events(self, name: str) -> list[ce.CloudEvent]:
+    def events(self, name: str) -> list[codec.CloudEvent]:
         with self.lock:
             return list(self.received.get(name, []))
 
@@ -59,7 +59,7 @@ class Subscribers:
         with self.lock:
             return list(self.requests.get(name, []))
 
-    async def wait_for(self, name: str, count: int, timeout: float = 20.0) -> list[ce.CloudEvent]:
+    async def wait_for(self, name: str, count: int, timeout: float = 20.0) -> list[codec.CloudEvent]:
         """Await until ``name`` received ``count`` requests (bounded)."""
         async with asyncio.timeout(timeout):
             while len(self.events(name)) < count:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tasktide import ce
+from tasktide.messaging import codec
 from tasktide.router.broker import HOP_LIMIT, UnresolvableDestination, service_resolver
 from tasktide.router.manifests import Destination, Ref, load_documents
 from tasktide.router.runtime import EventRuntime
@@ -31,7 +31,7 @@ async def test_publish_flaky_subscriber_retried_until_delivered(
     runtime: EventRuntime, subscribers: Subscribers
 ) -> None:
     subscribers.behaviours["flaky"] = Behaviour(fail_times=2)
-    await runtime.publish(ce.new_event("test.flaky", "/test", {"x": 1}))
+    await runtime.publish(codec.new_event("test.flaky", "/test", {"x": 1}))
     await runtime.drain()
     assert len(subscribers.events("flaky")) == 3
     assert runtime.dead_letters == []
@@ -41,14 +41,14 @@ async def test_publish_always_failing_uses_broker_dead_letter_sink(
     runtime: EventRuntime, subscribers: Subscribers, fake_sleep: RecordingSleep
 ) -> None:
     subscribers.behaviours["broken"] = Behaviour(always_fail=True, fail_status=502)
-    event = ce.new_event("test.broken", "/test", {"x": 1})
+    event = codec.new_event("test.broken", "/test", {"x": 1})
     await runtime.publish(event)
     await runtime.drain()
     assert len(subscribers.events("broken")) == 3  # trigger retry: 2
     assert fake_sleep.delays == [0.2, 0.4]  # trigger's linear backoff
     (letter,) = runtime.dead_letters
     assert letter.target == "test-dead-letter"  # broker-level deadLetterSink -> KafkaSink topic
-    attrs = ce.attributes(letter.event)
+    attrs = codec.attributes(letter.event)
     assert (attrs["id"], attrs["knativeerrorcode"]) == (event["id"], "502")
     assert attrs["knativeerrordest"] == f"{subscribers.base_url}/services/broken"
 
@@ -57,17 +57,17 @@ async def test_publish_reply_event_routed_to_other_trigger(
     runtime: EventRuntime, subscribers: Subscribers
 ) -> None:
     subscribers.behaviours["replier"] = Behaviour(reply_type="test.answer")
-    question = ce.new_event("test.ask", "/test", {"q": "?"})
+    question = codec.new_event("test.ask", "/test", {"q": "?"})
     await runtime.publish(question)
     await runtime.drain()
     (answer,) = subscribers.events("answers")
     assert answer["type"] == "test.answer"
-    assert ce.event_data(answer) == {"in_reply_to": question["id"]}
+    assert codec.event_data(answer) == {"in_reply_to": question["id"]}
 
 
 async def test_publish_reply_loop_stops_at_hop_limit(runtime: EventRuntime, subscribers: Subscribers) -> None:
     subscribers.behaviours["looper"] = Behaviour(reply_type="test.loop")
-    await runtime.publish(ce.new_event("test.loop", "/test", None))
+    await runtime.publish(codec.new_event("test.loop", "/test", None))
     await runtime.drain()
     assert len(subscribers.events("looper")) == HOP_LIMIT + 1
 
@@ -75,7 +75,7 @@ async def test_publish_reply_loop_stops_at_hop_limit(runtime: EventRuntime, subs
 async def test_publish_unmatched_event_delivered_nowhere(
     runtime: EventRuntime, subscribers: Subscribers
 ) -> None:
-    await runtime.publish(ce.new_event("test.nobody", "/test", None))
+    await runtime.publish(codec.new_event("test.nobody", "/test", None))
     await runtime.drain()
     assert subscribers.received == {}
     assert runtime.dead_letters == []
@@ -85,7 +85,7 @@ async def test_publish_unmatched_event_logged_once_with_its_type(
     runtime: EventRuntime, subscribers: Subscribers, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="tasktide.router"):
-        await runtime.publish(ce.new_event("test.nobody", "/test", None))
+        await runtime.publish(codec.new_event("test.nobody", "/test", None))
         await runtime.drain()
     lines = [r.getMessage() for r in caplog.records if "matches no Trigger" in r.getMessage()]
     assert len(lines) == 1 and "test.nobody" in lines[0]
@@ -94,7 +94,7 @@ async def test_publish_unmatched_event_logged_once_with_its_type(
 async def test_publish_to_topic_goes_through_kafka_source_to_trigger(
     runtime: EventRuntime, subscribers: Subscribers
 ) -> None:
-    event = ce.new_event("com.tasktide.task.created", "/tasktide/api", {"id": "t1"}, subject="t1")
+    event = codec.new_event("com.tasktide.task.created", "/tasktide/api", {"id": "t1"}, subject="t1")
     await runtime.publish_to_topic("task-events", event)
     await runtime.drain()
     (received,) = subscribers.events("audit")  # Trigger `tasks` -> Service audit, uri /inbox
@@ -105,7 +105,7 @@ async def test_publish_to_topic_same_partitionkey_delivered_in_order(
     runtime: EventRuntime, subscribers: Subscribers
 ) -> None:
     events = [
-        ce.new_event(
+        codec.new_event(
             f"com.tasktide.task.{kind}", "/tasktide/api", {"n": n}, extensions={"partitionkey": "t1"}
         )
         for n, kind in enumerate(["created", "updated", "completed", "reopened", "deleted"])
@@ -120,7 +120,9 @@ async def test_publish_to_topic_without_source_delivers_nothing_without_warning(
     runtime: EventRuntime, subscribers: Subscribers, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG):
-        await runtime.publish_to_topic("task-updates", ce.new_event("com.tasktide.task.created", "/x", None))
+        await runtime.publish_to_topic(
+            "task-updates", codec.new_event("com.tasktide.task.created", "/x", None)
+        )
         await runtime.drain()
     assert subscribers.received == {}
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []  # SSE reads it: normal
@@ -145,7 +147,7 @@ async def test_trigger_uri_dead_letter_sink_receives_failed_event(
     rt = EventRuntime.create(subscribers.base_url, manifests=load_documents(docs), sleep=fake_sleep)
     await rt.start()
     try:
-        event = ce.new_event("anything", "/test", {"x": 1})
+        event = codec.new_event("anything", "/test", {"x": 1})
         await rt.publish(event)
         await rt.drain()
     finally:

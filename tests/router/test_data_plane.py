@@ -20,7 +20,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tasktide import ce, metrics
+from tasktide.messaging import codec
+from tasktide.observability import metrics
 from tasktide.router.manifests import load_documents
 from tasktide.router.runtime import EventRuntime
 
@@ -75,11 +76,11 @@ async def plane(subscribers: Subscribers, fake_sleep: RecordingSleep) -> AsyncIt
     await rt.stop()
 
 
-def event(kind: str, subject: str = "s1", data: object = None) -> ce.CloudEvent:
-    return ce.new_event(f"test.{kind}", "/test", {"n": 1} if data is None else data, subject=subject)
+def event(kind: str, subject: str = "s1", data: object = None) -> codec.CloudEvent:
+    return codec.new_event(f"test.{kind}", "/test", {"n": 1} if data is None else data, subject=subject)
 
 
-async def publish(rt: EventRuntime, *events: ce.CloudEvent) -> None:
+async def publish(rt: EventRuntime, *events: codec.CloudEvent) -> None:
     for e in events:
         await rt.publish(e, "default", "tasktide")
     await rt.drain()
@@ -116,7 +117,7 @@ async def test_dispatch_2xx_non_cloudevent_body_dead_lettered_once_with_dest_onl
     await publish(plane, sent)
     assert subscribers.attempts["sub"] == 1  # not retried
     (letter,) = plane.dead_letters
-    attrs = ce.attributes(letter.event)
+    attrs = codec.attributes(letter.event)
     assert letter.target == DLQ and attrs["id"] == sent["id"]
     assert attrs["knativeerrordest"] == f"{subscribers.base_url}/services/sub"
     assert "knativeerrorcode" not in attrs and "knativeerrordata" not in attrs
@@ -141,7 +142,7 @@ async def test_dispatch_cloudevent_reply_published_back_into_broker(
     question = event("replier")
     await publish(plane, question)
     (answer,) = subscribers.events("answers")
-    assert ce.event_data(answer) == {"in_reply_to": question["id"]}
+    assert codec.event_data(answer) == {"in_reply_to": question["id"]}
     assert plane.dead_letters == []
 
 
@@ -160,12 +161,12 @@ async def test_dispatch_retryable_status_retried_then_dead_lettered_with_error_e
     assert subscribers.attempts["sub"] == 4  # retry: 3
     assert fake_sleep.delays == pytest.approx([0.2, 0.4, 0.8])  # backoffDelay * 2^n, n = 1..3
     (letter,) = plane.dead_letters
-    attrs = ce.attributes(letter.event)
+    attrs = codec.attributes(letter.event)
     assert attrs["knativeerrorcode"] == str(status)
     assert base64.b64decode(attrs["knativeerrordata"]) == b"nope"
     assert attrs["knativeerrordest"] == f"{subscribers.base_url}/services/sub"
     assert attrs["reason"] == "quota"  # Kne-Reason -> extension `reason`
-    assert ce.event_data(letter.event) == {"n": 1}
+    assert codec.event_data(letter.event) == {"n": 1}
 
 
 async def test_dispatch_timeout_retried_then_dead_lettered_with_dest_only(
@@ -175,7 +176,7 @@ async def test_dispatch_timeout_retried_then_dead_lettered_with_dest_only(
     await publish(plane, event("slow"))
     assert subscribers.attempts["slow"] == 2  # retry: 1
     (letter,) = plane.dead_letters
-    attrs = ce.attributes(letter.event)
+    attrs = codec.attributes(letter.event)
     assert attrs["knativeerrordest"] == f"{subscribers.base_url}/services/slow"
     assert "knativeerrorcode" not in attrs and "knativeerrordata" not in attrs
 
@@ -193,7 +194,7 @@ async def test_dispatch_connection_refused_retried_then_dead_lettered_with_dest_
         await rt.stop()
     assert len(fake_sleep.delays) == 3
     (letter,) = rt.dead_letters
-    attrs = ce.attributes(letter.event)
+    attrs = codec.attributes(letter.event)
     assert attrs["knativeerrordest"] == "http://127.0.0.1:9/services/gone"
     assert "knativeerrorcode" not in attrs and "knativeerrordata" not in attrs
 
@@ -207,7 +208,7 @@ async def test_dispatch_other_4xx_dead_lettered_at_once(
     assert subscribers.attempts["sub"] == 1
     assert fake_sleep.delays == []
     (letter,) = plane.dead_letters
-    assert ce.attributes(letter.event)["knativeerrorcode"] == str(status)
+    assert codec.attributes(letter.event)["knativeerrorcode"] == str(status)
 
 
 # -- what the dispatcher sends -----------------------------------------------------------------------------
@@ -234,7 +235,9 @@ async def test_dispatch_headers_prefer_reply_namespace_binary_and_kafka_coordina
 async def test_dispatch_traceparent_only_when_the_record_carries_one(
     plane: EventRuntime, subscribers: Subscribers
 ) -> None:
-    traced = ce.new_event("test.sub", "/t", {"n": 1}, extensions={"traceparent": "00-" + "a" * 32 + "-b" * 1})
+    traced = codec.new_event(
+        "test.sub", "/t", {"n": 1}, extensions={"traceparent": "00-" + "a" * 32 + "-b" * 1}
+    )
     await publish(plane, traced)  # the extension alone: no W3C header (the relay writes only ce_traceparent)
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     await plane.broker.publish(event("sub"), "default", "tasktide", traceparent=parent)
@@ -284,7 +287,7 @@ async def _ordering_run(
     subscribers.behaviours["lane"] = Behaviour(fail_subjects=frozenset(subjects))
     await rt.start()
     for subject in [*subjects, "other"]:
-        e = ce.new_event("test.lane", "/t", {}, subject=subject, extensions={"partitionkey": "same"})
+        e = codec.new_event("test.lane", "/t", {}, subject=subject, extensions={"partitionkey": "same"})
         await rt.publish(e, "default", "tasktide")
     in_backoff = 1 if ordered else stuck
     async with asyncio.timeout(20):
@@ -317,7 +320,7 @@ async def test_dispatch_ordered_retrying_event_holds_its_partition(subscribers: 
         await rt.stop()
     subjects = [str(e["subject"]) for e in subscribers.events("lane")]
     assert subjects == ["stuck0"] * 4 + ["other"]
-    assert [ce.attributes(d.event)["subject"] for d in rt.dead_letters] == ["stuck0"]
+    assert [codec.attributes(d.event)["subject"] for d in rt.dead_letters] == ["stuck0"]
 
 
 # -- the CloudEvents HTTP binding at the ingress -----------------------------------------------------------
@@ -356,7 +359,7 @@ async def test_ingress_mode_chosen_by_content_type(
     assert (await ingress.post("/tasktide/default", headers=headers, content=doc)).status_code == 202
     await plane.drain()
     (received,) = subscribers.events("sub")
-    assert received["id"] == "s-1" and ce.event_data(received) == {"x": 1}
+    assert received["id"] == "s-1" and codec.event_data(received) == {"x": 1}
 
 
 async def test_ingress_json_null_attribute_is_absent(

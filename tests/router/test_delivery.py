@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tasktide import ce
+from tasktide.messaging import codec
 from tasktide.router.delivery import backoff, deliver
 from tasktide.router.kafka_source import InMemoryDeadLetterSink
 from tasktide.router.manifests import DeliverySpec
@@ -26,8 +26,8 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def _event() -> ce.CloudEvent:
-    return ce.new_event("test.flaky", "/test", {"n": 1}, extensions={"partitionkey": "k"})
+def _event() -> codec.CloudEvent:
+    return codec.new_event("test.flaky", "/test", {"n": 1}, extensions={"partitionkey": "k"})
 
 
 def test_backoff_exponential_is_delay_times_two_to_the_n_and_linear_grows() -> None:
@@ -80,13 +80,13 @@ async def test_deliver_always_failing_dead_letters_with_error_extensions(
     assert len(subscribers.events("broken")) == 3
     assert fake_sleep.delays == [0.2, 0.4]
     (letter,) = sink.records
-    attrs = ce.attributes(letter.event)
+    attrs = codec.attributes(letter.event)
     assert letter.target == "dlq"
     assert attrs["id"] == event["id"]
     assert attrs["knativeerrorcode"] == "500"
     assert attrs["knativeerrordest"] == url
     assert base64.b64decode(attrs["knativeerrordata"]) == b"boom"
-    assert ce.event_data(letter.event) == {"n": 1}
+    assert codec.event_data(letter.event) == {"n": 1}
 
 
 async def test_deliver_error_data_is_truncated(
@@ -96,7 +96,7 @@ async def test_deliver_error_data_is_truncated(
     sink = InMemoryDeadLetterSink()
     url = f"{subscribers.base_url}/services/broken"
     await deliver(_event(), url, None, client, dead_letter=sink, dead_letter_target="dlq", sleep=fake_sleep)
-    data = base64.b64decode(ce.attributes(sink.records[0].event)["knativeerrordata"])
+    data = base64.b64decode(codec.attributes(sink.records[0].event)["knativeerrordata"])
     assert data == b"x" * 1024
 
 
@@ -112,7 +112,7 @@ async def test_deliver_non_retryable_4xx_dead_letters_immediately(
     )
     assert (outcome.status, outcome.attempts) == ("dead_lettered", 1)
     assert fake_sleep.delays == []
-    assert ce.attributes(sink.records[0].event)["knativeerrorcode"] == str(status)
+    assert codec.attributes(sink.records[0].event)["knativeerrorcode"] == str(status)
 
 
 async def test_deliver_connection_refused_retries_then_drops_without_sink(
@@ -129,7 +129,7 @@ async def test_deliver_connection_refused_dead_letter_has_dest_but_no_code(
     sink = InMemoryDeadLetterSink()
     url = "http://127.0.0.1:9/nothing"
     await deliver(_event(), url, None, client, dead_letter=sink, dead_letter_target="d", sleep=fake_sleep)
-    attrs = ce.attributes(sink.records[0].event)
+    attrs = codec.attributes(sink.records[0].event)
     assert attrs["knativeerrordest"] == url
     assert "knativeerrorcode" not in attrs
 
@@ -143,4 +143,4 @@ async def test_deliver_reply_event_is_returned(
     assert outcome.status == "delivered"
     assert outcome.reply is not None
     assert outcome.reply["type"] == "test.answer"
-    assert ce.event_data(outcome.reply) == {"in_reply_to": event["id"]}
+    assert codec.event_data(outcome.reply) == {"in_reply_to": event["id"]}

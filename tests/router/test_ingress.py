@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tasktide import ce
+from tasktide.messaging import codec
 from tasktide.router.runtime import EventRuntime
 
 from .support import Subscribers
@@ -24,15 +24,15 @@ async def ingress(runtime: EventRuntime) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def _task_event() -> ce.CloudEvent:
-    return ce.new_event("com.tasktide.task.created", "/tasktide/api", {"id": "t1"}, subject="t1")
+def _task_event() -> codec.CloudEvent:
+    return codec.new_event("com.tasktide.task.created", "/tasktide/api", {"id": "t1"}, subject="t1")
 
 
 async def test_ingress_binary_event_accepted_and_delivered(
     ingress: httpx.AsyncClient, runtime: EventRuntime, subscribers: Subscribers
 ) -> None:
     event = _task_event()
-    headers, body = ce.to_binary_http(event)
+    headers, body = codec.to_binary_http(event)
     response = await ingress.post("/default/default", headers=headers, content=body)
     assert response.status_code == 202
     await runtime.drain()
@@ -43,12 +43,12 @@ async def test_ingress_structured_event_accepted_and_delivered(
     ingress: httpx.AsyncClient, runtime: EventRuntime, subscribers: Subscribers
 ) -> None:
     event = _task_event()
-    headers, body = ce.to_structured_http(event)
+    headers, body = codec.to_structured_http(event)
     response = await ingress.post("/default/default", headers=headers, content=body)
     assert response.status_code == 202
     await runtime.drain()
     (received,) = subscribers.events("audit")
-    assert ce.event_data(received) == {"id": "t1"}
+    assert codec.event_data(received) == {"id": "t1"}
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ async def test_ingress_malformed_event_rejected_with_problem_json(
 
 
 async def test_ingress_unknown_broker_returns_404_problem(ingress: httpx.AsyncClient) -> None:
-    headers, body = ce.to_binary_http(_task_event())
+    headers, body = codec.to_binary_http(_task_event())
     response = await ingress.post("/default/nope", headers=headers, content=body)
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")

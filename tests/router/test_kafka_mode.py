@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaTimeoutError
 
-from tasktide import ce
+from tasktide.messaging import codec
 from tasktide.router.delivery import DeadLetterSink
 from tasktide.router.manifests import load_documents
 from tasktide.router.runtime import EventRuntime
@@ -109,11 +109,11 @@ async def runtime(
     await rt.stop()
 
 
-def _produce(bootstrap: str, topic: str, events: list[ce.CloudEvent]) -> None:
+def _produce(bootstrap: str, topic: str, events: list[codec.CloudEvent]) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
         for event in events:
-            key, headers, value = ce.to_kafka_record(event)
+            key, headers, value = codec.to_kafka_record(event)
             producer.send(topic, value=value, key=key, headers=headers).get(timeout=30)
     finally:
         producer.close()
@@ -138,8 +138,8 @@ def _lag(bootstrap: str, topics: Topics) -> int:
         consumer.close(autocommit=False)
 
 
-def _event(type_: str, key: str = "task-1", n: int = 0) -> ce.CloudEvent:
-    return ce.new_event(type_, "/test/kafka", {"n": n}, subject=key, extensions={"partitionkey": key})
+def _event(type_: str, key: str = "task-1", n: int = 0) -> codec.CloudEvent:
+    return codec.new_event(type_, "/test/kafka", {"n": n}, subject=key, extensions={"partitionkey": key})
 
 
 async def test_kafka_source_record_dispatched_to_subscriber_in_order(
@@ -205,7 +205,7 @@ class DeadLetterSinkFailingOnce:
         self.inner, self.bootstrap, self.topics = inner, bootstrap, topics
         self.lag_at_send: list[int] = []
 
-    async def send(self, event: ce.CloudEvent, target: str) -> None:
+    async def send(self, event: codec.CloudEvent, target: str) -> None:
         self.lag_at_send.append(await asyncio.to_thread(_lag, self.bootstrap, self.topics))
         if len(self.lag_at_send) == 1:
             raise KafkaTimeoutError("simulated dead-letter produce failure")
@@ -241,7 +241,7 @@ async def test_kafka_source_plain_record_wrapped_as_kafka_event(
     (received,) = subscribers.events("raw")
     assert received["source"] == f"/apis/v1/namespaces/default/kafkasources/src#{topics.source}"
     assert received["id"] == "partition:0/offset:0"
-    assert ce.event_data(received) == b"not a cloudevent"
+    assert codec.event_data(received) == b"not a cloudevent"
 
 
 async def test_runtime_publish_to_topic_in_kafka_mode_produces_and_is_consumed(
@@ -273,4 +273,4 @@ async def test_kafka_source_reply_event_routed_onward(
     await asyncio.to_thread(_produce, bootstrap, topics.source, [question])
     await _until(lambda: bool(subscribers.events("answers")), "the reply to reach the answers trigger")
     (answer,) = subscribers.events("answers")
-    assert ce.event_data(answer) == {"in_reply_to": question["id"]}
+    assert codec.event_data(answer) == {"in_reply_to": question["id"]}

@@ -20,7 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import CommitFailedError
 
-from tasktide import ce
+from tasktide.messaging import codec
 from tasktide.router.broker import DeliveryFailed, LocalBroker, service_resolver
 from tasktide.router.kafka_source import InMemoryDeadLetterSink, KafkaSourceConsumer
 from tasktide.router.manifests import Destination, KafkaSource, load_documents
@@ -57,7 +57,7 @@ class Recorder:
         self.ids: list[str] = []
         self._lock = threading.Lock()
 
-    async def __call__(self, topic: str, event: ce.CloudEvent, traceparent: str | None = None) -> None:
+    async def __call__(self, topic: str, event: codec.CloudEvent, traceparent: str | None = None) -> None:
         with self._lock:
             self.ids.append(str(event["id"]))
 
@@ -78,11 +78,11 @@ def _closed_port() -> int:
         return port  # nothing listens once the socket is closed
 
 
-def _produce(bootstrap: str, topic: str, events: list[ce.CloudEvent]) -> None:
+def _produce(bootstrap: str, topic: str, events: list[codec.CloudEvent]) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
         for event in events:
-            key, headers, value = ce.to_kafka_record(event)
+            key, headers, value = codec.to_kafka_record(event)
             producer.send(topic, value=value, key=key, headers=headers).get(timeout=30)
     finally:
         producer.close()
@@ -115,9 +115,10 @@ async def _until_committed(bootstrap: str, source: KafkaSource, offset: int) -> 
         await asyncio.sleep(0.2)
 
 
-def _events(n: int) -> list[ce.CloudEvent]:
+def _events(n: int) -> list[codec.CloudEvent]:
     return [
-        ce.new_event("test.resilience", "/test", {"n": i}, extensions={"partitionkey": "k"}) for i in range(n)
+        codec.new_event("test.resilience", "/test", {"n": i}, extensions={"partitionkey": "k"})
+        for i in range(n)
     ]
 
 
@@ -232,7 +233,7 @@ async def test_broker_dispatch_unresolvable_trigger_raises_after_other_triggers_
         InMemoryDeadLetterSink(),
         sleep=fake_sleep,
     )
-    event = ce.new_event("anything", "/test", {"x": 1})
+    event = codec.new_event("anything", "/test", {"x": 1})
     try:
         with pytest.raises(DeliveryFailed) as failed:
             await broker.deliver_from_topic("t", event)
@@ -252,7 +253,7 @@ async def test_broker_embedded_publish_from_topic_failure_logged_and_others_keep
         InMemoryDeadLetterSink(),
         sleep=fake_sleep,
     )
-    first, second = ce.new_event("anything", "/test", 1), ce.new_event("anything", "/test", 2)
+    first, second = codec.new_event("anything", "/test", 1), codec.new_event("anything", "/test", 2)
     with caplog.at_level(logging.ERROR, logger="tasktide.router.broker"):
         try:
             await broker.publish_from_topic("t", first)

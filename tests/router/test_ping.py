@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tasktide import ce
+from tasktide.messaging import codec
 from tasktide.router.manifests import Destination, Manifests, PingSource
 from tasktide.router.ping import PING_TYPE, PingScheduler, next_delay, ping_event
 from tasktide.router.runtime import EventRuntime
@@ -32,21 +32,21 @@ def _source(
 
 def test_ping_event_json_data_has_knative_type_and_source() -> None:
     event = ping_event(_source())
-    attrs = ce.attributes(event)
+    attrs = codec.attributes(event)
     assert attrs["type"] == PING_TYPE
     assert attrs["source"] == "/apis/v1/namespaces/default/pingsources/tick"
     assert attrs["datacontenttype"] == "application/json"
-    assert ce.event_data(event) == {"job": "tick"}
+    assert codec.event_data(event) == {"job": "tick"}
 
 
 def test_ping_event_text_data_kept_as_text() -> None:
     event = ping_event(_source(data="hello", content_type=None))
-    assert (ce.attributes(event)["datacontenttype"], ce.event_data(event)) == ("text/plain", "hello")
+    assert (codec.attributes(event)["datacontenttype"], codec.event_data(event)) == ("text/plain", "hello")
 
 
 def test_ping_event_base64_data_decoded_to_bytes() -> None:
     event = ping_event(_source(data=None, data_base64="aGk=", content_type=None))
-    assert ce.event_data(event) == b"hi"
+    assert codec.event_data(event) == b"hi"
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,7 @@ def test_next_delay_cron_schedule_returns_seconds_to_next_tick(
 def test_ping_scheduler_invalid_schedule_rejected() -> None:
     bad = PingSource(name="bad", schedule="every minute", sink=Destination(uri="http://x"))
 
-    async def send(dest: Destination, event: ce.CloudEvent) -> None:
+    async def send(dest: Destination, event: codec.CloudEvent) -> None:
         return None
 
     with pytest.raises(ValueError, match="bad"):
@@ -87,4 +87,4 @@ async def test_ping_every_override_fires_to_sink(subscribers: Subscribers, manif
     received = subscribers.events("pinged")
     assert received, "the overridden PingSource never fired"
     assert received[0]["type"] == PING_TYPE
-    assert ce.event_data(received[0]) == {"job": "tick"}
+    assert codec.event_data(received[0]) == {"job": "tick"}

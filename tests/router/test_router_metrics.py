@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from tasktide import ce, metrics
 from tasktide.db.engine import make_engine, pool_connections, track_pool
+from tasktide.messaging import codec
+from tasktide.observability import metrics
 from tasktide.router.kafka_source import consumer_lag
 from tasktide.router.manifests import Manifests
 from tasktide.router.runtime import EventRuntime
@@ -43,7 +44,7 @@ async def test_broker_always_failing_counts_dead_letter_per_trigger(
     before_dl = sample("tasktide_events_consumed_total", **outcome, outcome="dead_lettered")
     before_retried = sample("tasktide_events_consumed_total", **outcome, outcome="retried")
 
-    await runtime.publish(ce.new_event("test.broken", "/test", {"x": 1}))
+    await runtime.publish(codec.new_event("test.broken", "/test", {"x": 1}))
     await runtime.drain()
 
     assert sample("tasktide_dead_letters_total", trigger="broken") == before_dead + 1
@@ -61,7 +62,7 @@ async def test_broker_retryable_4xx_counts_router_side_retries(
     before = sample("tasktide_events_consumed_total", **labels)
     before_dead = sample("tasktide_dead_letters_total", trigger="flaky")
 
-    await runtime.publish(ce.new_event("test.flaky", "/test", {"x": 1}))
+    await runtime.publish(codec.new_event("test.flaky", "/test", {"x": 1}))
     await runtime.drain()
 
     assert len(subscribers.events("flaky")) == 3

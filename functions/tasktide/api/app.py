@@ -11,13 +11,13 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tasktide import metrics
 from tasktide.api import board, mcp_server, problems
 from tasktide.api.docs import install_docs
 from tasktide.api.routes import health, history, notifications, stream, tasks
-from tasktide.bodyguard import BufferedBody
+from tasktide.asgi.bodyguard import BufferedBody
+from tasktide.messaging.stream import StreamHub
+from tasktide.observability import metrics
 from tasktide.services import Services
-from tasktide.stream import StreamHub
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 

@@ -59,12 +59,12 @@ class App:
         bind = f"{LOOPBACK}:{self.port}"
         if self.target is None:
             return [
-                *(sys.executable, "-m", "uvicorn", "tasktide.serve:api_app", "--factory"),
+                *(sys.executable, "-m", "uvicorn", "tasktide.entrypoints.serve:api_app", "--factory"),
                 *("--host", LOOPBACK, "--port", str(self.port), "--no-access-log"),
             ]
         return [
-            *(sys.executable, "-m", "gunicorn", "tasktide.fnserver:app_from_env()"),
-            *("--config", "python:tasktide.gunicorn_conf", "--bind", bind),
+            *(sys.executable, "-m", "gunicorn", "tasktide.functions._server:app_from_env()"),
+            *("--config", "python:tasktide.functions._gunicorn_conf", "--bind", bind),
             *("--workers", "1", "--threads", "4", "--timeout", "0"),
         ]
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool, QueuePool
 
-from tasktide import metrics
+from tasktide.observability import metrics
 
 
 def normalise_url(url: str) -> str:

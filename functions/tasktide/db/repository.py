@@ -40,7 +40,7 @@ from tasktide.db.models import OutboxRow, ReminderRow, TaskRow, TaskTagRow
 from tasktide.domain.errors import Conflict
 from tasktide.domain.reminders import reminder_times
 from tasktide.domain.tasks import PRIORITY_RANK, Priority, RecurrenceBasis, Status, Task, format_datetime
-from tasktide.events import Envelope, topics_for
+from tasktide.messaging.events import Envelope, topics_for
 
 SORTS = ("due_at", "priority", "title", "created_at", "updated_at")
 OUTBOX_CHANNEL = "tasktide_outbox"

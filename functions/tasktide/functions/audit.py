@@ -18,15 +18,16 @@ from typing import Any
 import functions_framework
 from sqlalchemy.exc import IntegrityError
 
-from tasktide import events, fnkit
 from tasktide.db.models import AuditRow
 from tasktide.db.repository import TaskRepository
+from tasktide.functions import _kit
+from tasktide.messaging import events
 
 SYSTEM_ACTORS = frozenset({"recurring"})
 
 
 def event_time(event: Any) -> datetime:
-    raw = fnkit.attr(event, "time")
+    raw = _kit.attr(event, "time")
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else datetime.now(UTC)
     except ValueError:
@@ -45,13 +46,13 @@ def untrusted(repo: TaskRepository, row: AuditRow) -> str | None:
 
 @functions_framework.cloud_event
 def audit(event: Any) -> None:
-    with fnkit.consuming("audit", event, events.TaskEventData, *events.TASK_TYPES) as data:
-        services = fnkit.services()
+    with _kit.consuming("audit", event, events.TaskEventData, *events.TASK_TYPES) as data:
+        services = _kit.services()
         row = AuditRow(
-            event_id=fnkit.attr(event, "id") or "",
+            event_id=_kit.attr(event, "id") or "",
             task_id=str(data.task.id),
             user_id=data.task.user_id,
-            type=fnkit.attr(event, "type") or "",
+            type=_kit.attr(event, "type") or "",
             time=event_time(event),
             actor=data.actor,
             changed=list(data.changed),
@@ -63,10 +64,10 @@ def audit(event: Any) -> None:
                 if reason is None:
                     session.add(row)
         except IntegrityError:
-            fnkit.outcome("audit", event, "duplicate_ignored")
+            _kit.outcome("audit", event, "duplicate_ignored")
             return
         if reason is not None:
-            fnkit.log.warning("not recording an event the database contradicts: %s", reason)
-            fnkit.outcome("audit", event, "untrusted_ignored")
+            _kit.log.warning("not recording an event the database contradicts: %s", reason)
+            _kit.outcome("audit", event, "untrusted_ignored")
             return
-        fnkit.outcome("audit", event, "ok")
+        _kit.outcome("audit", event, "ok")

@@ -21,11 +21,13 @@ import functions_framework
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from tasktide import events, fnkit, logs, metrics
-from tasktide.channels import send_email, send_webhook
 from tasktide.db.models import NotificationRow, NotificationSettingsRow
 from tasktide.db.repository import TaskRepository
 from tasktide.domain.tasks import Status
+from tasktide.functions import _kit
+from tasktide.functions._channels import send_email, send_webhook
+from tasktide.messaging import events
+from tasktide.observability import logs, metrics
 from tasktide.services import Services
 
 SENT_NAMESPACE = uuid.UUID("0c5d3c52-4f0e-4f59-9a57-5c2d6a9b8e13")
@@ -33,11 +35,11 @@ DEDUPE_TTL = 7 * 24 * 3600
 CLAIM_TTL = 30  # the lease of a 'sending' claim: longer than one attempt (webhook 10 s + SMTP 10 s)
 
 
-class ChannelsFailed(fnkit.Redeliver):
+class ChannelsFailed(_kit.Redeliver):
     """At least one channel failed; the others were delivered. Answered 5xx so Knative redelivers."""
 
 
-class InFlight(fnkit.Redeliver):
+class InFlight(_kit.Redeliver):
     """Another delivery holds the (event, channel) claim: not confirmed sent, so not a duplicate yet."""
 
 
@@ -83,11 +85,11 @@ def still_due(services: Services, data: events.ReminderDueData) -> events.Remind
 
 @functions_framework.cloud_event
 def notifier(event: Any) -> None:
-    with fnkit.consuming("notifier", event, events.ReminderDueData, events.REMINDER_DUE) as data:
-        services, event_id = fnkit.services(), fnkit.attr(event, "id") or ""
+    with _kit.consuming("notifier", event, events.ReminderDueData, events.REMINDER_DUE) as data:
+        services, event_id = _kit.services(), _kit.attr(event, "id") or ""
         stored = still_due(services, data)
         if stored is None:
-            fnkit.outcome("notifier", event, "ok")
+            _kit.outcome("notifier", event, "ok")
             return
         data = stored
         with services.sessions() as session, session.begin():
@@ -150,7 +152,7 @@ def notifier(event: Any) -> None:
             with services.sessions() as session, session.begin():
                 TaskRepository(session).add_event(envelope)
         except IntegrityError:
-            fnkit.outcome("notifier", event, "duplicate_ignored")
+            _kit.outcome("notifier", event, "duplicate_ignored")
             return
         services.committed()
-        fnkit.outcome("notifier", event, "ok")
+        _kit.outcome("notifier", event, "ok")

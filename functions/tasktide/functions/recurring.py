@@ -15,33 +15,35 @@ from typing import Any
 
 import functions_framework
 
-from tasktide import events, fnkit, metrics
 from tasktide.db.repository import TaskRepository
 from tasktide.domain.tasks import SERIES_NAMESPACE, Status, next_occurrence_task, occurrence_id
+from tasktide.functions import _kit
+from tasktide.messaging import events
+from tasktide.observability import metrics
 
 __all__ = ["SERIES_NAMESPACE", "occurrence_id", "recurring"]
 
 
 @functions_framework.cloud_event
 def recurring(event: Any) -> None:
-    with fnkit.consuming("recurring", event, events.TaskEventData, events.TASK_COMPLETED) as data:
+    with _kit.consuming("recurring", event, events.TaskEventData, events.TASK_COMPLETED) as data:
         if not data.task.recurrence:
-            fnkit.outcome("recurring", event, "ok")
+            _kit.outcome("recurring", event, "ok")
             return
-        services = fnkit.services()
+        services = _kit.services()
         with services.sessions() as session, session.begin():
             repo = TaskRepository(session)
             current = repo.get(data.task.user_id, data.task.id)
             # Deleted (series ended) or reopened since: nothing to create for this delivery.
             if current is None or current.status != Status.COMPLETED or current.completed_at is None:
-                fnkit.outcome("recurring", event, "ok")
+                _kit.outcome("recurring", event, "ok")
                 return
             new_id = occurrence_id(current.series_id, current.occurrence + 1)
             nxt = next_occurrence_task(
                 current, completed_at=current.completed_at, new_id=new_id, now=datetime.now(UTC)
             )
             if nxt is None:
-                fnkit.outcome("recurring", event, "ok")
+                _kit.outcome("recurring", event, "ok")
                 return
             created = repo.add_occurrence(nxt)
             if created:
@@ -51,11 +53,11 @@ def recurring(event: Any) -> None:
                         nxt,
                         function="recurring",
                         actor="recurring",
-                        traceparent=fnkit.attr(event, "traceparent"),
+                        traceparent=_kit.attr(event, "traceparent"),
                     )
                 )
-        fnkit.crash_after_commit()
+        _kit.crash_after_commit()
         services.committed()
         if created:
             metrics.OCCURRENCES_CREATED.inc()
-        fnkit.outcome("recurring", event, "ok" if created else "duplicate_ignored")
+        _kit.outcome("recurring", event, "ok" if created else "duplicate_ignored")

@@ -16,9 +16,11 @@ from typing import Any
 import functions_framework
 from sqlalchemy.exc import IntegrityError
 
-from tasktide import events, fnkit, metrics
 from tasktide.db.repository import ClaimedReminder, TaskRepository
 from tasktide.domain.reminders import should_fire
+from tasktide.functions import _kit
+from tasktide.messaging import events
+from tasktide.observability import metrics
 
 REMINDER_NAMESPACE = uuid.UUID("2b0f8c6e-0d53-4b8e-9b5e-3c8d9a1e7f42")
 
@@ -63,7 +65,7 @@ def scan(now: datetime) -> tuple[int, int]:
     """Claim and announce every due reminder, a batch per transaction, until none is left.
 
     Returns (fired, skipped because the task is already past due)."""
-    services = fnkit.services()
+    services = _kit.services()
     fired = skipped = 0
     while True:
         with services.sessions() as session, session.begin():
@@ -84,9 +86,9 @@ def scan(now: datetime) -> tuple[int, int]:
 
 @functions_framework.cloud_event
 def reminders(event: Any) -> None:
-    with fnkit.bind_event("reminders", event):
+    with _kit.bind_event("reminders", event):
         fired, skipped = scan(datetime.now(UTC))
-        metrics.EVENTS_CONSUMED.labels("reminders", fnkit.attr(event, "type") or "", "ok").inc()
+        metrics.EVENTS_CONSUMED.labels("reminders", _kit.attr(event, "type") or "", "ok").inc()
         # an idle tick (every second with --ping-every 1s) is DEBUG; a tick that did something is INFO
         level = logging.INFO if fired or skipped else logging.DEBUG
-        fnkit.log.log(level, "reminder scan fired %d, skipped %d past-due", fired, skipped)
+        _kit.log.log(level, "reminder scan fired %d, skipped %d past-due", fired, skipped)

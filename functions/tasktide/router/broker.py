@@ -38,7 +38,8 @@ from urllib.parse import urljoin
 import httpx
 from kafka.partitioner.default import murmur2
 
-from tasktide import ce, metrics
+from tasktide.messaging import codec
+from tasktide.observability import metrics
 from tasktide.router.delivery import (
     DeadLetterFailed,
     DeadLetterSink,
@@ -125,7 +126,7 @@ def service_resolver(base_url: str) -> Resolver:
 class Record:
     """An event as it sits in the Broker's (emulated) topic."""
 
-    event: ce.CloudEvent
+    event: codec.CloudEvent
     partition: int = 0
     offset: int = 0
     traceparent: str | None = None  # a `traceparent` record header, if the record has one
@@ -142,7 +143,7 @@ class HttpDeadLetterSink:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
 
-    async def send(self, event: ce.CloudEvent, target: str) -> None:
+    async def send(self, event: codec.CloudEvent, target: str) -> None:
         try:
             response = await post_event(self._client, target, event, 30.0)
         except httpx.HTTPError as exc:
@@ -241,17 +242,17 @@ class LocalBroker:
         )
 
     def append(
-        self, event: ce.CloudEvent, broker: str, namespace: str, traceparent: str | None = None
+        self, event: codec.CloudEvent, broker: str, namespace: str, traceparent: str | None = None
     ) -> Record:
         """The record ``event`` becomes in the Broker's topic: its partition and next offset there."""
-        key = str(ce.attributes(event).get("partitionkey", event["id"]))
+        key = str(codec.attributes(event).get("partitionkey", event["id"]))
         partition = partition_of(key, self.partitions(broker, namespace))
         offsets = self._offsets.setdefault((namespace, broker, partition), itertools.count())
         return Record(event, partition, next(offsets), traceparent)
 
     async def publish(
         self,
-        event: ce.CloudEvent,
+        event: codec.CloudEvent,
         broker: str = "default",
         namespace: str = "default",
         *,
@@ -262,12 +263,12 @@ class LocalBroker:
         job = self._dispatch_record(record, broker, namespace, 0)
         self._spawn(self._background(job), f"publish-{event['id']}")
 
-    async def publish_from_topic(self, topic: str, event: ce.CloudEvent) -> None:
+    async def publish_from_topic(self, topic: str, event: codec.CloudEvent) -> None:
         """Emulate the KafkaSources reading ``topic`` (background delivery; an ordered KafkaSource hands one
         event at a time per ``partitionkey`` to its sink)."""
         for source in (s for s in self.manifests.kafka_sources if topic in s.topics):
             if source.ordered:
-                key = (source.name, str(ce.attributes(event).get("partitionkey", event["id"])))
+                key = (source.name, str(codec.attributes(event).get("partitionkey", event["id"])))
                 name = f"source-{source.name}-{event['id']}"
                 self._in_lane(
                     self._source_lanes,
@@ -279,7 +280,7 @@ class LocalBroker:
                 job = self._background(self._send_from_source(source, event))
                 self._spawn(job, f"source-{source.name}-{event['id']}")
 
-    async def _send_from_source(self, source: Any, event: ce.CloudEvent) -> None:
+    async def _send_from_source(self, source: Any, event: codec.CloudEvent) -> None:
         sent = self.send_to(source.sink, event, source.delivery)
         outcome = await asyncio.gather(sent, return_exceptions=True)
         failures = _failures([source.name], outcome)
@@ -287,7 +288,7 @@ class LocalBroker:
             raise DeliveryFailed(str(event["id"]), failures)
 
     async def deliver_from_topic(
-        self, topic: str, event: ce.CloudEvent, traceparent: str | None = None
+        self, topic: str, event: codec.CloudEvent, traceparent: str | None = None
     ) -> None:
         """Hand ``event`` to the sink of every KafkaSource reading ``topic``; returns once delivered.
 
@@ -306,8 +307,8 @@ class LocalBroker:
         if failures:
             raise DeliveryFailed(str(event["id"]), failures)
 
-    def triggers_for(self, event: ce.CloudEvent, broker: str, namespace: str) -> list[Trigger]:
-        attrs = ce.attributes(event)
+    def triggers_for(self, event: codec.CloudEvent, broker: str, namespace: str) -> list[Trigger]:
+        attrs = codec.attributes(event)
         return [
             t
             for t in self.manifests.triggers
@@ -316,7 +317,7 @@ class LocalBroker:
 
     async def dispatch(
         self,
-        event: ce.CloudEvent,
+        event: codec.CloudEvent,
         broker: str = "default",
         namespace: str = "default",
         hops: int = 0,
@@ -370,9 +371,9 @@ class LocalBroker:
     async def _to_trigger(
         self, trigger: Trigger, record: Record, delivery: DeliverySpec, hops: int
     ) -> DeliveryOutcome | None:
-        event = ce.CloudEvent(
+        event = codec.CloudEvent(
             {
-                **ce.attributes(record.event),
+                **codec.attributes(record.event),
                 "knativekafkapartition": str(record.partition),
                 "knativekafkaoffset": str(record.offset),
             },
@@ -391,7 +392,7 @@ class LocalBroker:
             self._reply(outcome.reply, trigger.broker, trigger.namespace, hops + 1)
         return outcome
 
-    def _reply(self, event: ce.CloudEvent, broker: str, namespace: str, hops: int) -> None:
+    def _reply(self, event: codec.CloudEvent, broker: str, namespace: str, hops: int) -> None:
         if hops > HOP_LIMIT:
             log.warning(
                 "dropping reply %s (%s): hop limit %d exceeded", event["id"], event["type"], HOP_LIMIT
@@ -404,7 +405,7 @@ class LocalBroker:
     async def send_to(
         self,
         dest: Destination,
-        event: ce.CloudEvent,
+        event: codec.CloudEvent,
         delivery: DeliverySpec | None,
         hops: int = 0,
         *,
@@ -461,7 +462,7 @@ class LocalBroker:
             metrics.EVENTS_CONSUMED.labels(function, event_type, "dead_lettered").inc()
         return outcome
 
-    async def _dead_letter_guarded(self, job: Awaitable[T], name: str, event: ce.CloudEvent) -> T:
+    async def _dead_letter_guarded(self, job: Awaitable[T], name: str, event: codec.CloudEvent) -> T:
         try:
             return await job
         except DeadLetterFailed as exc:

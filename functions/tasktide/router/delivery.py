@@ -31,7 +31,7 @@ from typing import Literal, Protocol
 
 import httpx
 
-from tasktide import ce
+from tasktide.messaging import codec
 from tasktide.router.manifests import DeliverySpec
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ OnRetry = Callable[[int | None], None]  # called before each retry with the fail
 class DeadLetterSink(Protocol):
     """Where undeliverable events go; ``target`` is a Kafka topic or URL naming the configured sink."""
 
-    async def send(self, event: ce.CloudEvent, target: str) -> None: ...
+    async def send(self, event: codec.CloudEvent, target: str) -> None: ...
 
 
 class DeadLetterFailed(RuntimeError):
@@ -60,7 +60,7 @@ class DeliveryOutcome:
     status: Literal["delivered", "dead_lettered", "dropped"]
     attempts: int
     status_code: int | None = None
-    reply: ce.CloudEvent | None = None
+    reply: codec.CloudEvent | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Answer:
     result: Literal["delivered", "retry", "fail"]
     status: int | None = None
     body: bytes = b""
-    reply: ce.CloudEvent | None = None
+    reply: codec.CloudEvent | None = None
     error_extensions: Mapping[str, str] | None = None  # None: knativeerrordest only
 
 
@@ -97,10 +97,10 @@ def kne_extensions(headers: httpx.Headers) -> dict[str, str]:
 
 
 def with_error_extensions(
-    event: ce.CloudEvent, url: str, status: int | None, body: bytes, extra: Mapping[str, str] | None = None
-) -> ce.CloudEvent:
+    event: codec.CloudEvent, url: str, status: int | None, body: bytes, extra: Mapping[str, str] | None = None
+) -> codec.CloudEvent:
     """A copy of ``event`` carrying the Knative dead-letter error extensions (data untouched)."""
-    attrs = ce.attributes(event)
+    attrs = codec.attributes(event)
     for name, value in (extra or {}).items():
         attrs.setdefault(name, value)
     attrs["knativeerrordest"] = url
@@ -108,12 +108,12 @@ def with_error_extensions(
         attrs["knativeerrorcode"] = str(status)
     if body:
         attrs["knativeerrordata"] = base64.b64encode(body[:ERROR_DATA_LIMIT]).decode()
-    return ce.CloudEvent(attrs, event.get_data())
+    return codec.CloudEvent(attrs, event.get_data())
 
 
 def _is_cloudevent(headers: httpx.Headers) -> bool:
     media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return "ce-specversion" in headers or media == ce.STRUCTURED_CONTENT_TYPE
+    return "ce-specversion" in headers or media == codec.STRUCTURED_CONTENT_TYPE
 
 
 def classify(response: httpx.Response) -> Answer:
@@ -122,8 +122,8 @@ def classify(response: httpx.Response) -> Answer:
     if 200 <= status < 300:
         if _is_cloudevent(response.headers):
             try:
-                reply = ce.from_http(dict(response.headers), body, raw_data=True)
-            except ce.InvalidEvent as exc:
+                reply = codec.from_http(dict(response.headers), body, raw_data=True)
+            except codec.InvalidEvent as exc:
                 log.warning("subscriber answered %d with a malformed CloudEvent: %s", status, exc)
                 return Answer("fail", status, body)
             return Answer("delivered", status, reply=reply)
@@ -137,18 +137,18 @@ def classify(response: httpx.Response) -> Answer:
 async def post_event(
     client: httpx.AsyncClient,
     url: str,
-    event: ce.CloudEvent,
+    event: codec.CloudEvent,
     timeout: float,
     headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
-    ce_headers, body = ce.to_binary_http(event)
+    ce_headers, body = codec.to_binary_http(event)
     request_headers = {**(headers or {}), **ce_headers}
     async with asyncio.timeout(timeout):  # Knative's `timeout` bounds the whole request
         return await client.post(url, headers=request_headers, content=body, timeout=timeout)
 
 
 async def _attempt(
-    client: httpx.AsyncClient, url: str, event: ce.CloudEvent, timeout: float, headers: Mapping[str, str]
+    client: httpx.AsyncClient, url: str, event: codec.CloudEvent, timeout: float, headers: Mapping[str, str]
 ) -> Answer:
     try:
         response = await post_event(client, url, event, timeout, headers)
@@ -159,7 +159,7 @@ async def _attempt(
 
 
 async def deliver(
-    event: ce.CloudEvent,
+    event: codec.CloudEvent,
     url: str,
     delivery: DeliverySpec | None,
     client: httpx.AsyncClient,

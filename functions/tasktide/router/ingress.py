@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from tasktide import ce
+from tasktide.messaging import codec
 from tasktide.router.broker import LocalBroker
 
 PROBLEM_JSON = "application/problem+json"
@@ -33,10 +33,10 @@ def make_ingress_router(broker: LocalBroker) -> APIRouter:
             return problem(404, "Broker not found", f"no Broker {broker_name!r} in namespace {namespace!r}")
         body = await request.body()
         try:
-            event = ce.from_http(dict(request.headers), body, raw_data=True)
-        except ce.UnsupportedEvent as exc:
+            event = codec.from_http(dict(request.headers), body, raw_data=True)
+        except codec.UnsupportedEvent as exc:
             return problem(415, "Unsupported CloudEvent encoding", str(exc))
-        except ce.InvalidEvent as exc:
+        except codec.InvalidEvent as exc:
             return problem(400, "Invalid CloudEvent", str(exc))
         traceparent = request.headers.get("traceparent")
         await broker.publish(event, broker_name, namespace, traceparent=traceparent)

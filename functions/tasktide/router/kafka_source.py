@@ -22,7 +22,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from tasktide import ce, metrics
+from tasktide.messaging import codec
+from tasktide.observability import metrics
 from tasktide.router.manifests import KafkaSource
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ BOOTSTRAP_TIMEOUT_MS = 5000
 @dataclass(frozen=True)
 class DeadLetter:
     target: str
-    event: ce.CloudEvent
+    event: codec.CloudEvent
 
 
 class InMemoryDeadLetterSink:
@@ -44,8 +45,8 @@ class InMemoryDeadLetterSink:
     def __init__(self, limit: int = 1000) -> None:
         self.records: deque[DeadLetter] = deque(maxlen=limit)
 
-    async def send(self, event: ce.CloudEvent, target: str) -> None:
-        attrs = ce.attributes(event)
+    async def send(self, event: codec.CloudEvent, target: str) -> None:
+        attrs = codec.attributes(event)
         log.warning(
             "dead letter -> %s: id=%s type=%s code=%s dest=%s",
             target,
@@ -65,19 +66,19 @@ class KafkaDeadLetterSink(InMemoryDeadLetterSink):
         self._bootstrap = bootstrap
         self._producer: Any = None
 
-    async def produce(self, event: ce.CloudEvent, topic: str) -> None:
+    async def produce(self, event: codec.CloudEvent, topic: str) -> None:
         """Produce ``event`` to ``topic`` (binary mode, keyed by ``partitionkey``)."""
         await asyncio.to_thread(self._produce, event, topic)
 
-    def _produce(self, event: ce.CloudEvent, topic: str) -> None:
+    def _produce(self, event: codec.CloudEvent, topic: str) -> None:
         if self._producer is None:
             from kafka import KafkaProducer
 
             self._producer = KafkaProducer(bootstrap_servers=self._bootstrap, acks="all")
-        key, headers, value = ce.to_kafka_record(event)
+        key, headers, value = codec.to_kafka_record(event)
         self._producer.send(topic, value=value, key=key, headers=headers).get(timeout=30)
 
-    async def send(self, event: ce.CloudEvent, target: str) -> None:
+    async def send(self, event: codec.CloudEvent, target: str) -> None:
         await self.produce(event, target)  # raises if Kafka did not take it: the caller must not commit
         await super().send(event, target)
 
@@ -101,9 +102,9 @@ def consumer_lag(consumer: Any) -> dict[str, int]:
 
 def wrap_raw_record(
     source: KafkaSource, topic: str, partition: int, offset: int, value: bytes
-) -> ce.CloudEvent:
+) -> codec.CloudEvent:
     """A non-CloudEvent record becomes a ``dev.knative.kafka.event``, as the real KafkaSource does."""
-    return ce.new_event(
+    return codec.new_event(
         "dev.knative.kafka.event",
         f"/apis/v1/namespaces/{source.namespace}/kafkasources/{source.name}#{topic}",
         value,
@@ -245,8 +246,10 @@ class KafkaSourceConsumer:
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
         try:
-            event = ce.from_kafka_record(record.key, record.headers or [], record.value or b"", raw_data=True)
-        except ce.InvalidEvent:
+            event = codec.from_kafka_record(
+                record.key, record.headers or [], record.value or b"", raw_data=True
+            )
+        except codec.InvalidEvent:
             event = wrap_raw_record(
                 self.source, record.topic, record.partition, record.offset, record.value or b""
             )

@@ -17,13 +17,13 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from tasktide import ce
+from tasktide.messaging import codec
 from tasktide.router.manifests import Destination, PingSource
 
 log = logging.getLogger(__name__)
 
 PING_TYPE = "dev.knative.sources.ping"
-Send = Callable[[Destination, ce.CloudEvent], Awaitable[object]]
+Send = Callable[[Destination, codec.CloudEvent], Awaitable[object]]
 
 
 def _json_or_none(text: str) -> tuple[bool, object]:
@@ -38,7 +38,7 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-def ping_event(source: PingSource, now: datetime | None = None) -> ce.CloudEvent:
+def ping_event(source: PingSource, now: datetime | None = None) -> codec.CloudEvent:
     """The CloudEvent a PingSource emits on each tick."""
     data: object = None
     content_type = source.content_type
@@ -49,7 +49,7 @@ def ping_event(source: PingSource, now: datetime | None = None) -> ce.CloudEvent
         parsed_ok, parsed = _json_or_none(source.data)
         content_type = content_type or ("application/json" if parsed_ok else "text/plain")
         data = parsed if parsed_ok and _is_json(content_type) else source.data
-    return ce.new_event(
+    return codec.new_event(
         PING_TYPE,
         f"/apis/v1/namespaces/{source.namespace}/pingsources/{source.name}",
         data,

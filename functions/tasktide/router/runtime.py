@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from fastapi import APIRouter
 
-from tasktide import ce
+from tasktide.messaging import codec
 from tasktide.router.broker import LocalBroker, service_resolver
 from tasktide.router.delivery import Sleep
 from tasktide.router.ingress import make_ingress_router
@@ -96,11 +96,11 @@ class EventRuntime:
             await asyncio.to_thread(self.dead_letter_sink.close)
 
     async def publish(
-        self, event: ce.CloudEvent, broker: str = "default", namespace: str = "default"
+        self, event: codec.CloudEvent, broker: str = "default", namespace: str = "default"
     ) -> None:
         await self.broker.publish(event, broker, namespace)
 
-    async def publish_to_topic(self, topic: str, event: ce.CloudEvent) -> None:
+    async def publish_to_topic(self, topic: str, event: codec.CloudEvent) -> None:
         """Embedded: emulate the KafkaSources of ``topic``. Kafka mode: produce the record to Kafka, where
         the KafkaSource consumers pick it up (the outbox relay normally produces directly)."""
         if isinstance(self.dead_letter_sink, KafkaDeadLetterSink):

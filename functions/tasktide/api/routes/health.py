@@ -7,10 +7,10 @@ import logging
 from fastapi import APIRouter, Response
 from sqlalchemy import text
 
-from tasktide import metrics
 from tasktide.api.deps import ServicesDep
 from tasktide.api.problems import problem_response
-from tasktide.outbox import measure_backlog
+from tasktide.messaging.outbox import measure_backlog
+from tasktide.observability import metrics
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Query
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from tasktide import egress
 from tasktide.api.auth import CurrentUser
 from tasktide.api.deps import ServicesDep
 from tasktide.api.problems import Problem
 from tasktide.db.models import NotificationRow, NotificationSettingsRow
+from tasktide.functions import _egress
 
 router = APIRouter(prefix="/api/{user_id}", tags=["notifications"])
 EMAIL = r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,255}$"
@@ -70,8 +70,8 @@ def put_settings(
 ) -> NotificationSettings:
     if body.webhook_url is not None:
         try:  # names are resolved and checked again on every send (DNS can change)
-            egress.check_literal(str(body.webhook_url), allow_local=services.settings.webhook_allow_local)
-        except egress.EgressRefused as exc:
+            _egress.check_literal(str(body.webhook_url), allow_local=services.settings.webhook_allow_local)
+        except _egress.EgressRefused as exc:
             raise Problem(
                 422,
                 f"webhook_url is not allowed: {exc}.",

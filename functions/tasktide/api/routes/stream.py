@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Request
 from sse_starlette.sse import EventSourceResponse
 
 from tasktide.api.auth import CurrentUser
-from tasktide.stream import StreamHub
+from tasktide.messaging.stream import StreamHub
 
 router = APIRouter(prefix="/api/{user_id}", tags=["stream"])
 

@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
-from tasktide import events
 from tasktide.api.auth import CurrentUser
 from tasktide.api.deps import ServicesDep
 from tasktide.api.problems import Problem
@@ -53,6 +52,7 @@ from tasktide.domain.tasks import (
     task_fields,
     upcoming_due,
 )
+from tasktide.messaging import events
 from tasktide.services import Services
 
 ERRORS: dict[int | str, dict[str, Any]] = {

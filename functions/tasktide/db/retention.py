@@ -1,0 +1,50 @@
+"""Retention: sent outbox rows and expired state rows are deleted after a configured age.
+
+Consumes: the settings ``outbox_retention`` / ``state_retention`` (seconds) and a database session factory;
+run by every `outbox-sweep` tick (the relay function). Emits: DELETEs in batches of ``BATCH`` rows (bounded
+per tick) and ``tasktide_retention_deleted_total{table}``.
+
+A sent outbox row's event id also dedupes re-emitted events (the notifier's `notification.sent`), so keep
+``outbox_retention`` longer than any redelivery window (the default is 7 days).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, inspect, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tasktide.dapr.embedded import state_table
+from tasktide.db.models import OutboxRow
+from tasktide.observability import metrics
+
+BATCH = 1000
+
+
+def purge(
+    sessions: sessionmaker[Session], outbox_age: float, state_age: float, now: datetime | None = None
+) -> dict[str, int]:
+    """Delete at most BATCH old rows of each table; the number deleted per table."""
+    now = now or datetime.now(UTC)
+    deleted = {"outbox": 0, "dapr_state": 0}
+    with sessions() as session, session.begin():
+        cutoff = now - timedelta(seconds=outbox_age)
+        ids = select(OutboxRow.id).where(OutboxRow.sent_at.is_not(None), OutboxRow.sent_at < cutoff)
+        result = session.execute(
+            delete(OutboxRow).where(OutboxRow.id.in_(ids.limit(BATCH).scalar_subquery()))
+        )
+        deleted["outbox"] = int(getattr(result, "rowcount", 0) or 0)
+        if inspect(session.connection()).has_table(state_table.name):
+            expired = (now - timedelta(seconds=state_age)).replace(tzinfo=None)  # stored naive UTC
+            keys = select(state_table.c.key).where(
+                state_table.c.expires_at.is_not(None), state_table.c.expires_at < expired
+            )
+            result = session.execute(
+                delete(state_table).where(state_table.c.key.in_(keys.limit(BATCH).scalar_subquery()))
+            )
+            deleted["dapr_state"] = int(getattr(result, "rowcount", 0) or 0)
+    for table, count in deleted.items():
+        if count:
+            metrics.RETENTION_DELETED.labels(table).inc(count)
+    return deleted

@@ -1,0 +1,138 @@
+"""`tasktide dev`: the API, every function and the Knative-faithful event router in one process.
+
+Reads the same `eventing/` and `knative/` YAML a cluster runs: each Knative Service with a
+`FUNCTION_TARGET` is served by `tasktide.functions._server`'s app (as in the container) at
+`/services/<name>`, the
+broker ingress at
+`/<namespace>/<broker>`, and Triggers, KafkaSources and PingSources route events to them over HTTP.
+Embedded (default): outbox -> in-process topics. With `--kafka`: outbox -> Kafka -> KafkaSource consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from starlette.routing import Route
+
+from tasktide.agent import chat
+from tasktide.api.app import create_app
+from tasktide.asgi.bodyguard import BufferedBody
+from tasktide.db.migrate import upgrade
+from tasktide.functions import _kit
+from tasktide.functions._server import create_function_app, guarded
+from tasktide.messaging import codec
+from tasktide.messaging.events import TOPIC_TASK_UPDATES
+from tasktide.messaging.outbox import OutboxRecord, Relay
+from tasktide.messaging.stream import StreamHub
+from tasktide.observability.logs import configure_logging
+from tasktide.router.runtime import EventRuntime
+from tasktide.services import Services
+from tasktide.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def function_app(target: str, settings: Settings) -> BufferedBody:
+    """The exact app a Knative Service with `FUNCTION_TARGET=target` runs (see
+    `tasktide.functions._server`).
+    """
+    return guarded(create_function_app(target), settings)
+
+
+class EmbeddedPublisher:
+    """Outbox -> in-process topics: the KafkaSources of each topic, and the live-updates hub."""
+
+    def __init__(self, runtime: EventRuntime, hub: StreamHub, loop: asyncio.AbstractEventLoop) -> None:
+        self.runtime, self.hub, self.loop = runtime, hub, loop
+
+    def publish(self, records: Sequence[OutboxRecord]) -> None:
+        for record in records:
+            if record.topic == TOPIC_TASK_UPDATES:
+                self.hub.publish(record.event)
+            event = codec.from_http(
+                {"content-type": "application/cloudevents+json"}, json.dumps(record.event).encode()
+            )
+            asyncio.run_coroutine_threadsafe(
+                self.runtime.publish_to_topic(record.topic, event), self.loop
+            ).result(30)
+
+
+def build_dev_app(settings: Settings) -> FastAPI:
+    upgrade(settings.database_url)
+    services = Services.build(settings)
+    _kit.install(services)
+    hub = StreamHub()
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    runtime = EventRuntime.create(
+        settings.public_url or f"http://{host}:{settings.port}",
+        settings.eventing_dir,
+        settings.knative_dir,
+        settings.kafka_bootstrap,
+        settings.ping_every,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        follower = None
+        if settings.kafka_bootstrap:
+            from tasktide.messaging.kafka import KafkaPublisher, TopicFollower
+
+            publisher: KafkaPublisher | EmbeddedPublisher = KafkaPublisher(settings.kafka_bootstrap)
+            follower = TopicFollower(settings.kafka_bootstrap, TOPIC_TASK_UPDATES, hub.publish)
+            follower.start()
+        else:
+            publisher = EmbeddedPublisher(runtime, hub, asyncio.get_running_loop())
+        await runtime.start()
+        services.start_relay(Relay(services.sessions, publisher), sweep_every=1.0)
+        mode = f"Kafka at {settings.kafka_bootstrap}" if settings.kafka_bootstrap else "embedded events"
+        safe_url = services.engine.url.render_as_string(hide_password=True)
+        log.info("tasktide dev ready: %s, %s", safe_url, mode)
+        try:
+            yield
+        finally:
+            if services.relay_worker is not None:
+                await asyncio.to_thread(services.relay_worker.stop)
+            if follower is not None:
+                await asyncio.to_thread(follower.stop)
+            await runtime.stop()
+            services.engine.dispose()
+
+    app = create_app(services, hub, lifespan)
+    app.include_router(chat.router)  # the chat agent, in-process (its own Service on a cluster)
+    for service in runtime.manifests.services:
+        target = service.env.get("FUNCTION_TARGET")
+        if target:
+            # A Route (not a Mount) so the exact Knative-style URL `/services/<name>` matches.
+            app.router.routes.append(
+                Route(f"/services/{service.name}", function_app(target, settings), methods=["GET", "POST"])
+            )
+    app.include_router(
+        runtime.ingress_router
+    )  # last: `/{namespace}/{broker}` would shadow `/services/<name>`
+    app.state.runtime = runtime
+    return app
+
+
+def quiet_internal_deliveries(record: logging.LogRecord) -> bool:
+    """Drop uvicorn's access line for the router's own successful deliveries to `/services/<name>`: the
+    function logs its outcome already, so `--ping-every 1s` does not add two lines a second."""
+    args = record.args
+    if isinstance(args, tuple) and len(args) >= 5:
+        path, status = str(args[2]), args[4]
+        if path.startswith("/services/") and isinstance(status, int) and status < 400:
+            return False
+    return True
+
+
+def serve_dev() -> None:
+    settings = get_settings()
+    configure_logging("dev", settings.log_level)
+    logging.getLogger("uvicorn.access").addFilter(quiet_internal_deliveries)
+    app = build_dev_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)

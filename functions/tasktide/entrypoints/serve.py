@@ -1,0 +1,83 @@
+"""`tasktide serve`: the container entrypoint, listening on `$TASKTIDE_HOST:$PORT`.
+
+`FUNCTION_TARGET` picks a CloudEvents function (functions-framework's app plus `/healthz` and `/metrics`,
+under gunicorn with uvicorn workers, bodies read on the event loop with a deadline: see
+`tasktide.functions._server`);
+without it the task API is served by `tasktide.entrypoints.apiserver` (uvicorn workers on uvloop, one
+SO_REUSEPORT
+socket each). `TASKTIDE_WORKERS` sizes either (default 2 for the API, 1 for a function). The bind address
+is `TASKTIDE_HOST`, 127.0.0.1 unless set: the image sets it to 0.0.0.0 (a pod must answer on its IP),
+while tests and benchmarks started outside a container stay on loopback. Both log one JSON object per
+line (uvicorn's and gunicorn's own loggers included, access lines with secrets redacted: see
+`tasktide.observability.logs`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from fastapi import FastAPI
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def api_app() -> FastAPI:
+    """uvicorn factory for the API Service: migrations first (Postgres: under an advisory lock).
+
+    The outbox relay runs here only with `TASKTIDE_RELAY_IN_PROCESS=true` (else `tasktide-relay` publishes);
+    the `task-updates` follower starts with the first SSE subscriber, not with the process."""
+    from tasktide.api.app import create_app
+    from tasktide.db.migrate import upgrade
+    from tasktide.functions import _kit
+    from tasktide.messaging.stream import StreamHub
+    from tasktide.observability.logs import configure_logging
+    from tasktide.services import Services
+    from tasktide.settings import get_settings
+
+    settings = get_settings()
+    configure_logging("api", settings.log_level)
+    services = Services.build(settings, with_relay=settings.relay_in_process)
+    _kit.install(services)
+    if not os.environ.get(
+        "TASKTIDE_API_MIGRATED"
+    ):  # set by tasktide.entrypoints.apiserver, which migrated already
+        upgrade(services.engine.url.render_as_string(hide_password=False))
+    hub = None
+    if settings.kafka_bootstrap:
+        bootstrap = settings.kafka_bootstrap
+
+        def follow() -> None:
+            from tasktide.messaging.events import TOPIC_TASK_UPDATES
+            from tasktide.messaging.kafka import TopicFollower
+
+            assert hub is not None
+            TopicFollower(bootstrap, TOPIC_TASK_UPDATES, hub.publish).start()
+
+        hub = StreamHub(on_first_subscriber=follow)
+    return create_app(services, hub)
+
+
+def command(environ: dict[str, str] | None = None) -> list[str]:
+    """The exact argv `tasktide serve` execs for this environment."""
+    env = dict(os.environ if environ is None else environ)
+    port = env.get("PORT", "8080")
+    host = env.get("TASKTIDE_HOST") or DEFAULT_HOST
+    target = env.get("FUNCTION_TARGET")
+    if target:
+        threads = env.get("TASKTIDE_THREADS", "8")
+        return [
+            *("gunicorn", "tasktide.functions._server:asgi_app_from_env()"),
+            *("--config", "python:tasktide.functions._gunicorn_conf"),
+            *("--bind", f"{host}:{port}", "--worker-class", "uvicorn_worker.UvicornWorker"),
+            *("--workers", env.get("TASKTIDE_WORKERS", "1"), "--threads", threads, "--timeout", "0"),
+        ]
+    workers = env.get("TASKTIDE_WORKERS", "2")
+    return [
+        *(sys.executable, "-m", "tasktide.entrypoints.apiserver"),
+        *("--host", host, "--port", port, "--workers", workers),
+    ]
+
+
+def serve() -> None:
+    argv = command()
+    os.execvp(argv[0], argv)

@@ -1,0 +1,132 @@
+"""kafka-python adapters: the outbox's Kafka publisher (structured-mode CloudEvents, key = task id) and
+`TopicFollower` (every partition of a topic from its end, no consumer group: the SSE feed)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from tasktide.messaging import codec
+from tasktide.messaging.outbox import OutboxRecord
+
+log = logging.getLogger(__name__)
+
+
+# kafka-python 3 bootstraps eagerly in __init__ for `bootstrap_timeout_ms` (30 s by default); 2.x names it
+# `api_version_auto_timeout_ms`. Bounding it keeps a publish during a broker outage within `timeout_s`.
+_BOOTSTRAP_TIMEOUT = (
+    "bootstrap_timeout_ms"
+    if "bootstrap_timeout_ms" in KafkaProducer.DEFAULT_CONFIG
+    else "api_version_auto_timeout_ms"
+)
+
+
+class PublishFailed(RuntimeError):
+    """Kafka did not acknowledge a batch; the records stay in the outbox."""
+
+
+def to_cloud_event(structured: dict[str, Any]) -> codec.CloudEvent:
+    return codec.from_http({"content-type": "application/cloudevents+json"}, json.dumps(structured).encode())
+
+
+class KafkaPublisher:
+    """Publishes outbox records with acks=all; reconnects lazily after a broker outage."""
+
+    def __init__(self, bootstrap: str, *, timeout_s: float = 10.0) -> None:
+        self.bootstrap, self.timeout_s = bootstrap, timeout_s
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                retries=3,
+                linger_ms=2,
+                max_block_ms=int(self.timeout_s * 1000),
+                request_timeout_ms=int(self.timeout_s * 1000),
+                client_id="tasktide-relay",
+                **{_BOOTSTRAP_TIMEOUT: int(self.timeout_s * 1000)},
+            )
+        return self._producer
+
+    def publish(self, records: Sequence[OutboxRecord]) -> None:
+        with self._lock:
+            try:
+                producer = self._connect()
+                futures = []
+                for record in records:
+                    key, headers, value = codec.to_kafka_structured_record(
+                        to_cloud_event(record.event), record.key
+                    )
+                    futures.append(producer.send(record.topic, key=key, value=value, headers=headers))
+                producer.flush(timeout=self.timeout_s)
+                for future in futures:
+                    future.get(timeout=self.timeout_s)
+            except Exception as exc:
+                self.close()
+                raise PublishFailed(f"Kafka at {self.bootstrap} did not take the batch: {exc}") from exc
+
+    def close(self) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=1)
+            except Exception:
+                log.debug("closing a broken producer failed", exc_info=True)
+            self._producer = None
+
+
+class TopicFollower:
+    """Follows every partition of a topic from its end, without a consumer group (each process sees all)."""
+
+    def __init__(self, bootstrap: str, topic: str, on_event: Callable[[dict[str, Any]], None]) -> None:
+        self.bootstrap, self.topic, self.on_event = bootstrap, topic, on_event
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"follow-{topic}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._follow()
+            except Exception as exc:
+                log.warning("following %s failed, retrying: %s", self.topic, exc)
+                self._stopped.wait(1.0)
+
+    def _follow(self) -> None:
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+        try:
+            partitions = consumer.partitions_for_topic(self.topic) or set()
+            assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            if not assigned:
+                self._stopped.wait(1.0)
+                return
+            consumer.assign(assigned)
+            consumer.seek_to_end(*assigned)
+            while not self._stopped.is_set():
+                for records in consumer.poll(timeout_ms=200).values():
+                    for record in records:
+                        self._deliver(record)
+        finally:
+            consumer.close()
+
+    def _deliver(self, record: Any) -> None:
+        try:
+            event = codec.from_kafka_record(record.key, record.headers or [], record.value)
+        except codec.InvalidEvent as exc:
+            log.warning("skipping a record on %s that is not a CloudEvent: %s", self.topic, exc)
+            return
+        self.on_event(json.loads(codec.to_structured_http(event)[1]))

@@ -1,0 +1,1 @@
+"""Prometheus metrics and the one JSON logging setup (with redaction) every entrypoint uses."""

@@ -1,0 +1,282 @@
+"""Outbox + Relay on real databases (SQLite and Postgres): transactional writes, publish-once, retry, claims.
+
+Consumes `tasktide.messaging.outbox.Relay` with recording / failing publishers and the `outbox` table it
+drains.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tasktide.db.engine import make_engine, session_factory
+from tasktide.db.models import OutboxRow, TaskRow
+from tasktide.db.repository import TaskRepository
+from tasktide.domain.tasks import new_task
+from tasktide.messaging import events
+from tasktide.messaging.outbox import OutboxRecord, Relay, RelayWorker
+
+
+class RecordingPublisher:
+    """Records every published record; optionally slow, to widen race windows between relays."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.records: list[OutboxRecord] = []
+        self.delay = delay
+        self._lock = threading.Lock()
+
+    def publish(self, records: Sequence[OutboxRecord]) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        with self._lock:
+            self.records.extend(records)
+
+
+class FailingPublisher:
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def publish(self, records: Sequence[OutboxRecord]) -> None:
+        self.attempts += 1
+        raise ConnectionError("broker unavailable")
+
+
+class FlakyPublisher:
+    """Fails the first `failures` calls, then records like `RecordingPublisher`."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.inner = RecordingPublisher()
+        self.calls = 0
+
+    def publish(self, records: Sequence[OutboxRecord]) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError("broker unavailable")
+        self.inner.publish(records)
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def create_tasks(sessions: sessionmaker[Session], count: int, user: str = "alice") -> list[str]:
+    """Create `count` tasks the way the API does (task + created event in one transaction)."""
+    ids = []
+    with sessions() as session, session.begin():
+        repo = TaskRepository(session)
+        for n in range(count):
+            task = new_task(user, {"title": f"task {n}"}, now=datetime.now(UTC))
+            repo.add(task)
+            repo.add_event(events.task_envelope(events.TASK_CREATED, task, actor=user))
+            ids.append(str(task.id))
+    return ids
+
+
+def outbox_rows(sessions: sessionmaker[Session]) -> list[OutboxRow]:
+    with sessions() as session:
+        return list(session.scalars(select(OutboxRow).order_by(OutboxRow.id)))
+
+
+def unsent(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        count: int = session.scalar(select(func.count(OutboxRow.id)).where(OutboxRow.sent_at.is_(None))) or 0
+        return count
+
+
+def test_outbox_state_change_commit_writes_rows_per_topic(sessions: sessionmaker[Session]) -> None:
+    (task_id,) = create_tasks(sessions, 1)
+
+    rows = outbox_rows(sessions)
+
+    assert sorted(r.topic for r in rows) == ["task-events", "task-updates"]
+    assert {r.key for r in rows} == {task_id}
+    assert {r.type for r in rows} == {events.TASK_CREATED}
+    assert len({r.event_id for r in rows}) == 1
+    assert all(r.sent_at is None and r.claimed_until is None for r in rows)
+    assert rows[0].event["subject"] == task_id and rows[0].event["partitionkey"] == task_id
+
+
+def test_outbox_state_change_rollback_leaves_no_rows(sessions: sessionmaker[Session]) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), sessions() as session, session.begin():
+        repo = TaskRepository(session)
+        task = new_task("alice", {"title": "never"}, now=datetime.now(UTC))
+        repo.add(task)
+        repo.add_event(events.task_envelope(events.TASK_CREATED, task))
+        session.flush()
+        raise Boom
+
+    assert outbox_rows(sessions) == []
+    with sessions() as session:
+        assert session.scalar(select(func.count(TaskRow.id))) == 0
+
+
+def test_relay_run_once_publishes_each_row_once_and_marks_sent(sessions: sessionmaker[Session]) -> None:
+    ids = create_tasks(sessions, 5)
+    publisher = RecordingPublisher()
+    relay = Relay(sessions, publisher, batch=3)
+
+    sent = relay.run_once()
+    again = relay.run_once()
+
+    assert sent == 10 and again == 0
+    assert len(publisher.records) == 10
+    assert Counter((r.topic, r.key) for r in publisher.records) == Counter(
+        {(topic, key): 1 for key in ids for topic in ("task-events", "task-updates")}
+    )
+    assert [r.id for r in publisher.records] == sorted(r.id for r in publisher.records)
+    assert all(r.event["type"] == events.TASK_CREATED for r in publisher.records)
+    assert all(row.sent_at is not None and row.claimed_until is None for row in outbox_rows(sessions))
+    assert relay.update_backlog() == (0, 0.0)
+
+
+def test_relay_failing_publisher_leaves_rows_unsent_and_later_run_publishes(
+    sessions: sessionmaker[Session],
+) -> None:
+    create_tasks(sessions, 3)
+    failing = FailingPublisher()
+
+    with pytest.raises(ConnectionError):
+        Relay(sessions, failing).run_once()
+
+    assert failing.attempts == 1
+    assert unsent(sessions) == 6
+    assert all(row.claimed_until is None and row.claim_token is None for row in outbox_rows(sessions))
+    assert Relay(sessions, failing).update_backlog()[0] == 6
+
+    recording = RecordingPublisher()
+    assert Relay(sessions, recording).run_once() == 6
+    assert len(recording.records) == 6
+    assert unsent(sessions) == 0
+
+
+def test_relay_expired_lease_of_dead_relay_is_reclaimed(sessions: sessionmaker[Session]) -> None:
+    create_tasks(sessions, 2)
+    crashed = Relay(sessions, RecordingPublisher(), lease_seconds=0)
+    _, claimed = crashed._claim()  # a relay that claims and then dies before publishing
+
+    recording = RecordingPublisher()
+    sent = Relay(sessions, recording).run_once()
+
+    assert len(claimed) == 4
+    assert sent == 4
+    assert sorted(r.id for r in recording.records) == sorted(r.id for r in claimed)
+
+
+def test_relay_stale_claim_cannot_mark_or_release_rows_reclaimed_since(
+    sessions: sessionmaker[Session],
+) -> None:
+    create_tasks(sessions, 1)
+    slow = Relay(sessions, RecordingPublisher(), lease_seconds=0)
+    stale_token, stale = slow._claim()  # its lease expires at once
+    fresh_token, fresh = Relay(sessions, RecordingPublisher(), lease_seconds=300)._claim()
+    assert sorted(r.id for r in stale) == sorted(r.id for r in fresh)
+    slow._release(stale, stale_token)
+    slow._mark_sent(stale, stale_token)
+    assert unsent(sessions) == 2  # still the fresh relay's, untouched by the stale one
+    Relay(sessions, RecordingPublisher())._mark_sent(fresh, fresh_token)
+    assert unsent(sessions) == 0
+
+
+def test_relay_live_lease_is_not_stolen(sessions: sessionmaker[Session]) -> None:
+    create_tasks(sessions, 2)
+    Relay(sessions, RecordingPublisher(), lease_seconds=300)._claim()
+
+    recording = RecordingPublisher()
+
+    assert Relay(sessions, recording).run_once() == 0
+    assert recording.records == []
+    assert unsent(sessions) == 4
+
+
+def test_relay_two_concurrent_relays_publish_every_row_exactly_once(sessions: sessionmaker[Session]) -> None:
+    for _ in range(4):
+        create_tasks(sessions, 50)  # 400 rows
+    publisher = RecordingPublisher(delay=0.002)
+    relays = [Relay(sessions, publisher, batch=7) for _ in range(2)]
+    counts = [0, 0]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def run(n: int) -> None:
+        try:
+            start.wait()
+            counts[n] = relays[n].run_once()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+    published = Counter(r.id for r in publisher.records)
+    assert errors == []
+    assert len(published) == 400
+    assert set(published.values()) == {1}
+    assert sum(counts) == 400
+    assert all(counts), f"both relays should have taken work, got {counts}"
+    assert unsent(sessions) == 0
+
+
+def test_relay_worker_kick_publishes_and_retries_after_failure(sessions: sessionmaker[Session]) -> None:
+    create_tasks(sessions, 2)
+    publisher = FlakyPublisher(failures=1)
+    worker = RelayWorker(Relay(sessions, publisher), sweep_every=0.05)
+    worker.start()
+    try:
+        worker.kick()
+        deadline = time.monotonic() + 30
+        while len(publisher.inner.records) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        worker.stop()
+
+    assert publisher.calls >= 2
+    assert len(publisher.inner.records) == 4
+    assert unsent(sessions) == 0
+
+
+def test_outbox_listener_postgres_notify_kicks_relay_without_waiting_for_sweep(postgres_url: str) -> None:
+    """The `tasktide-relay` Service's mode: a create committed by another process is published at once
+    (the sweep is an hour away), woken by the NOTIFY the create's statement sends at commit."""
+    from tasktide.services import Services
+    from tasktide.settings import Settings
+    from tests.testenv import truncate_all
+
+    truncate_all(postgres_url)
+    published: list[str] = []
+    arrived = threading.Event()
+
+    class Collecting:
+        def publish(self, records: Sequence[OutboxRecord]) -> None:
+            published.extend(r.topic for r in records)
+            arrived.set()
+
+    relay_side = Services.build(Settings(database_url=postgres_url, jwt_secret="s" * 32))
+    api_side = Services.build(Settings(database_url=postgres_url, jwt_secret="s" * 32))
+    try:
+        relay_side.start_relay(Relay(relay_side.sessions, Collecting()), sweep_every=3600)
+        relay_side.listen_outbox()
+        task = new_task("alice", {"title": "notified"}, now=datetime.now(UTC))
+        with api_side.sessions() as session, session.begin():
+            TaskRepository(session).add(task, events.task_envelope(events.TASK_CREATED, task))
+        assert arrived.wait(20), "the relay was not woken by the outbox NOTIFY"
+        assert sorted(published) == ["task-events", "task-updates"]
+    finally:
+        relay_side.close()
+        api_side.close()
