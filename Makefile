@@ -39,6 +39,7 @@ run-dapr: install
 lint: install
 	$(BIN)/ruff check functions tests loadtests grafana
 	$(BIN)/ruff format --check functions tests loadtests grafana
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

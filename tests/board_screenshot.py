@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import expect
 
-from tests.loadtests.devserver import run_dev_server
 from tests.browser import chromium
+from tests.loadtests.devserver import run_dev_server
 
 TASKS = [
     {

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.loadtests.devserver import DevServer, run_dev_server
 from tests.browser import chromium
+from tests.loadtests.devserver import DevServer, run_dev_server
 from tests.testenv import require_env
 
 USER = "alice"

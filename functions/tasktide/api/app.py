@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tasktide.api import board, mcp_server, problems
 from tasktide.api.docs import install_docs
 from tasktide.api.routes import health, history, notifications, stream, tasks
-from tasktide.asgi.bodyguard import BufferedBody
+from tasktide.edges.bodyguard import BufferedBody
 from tasktide.messaging.stream import StreamHub
 from tasktide.observability import metrics
 from tasktide.services import Services

@@ -22,8 +22,8 @@ from starlette.routing import Route
 
 from tasktide.agent import chat
 from tasktide.api.app import create_app
-from tasktide.asgi.bodyguard import BufferedBody
 from tasktide.db.migrate import upgrade
+from tasktide.edges.bodyguard import BufferedBody
 from tasktide.functions import _kit
 from tasktide.functions._server import create_function_app, guarded
 from tasktide.messaging import codec

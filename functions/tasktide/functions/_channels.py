@@ -3,7 +3,7 @@
 Consumes a `reminder.due` payload and the channel's settings/secrets; emits one HTTP request or one
 e-mail, raising on any failure so the caller can answer 5xx and be redelivered.
 
-Webhooks go through `tasktide.functions._egress` (https only, public addresses only, the resolved address
+Webhooks go through `tasktide.edges.egress` (https only, public addresses only, the resolved address
 pinned, no
 redirects, bounded time and size); a failure raises :class:`WebhookFailed`, whose message names only the
 receiver's origin (never its credentials, path or query).
@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from tasktide.functions import _egress
+from tasktide.edges import egress
 from tasktide.messaging.events import ReminderDueData
 from tasktide.settings import Settings
 
@@ -36,14 +36,14 @@ def send_webhook(
     payload: dict[str, Any],
     *,
     allow_local: bool = False,
-    timeout: float = _egress.DEFAULT_TIMEOUT,
-    resolver: _egress.Resolver | None = None,
+    timeout: float = egress.DEFAULT_TIMEOUT,
+    resolver: egress.Resolver | None = None,
 ) -> None:
     """POST `payload` signed per Standard Webhooks; `message_id` is the `webhook-id` (stable across
     redeliveries, so receivers dedupe)."""
     try:
-        target = _egress.check_url(url, allow_local=allow_local, resolver=resolver)
-    except _egress.EgressRefused as exc:
+        target = egress.check_url(url, allow_local=allow_local, resolver=resolver)
+    except egress.EgressRefused as exc:
         raise WebhookFailed(f"webhook refused by the egress policy: {exc}") from None
     body = json.dumps(payload, separators=(",", ":"))
     now = datetime.now(UTC)
@@ -54,7 +54,7 @@ def send_webhook(
         "webhook-signature": Webhook(secret).sign(message_id, now, body),
     }
     try:
-        reply = _egress.post(target, body.encode(), headers, timeout=timeout)
+        reply = egress.post(target, body.encode(), headers, timeout=timeout)
     except httpx.HTTPError as exc:
         raise WebhookFailed(f"webhook to {target.origin} failed: {type(exc).__name__}") from None
     if not 200 <= reply.status < 300:

@@ -11,7 +11,7 @@ so the same function runs, through functions-framework, as on a Knative PingSour
 Used by the container (`tasktide serve` runs it under gunicorn with uvicorn workers) and by `tasktide dev`
 (routed at exactly `/services/<name>`: there only the CloudEvent endpoint is reachable, the dev process's
 own `/healthz` and `/metrics` cover it), so both serve exactly the same app: :func:`guarded`, the Flask app
-behind `a2wsgi` behind `tasktide.asgi.bodyguard.BufferedBody`, which reads each request body on the event loop
+behind `a2wsgi` behind `edges.bodyguard.BufferedBody`, which reads each request body on the event loop
 with a deadline (408), a size limit (413) and a JSON depth limit (400) before a thread is taken, so slow
 clients cannot starve the function's threads.
 
@@ -46,7 +46,7 @@ import functions_framework
 from a2wsgi import WSGIMiddleware
 from werkzeug.exceptions import HTTPException
 
-from tasktide.asgi.bodyguard import BufferedBody
+from tasktide.edges.bodyguard import BufferedBody
 from tasktide.functions import _kit
 from tasktide.messaging import codec
 from tasktide.observability import metrics

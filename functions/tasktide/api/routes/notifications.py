@@ -14,7 +14,7 @@ from tasktide.api.auth import CurrentUser
 from tasktide.api.deps import ServicesDep
 from tasktide.api.problems import Problem
 from tasktide.db.models import NotificationRow, NotificationSettingsRow
-from tasktide.functions import _egress
+from tasktide.edges import egress
 
 router = APIRouter(prefix="/api/{user_id}", tags=["notifications"])
 EMAIL = r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,255}$"
@@ -70,8 +70,8 @@ def put_settings(
 ) -> NotificationSettings:
     if body.webhook_url is not None:
         try:  # names are resolved and checked again on every send (DNS can change)
-            _egress.check_literal(str(body.webhook_url), allow_local=services.settings.webhook_allow_local)
-        except _egress.EgressRefused as exc:
+            egress.check_literal(str(body.webhook_url), allow_local=services.settings.webhook_allow_local)
+        except egress.EgressRefused as exc:
             raise Problem(
                 422,
                 f"webhook_url is not allowed: {exc}.",

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tasktide.functions import _egress
+from tasktide.edges import egress
 from tasktide.functions._channels import WebhookFailed, send_webhook
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # base64 of 24 bytes
@@ -48,41 +48,41 @@ INTERNAL = [
 
 @pytest.mark.parametrize("url", INTERNAL)
 def test_check_url_internal_address_any_spelling_refused(url: str) -> None:
-    with pytest.raises(_egress.EgressRefused):
-        _egress.check_url(url)
-    with pytest.raises(_egress.EgressRefused):
-        _egress.check_literal(url)
+    with pytest.raises(egress.EgressRefused):
+        egress.check_url(url)
+    with pytest.raises(egress.EgressRefused):
+        egress.check_literal(url)
 
 
 @pytest.mark.parametrize(
     "url", ["https://169.254.169.254/", "https://2852039166/", "https://10.1.2.3/", "https://[fe80::1]/"]
 )
 def test_check_url_local_setting_still_refuses_non_loopback_internal(url: str) -> None:
-    with pytest.raises(_egress.EgressRefused):
-        _egress.check_url(url, allow_local=True)
+    with pytest.raises(egress.EgressRefused):
+        egress.check_url(url, allow_local=True)
 
 
 @pytest.mark.parametrize(
     "url", ["http://93.184.216.34/hook", "ftp://93.184.216.34/", "file:///etc/passwd", "x"]
 )
 def test_check_url_not_https_refused(url: str) -> None:
-    with pytest.raises(_egress.EgressRefused, match="only https"):
-        _egress.check_url(url, resolver=lambda _h, _p: ["93.184.216.34"])
+    with pytest.raises(egress.EgressRefused, match="only https"):
+        egress.check_url(url, resolver=lambda _h, _p: ["93.184.216.34"])
 
 
 def test_check_url_credentials_refused() -> None:
-    with pytest.raises(_egress.EgressRefused, match="credentials"):
-        _egress.check_url("https://user:pw@93.184.216.34/")
+    with pytest.raises(egress.EgressRefused, match="credentials"):
+        egress.check_url("https://user:pw@93.184.216.34/")
 
 
 def test_check_url_name_with_any_internal_answer_refused() -> None:
     answers = ["93.184.216.34", "10.0.0.7"]
-    with pytest.raises(_egress.EgressRefused, match=r"10\.0\.0\.7"):
-        _egress.check_url("https://hooks.example.test/x", resolver=lambda _h, _p: answers)
+    with pytest.raises(egress.EgressRefused, match=r"10\.0\.0\.7"):
+        egress.check_url("https://hooks.example.test/x", resolver=lambda _h, _p: answers)
 
 
 def test_check_url_public_name_pinned_to_resolved_address() -> None:
-    target = _egress.check_url("https://hooks.example.test/a?b=c", resolver=lambda _h, _p: ["93.184.216.34"])
+    target = egress.check_url("https://hooks.example.test/a?b=c", resolver=lambda _h, _p: ["93.184.216.34"])
     assert (target.host, target.port, target.address, target.path) == (
         "hooks.example.test",
         443,
@@ -93,7 +93,7 @@ def test_check_url_public_name_pinned_to_resolved_address() -> None:
 
 
 def test_check_url_local_setting_allows_http_loopback() -> None:
-    target = _egress.check_url("http://127.0.0.1:9/hook", allow_local=True)
+    target = egress.check_url("http://127.0.0.1:9/hook", allow_local=True)
     assert target.address == "127.0.0.1"
 
 
@@ -168,10 +168,10 @@ def test_send_webhook_redirect_not_followed() -> None:
 
 
 def test_post_large_reply_read_bounded() -> None:
-    server = Receiver(status=200, body=b"x" * (4 * _egress.MAX_RESPONSE_BYTES))
+    server = Receiver(status=200, body=b"x" * (4 * egress.MAX_RESPONSE_BYTES))
     try:
-        target = _egress.check_url(f"http://127.0.0.1:{server.port}/", allow_local=True)
-        reply = _egress.post(target, b"{}", {"content-type": "application/json"})
-        assert reply.status == 200 and len(reply.body) == _egress.MAX_RESPONSE_BYTES
+        target = egress.check_url(f"http://127.0.0.1:{server.port}/", allow_local=True)
+        reply = egress.post(target, b"{}", {"content-type": "application/json"})
+        assert reply.status == 200 and len(reply.body) == egress.MAX_RESPONSE_BYTES
     finally:
         server.close()

@@ -9,7 +9,7 @@ import json
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
-from tasktide.asgi.bodyguard import BufferedBody, too_deep
+from tasktide.edges.bodyguard import BufferedBody, too_deep
 from tasktide.functions._server import create_function_app, guarded
 from tasktide.settings import Settings
 
