@@ -220,7 +220,7 @@ def test_fnserver_function_returning_cloudevent_replies_binary(tmp_path: Path) -
     source = tmp_path / "echo.py"
     source.write_text(
         "import functions_framework\n"
-        "from tasktide import ce\n\n"
+        "from tasktide.messaging import codec\n\n"
         "@functions_framework.cloud_event\n"
         "def echo(event):\n"
         "    return codec.new_event('test.echoed', '/echo', {'of': event['id']}, id='reply-1')\n"
