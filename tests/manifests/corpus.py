@@ -27,7 +27,12 @@ SCHEMAS_ENV = "TASKTIDE_SCHEMAS_DIR"
 
 # Shipped on purpose outside every kustomization (applied by hand or used by `dapr run`).
 LOOSE_RESOURCE_FILES = frozenset(
-    {"dapr/secret.example.yaml", "dapr/local/secretstore.yaml", "dapr/local/statestore.yaml"}
+    {
+        "dapr/secret.example.yaml",
+        "dapr/dapr-api-token.example.yaml",
+        "dapr/local/secretstore.yaml",
+        "dapr/local/statestore.yaml",
+    }
 )
 
 

@@ -166,7 +166,9 @@ def test_overlay_patch_keeps_base_container_fields() -> None:
 
 
 def test_secret_example_has_placeholders_for_every_app_secret() -> None:
-    (secret,) = of_kind(raw(), "Secret")
+    secrets = {m.name: m for m in of_kind(raw(), "Secret")}
+    assert set(secrets) == {"tasktide-secrets", "tasktide-dapr-api-token"}  # the second: test_security.py
+    secret = secrets["tasktide-secrets"]
     assert secret.origin == "dapr/secret.example.yaml"
     assert secret.name == "tasktide-secrets"
     assert set(secret.doc["stringData"]) >= SECRET_NAMES
