@@ -15,6 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent
 
 from tasktide.api.app import create_app
+from tasktide.api.schemas import TaskFilters
 from tasktide.services import Services
 from tests.liveserver import LiveServer, live_server
 
@@ -53,7 +54,23 @@ def test_mcp_tools_list_names_the_task_tools(server: LiveServer, auth: Auth) -> 
             tools = await client.list_tools()
             return sorted(t.name for t in tools.tools)
 
-    assert asyncio.run(run()) == ["add_task", "complete_task", "delete_task", "list_tasks", "update_task"]
+    names = ["add_task", "complete_task", "delete_task", "list_tasks", "skip_occurrence", "update_task"]
+    assert asyncio.run(run()) == names
+
+
+def test_mcp_list_tasks_schema_is_the_rest_filter_model(server: LiveServer, auth: Auth) -> None:
+    async def run() -> dict[str, Any]:
+        http = httpx2.AsyncClient(headers=auth("alice"))
+        async with http, Client(streamable_http_client(f"{server.base_url}/mcp", http_client=http)) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            return tools["list_tasks"].input_schema
+
+    schema = asyncio.run(run())
+    rest = TaskFilters.model_json_schema()
+    assert set(schema["properties"]) == set(rest["properties"])
+    assert schema["properties"]["limit"]["maximum"] == rest["properties"]["limit"]["maximum"] == 200
+    assert schema["properties"]["sort"]["enum"] == rest["properties"]["sort"]["enum"]
+    assert schema.get("required", []) == []
 
 
 def test_mcp_add_task_created_task_same_as_rest(server: LiveServer, auth: Auth) -> None:
@@ -133,6 +150,37 @@ def test_mcp_other_users_task_not_found_tool_error(server: LiveServer, auth: Aut
     (result,) = call(server, auth("bob"), ("complete_task", {"task_id": text_json(created)["id"]}))
     assert result.is_error
     assert text_json(result)["status"] == 404
+
+
+def test_mcp_skip_occurrence_next_one_same_as_rest(server: LiveServer, auth: Auth) -> None:
+    weekly = {"title": "Stand-up", "due_at": "2030-01-07T09:00:00+01:00", "timezone": "Europe/Berlin"}
+    (created,) = call(server, auth("alice"), ("add_task", {**weekly, "recurrence": "FREQ=WEEKLY;BYDAY=MO"}))
+    task_id = text_json(created)["id"]
+    (skipped,) = call(server, auth("alice"), ("skip_occurrence", {"task_id": task_id}))
+    assert not skipped.is_error
+    shape = text_json(skipped)
+    assert skipped.structured_content == shape
+    assert shape["skipped"]["id"] == task_id
+    assert shape["next"]["due_at"] == "2030-01-14T08:00:00Z"
+    rest = httpx.get(f"{server.base_url}/api/alice/tasks/{shape['next']['id']}", headers=auth("alice"))
+    assert rest.json() == shape["next"]
+    gone = httpx.get(f"{server.base_url}/api/alice/tasks/{task_id}", headers=auth("alice"))
+    assert gone.status_code == 404
+
+
+def test_mcp_skip_occurrence_one_off_task_conflict_tool_error(server: LiveServer, auth: Auth) -> None:
+    (created,) = call(server, auth("alice"), ("add_task", {"title": "once"}))
+    (result,) = call(server, auth("alice"), ("skip_occurrence", {"task_id": text_json(created)["id"]}))
+    assert result.is_error
+    problem = text_json(result)
+    assert problem["status"] == 409
+    assert result.structured_content == problem
+
+
+def test_mcp_list_tasks_invalid_due_from_problem_tool_error(server: LiveServer, auth: Auth) -> None:
+    (result,) = call(server, auth("alice"), ("list_tasks", {"due_from": "2030-01-07T09:00:00"}))
+    assert result.is_error
+    assert text_json(result)["status"] == 422
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ RFC 9457 document. A missing or invalid token is a 401 problem before any MCP pr
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import uuid
@@ -34,21 +35,9 @@ from starlette.types import Receive, Scope, Send
 
 from tasktide.api.auth import authorize
 from tasktide.api.problems import Problem, problem_response
+from tasktide.api.schemas import Priority, TaskFilters
 
 PATH = "/mcp"
-Priority = Literal["high", "medium", "low", "none"]
-Sort = Literal[
-    "due_at",
-    "-due_at",
-    "priority",
-    "-priority",
-    "title",
-    "-title",
-    "created_at",
-    "-created_at",
-    "updated_at",
-    "-updated_at",
-]
 Clearable = Literal["description", "due_at", "recurrence", "reminders", "tags"]
 INSTRUCTIONS = (
     "Task tools of tasktide. Times are RFC 3339 (e.g. 2030-01-07T09:00:00+01:00) with an IANA timezone; "
@@ -127,6 +116,17 @@ def _next_cursor(response: httpx.Response) -> str | None:
     return values[0] if values else None
 
 
+def filter_signature() -> inspect.Signature:
+    """`list_tasks(ctx, *, <every TaskFilters field>)`: the tool's arguments are the REST list's filters,
+    with their types, defaults, limits and descriptions (one definition: `TaskFilters`)."""
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Context)]
+    for name, field in TaskFilters.model_fields.items():
+        annotation = Annotated[(field.annotation, *field.metadata, Field(description=field.description))]  # type: ignore[name-defined]
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        params.append(inspect.Parameter(name, keyword, default=field.default, annotation=annotation))
+    return inspect.Signature(params, return_annotation=CallToolResult)
+
+
 @cache
 def build_server(api: TaskApi | None = None) -> MCPServer[Any]:
     """The tools (built once per process: their schemas are costly); each app mounts its own transport."""
@@ -167,32 +167,12 @@ def build_server(api: TaskApi | None = None) -> MCPServer[Any]:
             body["recurrence"] = recurrence
         return result(await api.call(ctx, "POST", "", body=body))
 
-    @server.tool(structured_output=False, annotations=ToolAnnotations(read_only_hint=True))
-    async def list_tasks(
-        ctx: Context,
-        status: Literal["pending", "completed", "all"] = "all",
-        priority: list[Priority] | None = None,
-        tag: list[str] | None = None,
-        q: Annotated[str | None, Field(description="Text in the title or description")] = None,
-        due_from: Annotated[str | None, Field(description="RFC 3339, inclusive")] = None,
-        due_to: Annotated[str | None, Field(description="RFC 3339, inclusive")] = None,
-        overdue: bool = False,
-        sort: Sort = "created_at",
-        limit: Annotated[int, Field(ge=1, le=200)] = 50,
-        cursor: Annotated[str | None, Field(description="next_cursor of a previous page")] = None,
-    ) -> CallToolResult:
+    async def list_tasks(ctx: Context, **arguments: Any) -> CallToolResult:
         """List tasks with the REST list's filters (GET /api/{user}/tasks).
 
         Structured result: {"tasks": [...], "next_cursor": ...}."""
-        params: list[tuple[str, str]] = [("status", status), ("sort", sort), ("limit", str(limit))]
-        params += [("priority", p) for p in priority or []]
-        params += [("tag", t) for t in tag or []]
-        for name, value in (("q", q), ("due_from", due_from), ("due_to", due_to), ("cursor", cursor)):
-            if value is not None:
-                params.append((name, value))
-        if overdue:
-            params.append(("overdue", "true"))
-        response = await api.call(ctx, "GET", "", params=params)
+        filters = TaskFilters.model_validate(arguments)
+        response = await api.call(ctx, "GET", "", params=filters.query_params())
         if response.status_code >= 400:
             return result(response)
         tasks = response.json()
@@ -200,6 +180,9 @@ def build_server(api: TaskApi | None = None) -> MCPServer[Any]:
         return CallToolResult(
             content=[TextContent(type="text", text=json.dumps(tasks))], structured_content=shape
         )
+
+    list_tasks.__signature__ = filter_signature()  # type: ignore[attr-defined]
+    server.tool(structured_output=False, annotations=ToolAnnotations(read_only_hint=True))(list_tasks)
 
     @server.tool(structured_output=False, annotations=idempotent)
     async def complete_task(
@@ -246,6 +229,14 @@ def build_server(api: TaskApi | None = None) -> MCPServer[Any]:
     async def delete_task(ctx: Context, task_id: uuid.UUID) -> CallToolResult:
         """Delete a task (this ends its series); returns {"deleted": task_id}."""
         return result(await api.call(ctx, "DELETE", f"/{task_id}"), {"deleted": str(task_id)})
+
+    @server.tool(structured_output=False, annotations=ToolAnnotations(destructive_hint=True))
+    async def skip_occurrence(ctx: Context, task_id: uuid.UUID) -> CallToolResult:
+        """Skip this pending occurrence of a recurring task (POST /api/{user}/tasks/{id}/skip): it is removed
+        and the series' next occurrence is created; a one-off or completed task is an error (409).
+
+        Returns {"skipped": task, "next": task or null}."""
+        return result(await api.call(ctx, "POST", f"/{task_id}/skip"))
 
     return server
 

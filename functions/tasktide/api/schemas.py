@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, computed_field, field_validator
 
@@ -155,3 +155,49 @@ def to_fields(body: TaskIn) -> dict[str, object]:
         if body.completed is not None:
             fields["status"] = "completed" if body.completed else "pending"
     return fields
+
+
+Sort = Literal[
+    "due_at",
+    "-due_at",
+    "priority",
+    "-priority",
+    "title",
+    "-title",
+    "created_at",
+    "-created_at",
+    "updated_at",
+    "-updated_at",
+]
+
+
+class TaskFilters(BaseModel):
+    """The list's filters, sort and page: the REST list's query parameters (`GET /api/{user}/tasks`) and,
+    field for field, the MCP `list_tasks` tool's arguments (`tasktide.api.mcp_server` derives its
+    signature from these fields)."""
+
+    status: Literal["pending", "completed", "all"] = "all"
+    priority: list[Priority] = Field(default=[], description="Any of these priorities")
+    tag: list[Annotated[str, Field(max_length=40)]] = Field(
+        default=[], max_length=20, description="Every one of these tags"
+    )
+    q: str | None = Field(default=None, max_length=200, description="Text in the title or description")
+    due_from: datetime | None = Field(default=None, description="RFC 3339, inclusive")
+    due_to: datetime | None = Field(default=None, description="RFC 3339, inclusive")
+    overdue: bool = Field(default=False, description="Only pending tasks whose due time has passed")
+    sort: Sort = Field(default="created_at", description="A field, `-` first for descending")
+    limit: int = Field(default=50, ge=1, le=200, description="Page size")
+    cursor: str | None = Field(default=None, max_length=200, description="next_cursor of a previous page")
+
+    def query_params(self) -> list[tuple[str, str]]:
+        """These filters as the REST list's query string (defaults omitted, lists repeated)."""
+        params: list[tuple[str, str]] = []
+        for name, value in self.model_dump(exclude_defaults=True).items():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, bool):
+                    params.append((name, "true" if item else "false"))
+                elif isinstance(item, datetime):
+                    params.append((name, item.isoformat()))
+                else:
+                    params.append((name, str(item)))
+        return params

@@ -30,9 +30,9 @@ from tasktide.api.schemas import (
     CompleteIn,
     OccurrenceOut,
     OccurrencesOut,
-    Priority,
     ProblemOut,
     SkipOut,
+    TaskFilters,
     TaskIn,
     TaskOut,
     to_fields,
@@ -81,18 +81,6 @@ def require_json(request: Request) -> None:
 router = APIRouter(
     prefix="/api/{user_id}/tasks", tags=["tasks"], responses=ERRORS, dependencies=[Depends(require_json)]
 )
-Sort = Literal[
-    "due_at",
-    "-due_at",
-    "priority",
-    "-priority",
-    "title",
-    "-title",
-    "created_at",
-    "-created_at",
-    "updated_at",
-    "-updated_at",
-]
 
 
 def utcnow() -> datetime:
@@ -172,34 +160,26 @@ def list_tasks(
     request: Request,
     response: Response,
     services: ServicesDep,
-    status: Literal["pending", "completed", "all"] = "all",
-    priority: Annotated[list[Priority], Query()] = [],  # noqa: B006
-    tag: Annotated[list[Annotated[str, Query(max_length=40)]], Query(max_length=20)] = [],  # noqa: B006
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    due_from: datetime | None = None,
-    due_to: datetime | None = None,
-    overdue: bool = False,
-    sort: Sort = "created_at",
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    filters: Annotated[TaskFilters, Query()],
 ) -> list[TaskOut]:
-    for name, value in (("due_from", due_from), ("due_to", due_to)):
+    for name, value in (("due_from", filters.due_from), ("due_to", filters.due_to)):
         if value is None:
             continue
         try:
             parse_datetime(value)
         except ValueError as exc:
             raise Problem(422, f"{name} {exc} (RFC 3339, e.g. 2026-01-31T09:00:00Z).") from None
-    offset = _decode_cursor(cursor)
+    offset = _decode_cursor(filters.cursor)
+    limit = filters.limit
     query = TaskQuery(
-        status=status,
-        priorities=tuple(priority),
-        tags=tuple(t.strip().lower() for t in tag),
-        q=q,
-        due_from=due_from,
-        due_to=due_to,
-        overdue=overdue,
-        sort=sort,
+        status=filters.status,
+        priorities=tuple(filters.priority),
+        tags=tuple(t.strip().lower() for t in filters.tag),
+        q=filters.q,
+        due_from=filters.due_from,
+        due_to=filters.due_to,
+        overdue=filters.overdue,
+        sort=filters.sort,
         limit=limit + 1,
         offset=offset,
     )
