@@ -19,6 +19,8 @@ def test_selfhosted_configuration_drops_mtls_tracing_keeps_scopes_and_metrics() 
     spec = config["spec"]
 
     assert "mtls" not in spec and "tracing" not in spec
+    assert "accessControl" not in spec  # identities come from mTLS: without Sentry every caller is anonymous
+    assert spec["api"] == selfhosted.load_one("configuration.yaml")["spec"]["api"]
     assert spec["secrets"] == selfhosted.load_one("configuration.yaml")["spec"]["secrets"]
     assert spec["metrics"]["enabled"] is True
     assert spec["nameResolution"]["component"] == "kubernetes"  # never mDNS

@@ -110,11 +110,15 @@ def resolver_template(internal_ports: Mapping[str, int]) -> str:
 
 
 def configuration(internal_ports: Mapping[str, int]) -> Doc:
-    """``dapr/configuration.yaml`` minus its cluster-only parts, with loopback name resolution."""
+    """``dapr/configuration.yaml`` minus its cluster-only parts (mtls, tracing, accessControl), with loopback
+    name resolution; the API allowlist and the secret scopes stay."""
     doc = load_one("configuration.yaml")
     spec = doc["spec"]
     spec.pop("mtls", None)
     spec.pop("tracing", None)
+    # accessControl judges a caller by its mTLS (SPIFFE) identity; without Sentry every caller is anonymous
+    # and a deny-by-default policy refuses them all, so it is cluster-only like mtls.
+    spec.pop("accessControl", None)
     spec["nameResolution"] = {
         "component": "kubernetes",
         "configuration": {"template": resolver_template(internal_ports)},
