@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from tasktide.messaging import codec
+from tasktide.router.dead_letters import DeadLetterLog
 from tasktide.router.delivery import backoff, deliver
-from tasktide.router.kafka_source import InMemoryDeadLetterSink
 from tasktide.router.manifests import DeliverySpec
 
 from .support import Behaviour, RecordingSleep, Subscribers
@@ -42,7 +42,7 @@ async def test_deliver_fails_twice_then_succeeds_receives_three_times(
     subscribers: Subscribers, client: httpx.AsyncClient, fake_sleep: RecordingSleep
 ) -> None:
     subscribers.behaviours["flaky"] = Behaviour(fail_times=2, fail_status=503)
-    sink = InMemoryDeadLetterSink()
+    sink = DeadLetterLog()
     url = f"{subscribers.base_url}/services/flaky"
     event = _event()
     outcome = await deliver(
@@ -69,7 +69,7 @@ async def test_deliver_always_failing_dead_letters_with_error_extensions(
     subscribers: Subscribers, client: httpx.AsyncClient, fake_sleep: RecordingSleep
 ) -> None:
     subscribers.behaviours["broken"] = Behaviour(always_fail=True, fail_status=500, fail_body=b"boom")
-    sink = InMemoryDeadLetterSink()
+    sink = DeadLetterLog()
     url = f"{subscribers.base_url}/services/broken"
     spec = DeliverySpec(retry=2, backoff_policy="linear", backoff_delay=0.2)
     event = _event()
@@ -93,7 +93,7 @@ async def test_deliver_error_data_is_truncated(
     subscribers: Subscribers, client: httpx.AsyncClient, fake_sleep: RecordingSleep
 ) -> None:
     subscribers.behaviours["broken"] = Behaviour(always_fail=True, fail_body=b"x" * 5000)
-    sink = InMemoryDeadLetterSink()
+    sink = DeadLetterLog()
     url = f"{subscribers.base_url}/services/broken"
     await deliver(_event(), url, None, client, dead_letter=sink, dead_letter_target="dlq", sleep=fake_sleep)
     data = base64.b64decode(codec.attributes(sink.records[0].event)["knativeerrordata"])
@@ -105,7 +105,7 @@ async def test_deliver_non_retryable_4xx_dead_letters_immediately(
     status: int, subscribers: Subscribers, client: httpx.AsyncClient, fake_sleep: RecordingSleep
 ) -> None:
     subscribers.behaviours["rejecting"] = Behaviour(always_fail=True, fail_status=status)
-    sink = InMemoryDeadLetterSink()
+    sink = DeadLetterLog()
     url = f"{subscribers.base_url}/services/rejecting"
     outcome = await deliver(
         _event(), url, RETRY3, client, dead_letter=sink, dead_letter_target="d", sleep=fake_sleep
@@ -126,7 +126,7 @@ async def test_deliver_connection_refused_retries_then_drops_without_sink(
 async def test_deliver_connection_refused_dead_letter_has_dest_but_no_code(
     client: httpx.AsyncClient, fake_sleep: RecordingSleep
 ) -> None:
-    sink = InMemoryDeadLetterSink()
+    sink = DeadLetterLog()
     url = "http://127.0.0.1:9/nothing"
     await deliver(_event(), url, None, client, dead_letter=sink, dead_letter_target="d", sleep=fake_sleep)
     attrs = codec.attributes(sink.records[0].event)

@@ -22,7 +22,8 @@ from kafka.errors import CommitFailedError
 
 from tasktide.messaging import codec
 from tasktide.router.broker import DeliveryFailed, LocalBroker, service_resolver
-from tasktide.router.kafka_source import InMemoryDeadLetterSink, KafkaSourceConsumer
+from tasktide.router.dead_letters import DeadLetterLog
+from tasktide.router.kafka_source import KafkaSourceConsumer
 from tasktide.router.manifests import Destination, KafkaSource, load_documents
 
 from .support import RecordingSleep, Subscribers
@@ -128,11 +129,11 @@ async def test_kafka_source_consumer_broker_unreachable_at_start_reconnects_and_
 ) -> None:
     attempts: list[str] = []
 
-    def factory(*topics: str, **settings: Any) -> Any:
+    def factory(**settings: Any) -> Any:
         attempts.append(settings["bootstrap_servers"])
         if len(attempts) == 1:  # Kafka "not up yet": a real connection attempt to a port nobody serves
             settings |= {"bootstrap_servers": f"127.0.0.1:{_closed_port()}", "bootstrap_timeout_ms": 500}
-        return KafkaConsumer(*topics, **settings)
+        return KafkaConsumer(**settings)
 
     consumer = KafkaSourceConsumer(
         source,
@@ -155,25 +156,17 @@ async def test_kafka_source_consumer_broker_unreachable_at_start_reconnects_and_
     assert recorder.seen() == [e["id"] for e in events]
 
 
-class CommitFailsOnce:
-    """Wraps a real KafkaConsumer; its first ``commit`` raises as after a rebalance."""
-
-    failed = False
+class CommitsFail:
+    """Wraps a real KafkaConsumer whose every commit raises, as for a consumer a rebalance left behind."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
 
     def commit(self, offsets: Any) -> None:
-        if not CommitFailsOnce.failed:
-            CommitFailsOnce.failed = True
-            raise CommitFailedError("simulated rebalance")
-        self._inner.commit(offsets)
+        raise CommitFailedError("simulated rebalance")
 
-    def commit_async(self, offsets: Any) -> Any:  # the consumer commits asynchronously (it may raise too)
-        if not CommitFailsOnce.failed:
-            CommitFailsOnce.failed = True
-            raise CommitFailedError("simulated rebalance")
-        return self._inner.commit_async(offsets)
+    def commit_async(self, offsets: Any) -> Any:
+        raise CommitFailedError("simulated rebalance")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -183,11 +176,11 @@ class CommitFailsOnce:
 async def test_kafka_source_consumer_commit_failure_rebuilds_consumer_and_redelivers(
     bootstrap: str, source: KafkaSource, recorder: Recorder
 ) -> None:
-    built: list[CommitFailsOnce] = []
-    CommitFailsOnce.failed = False
+    built: list[Any] = []
 
-    def factory(*topics: str, **settings: Any) -> Any:
-        built.append(CommitFailsOnce(KafkaConsumer(*topics, **settings)))
+    def factory(**settings: Any) -> Any:
+        consumer = KafkaConsumer(**settings)
+        built.append(CommitsFail(consumer) if not built else consumer)  # only the first one is broken
         return built[-1]
 
     consumer = KafkaSourceConsumer(
@@ -230,7 +223,7 @@ async def test_broker_dispatch_unresolvable_trigger_raises_after_other_triggers_
     broker = LocalBroker(
         load_documents(_broken_trigger_docs(subscribers)),
         service_resolver(subscribers.base_url),
-        InMemoryDeadLetterSink(),
+        DeadLetterLog(),
         sleep=fake_sleep,
     )
     event = codec.new_event("anything", "/test", {"x": 1})
@@ -250,7 +243,7 @@ async def test_broker_embedded_publish_from_topic_failure_logged_and_others_keep
     broker = LocalBroker(
         load_documents(_broken_trigger_docs(subscribers)),
         service_resolver(subscribers.base_url),
-        InMemoryDeadLetterSink(),
+        DeadLetterLog(),
         sleep=fake_sleep,
     )
     first, second = codec.new_event("anything", "/test", 1), codec.new_event("anything", "/test", 2)

@@ -12,18 +12,10 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tasktide.messaging import codec
+from tasktide.messaging.kafka_client import make_producer
 from tasktide.messaging.outbox import OutboxRecord
 
 log = logging.getLogger(__name__)
-
-
-# kafka-python 3 bootstraps eagerly in __init__ for `bootstrap_timeout_ms` (30 s by default); 2.x names it
-# `api_version_auto_timeout_ms`. Bounding it keeps a publish during a broker outage within `timeout_s`.
-_BOOTSTRAP_TIMEOUT = (
-    "bootstrap_timeout_ms"
-    if "bootstrap_timeout_ms" in KafkaProducer.DEFAULT_CONFIG
-    else "api_version_auto_timeout_ms"
-)
 
 
 class PublishFailed(RuntimeError):
@@ -44,16 +36,8 @@ class KafkaPublisher:
 
     def _connect(self) -> KafkaProducer:
         if self._producer is None:
-            self._producer = KafkaProducer(
-                bootstrap_servers=self.bootstrap,
-                acks="all",
-                enable_idempotence=True,
-                retries=3,
-                linger_ms=2,
-                max_block_ms=int(self.timeout_s * 1000),
-                request_timeout_ms=int(self.timeout_s * 1000),
-                client_id="tasktide-relay",
-                **{_BOOTSTRAP_TIMEOUT: int(self.timeout_s * 1000)},
+            self._producer = make_producer(
+                self.bootstrap, timeout_s=self.timeout_s, client_id="tasktide-relay", linger_ms=2
             )
         return self._producer
 

@@ -16,8 +16,8 @@ import httpx
 from kafka import KafkaConsumer
 
 from tasktide.messaging import codec
+from tasktide.messaging.kafka_client import DEAD_LETTER_TOPIC
 
-DEAD_LETTER_TOPIC = "tasktide-dead-letter"
 ERROR_EXTENSIONS = ("knativeerrorcode", "knativeerrordest", "knativeerrordata")
 
 

@@ -39,6 +39,7 @@ import httpx
 from kafka.partitioner.default import murmur2
 
 from tasktide.messaging import codec
+from tasktide.messaging.kafka_client import DEAD_LETTER_TOPIC
 from tasktide.observability import metrics
 from tasktide.router.delivery import (
     DeadLetterFailed,
@@ -49,17 +50,15 @@ from tasktide.router.delivery import (
     post_event,
 )
 from tasktide.router.filters import matches
-from tasktide.router.manifests import DeliverySpec, Destination, Manifests, Trigger
+from tasktide.router.manifests import DeliverySpec, Destination, KafkaSource, Manifests, Trigger
 
 log = logging.getLogger(__name__)
 
 HOP_LIMIT = 8
-DEFAULT_DEAD_LETTER_TOPIC = "tasktide-dead-letter"
 Resolver = Callable[[Destination], str]
 T = TypeVar("T")
 
 __all__ = [
-    "DEFAULT_DEAD_LETTER_TOPIC",
     "HOP_LIMIT",
     "DeadLetterFailed",
     "DeliveryFailed",
@@ -307,6 +306,20 @@ class LocalBroker:
         if failures:
             raise DeliveryFailed(str(event["id"]), failures)
 
+    async def deliver_from_source(
+        self, source: KafkaSource, event: codec.CloudEvent, traceparent: str | None = None
+    ) -> None:
+        """Hand ``event`` (a record ``source`` read) to its sink; returns once delivered or dead-lettered.
+
+        Up to its first await this appends the event to a Broker sink's topic and queues it on the ordered
+        Triggers' lanes, so records handed over in order keep their order there (the Kafka mode consumer
+        dispatches many records at once). Raises :class:`DeliveryFailed` if the sink failed.
+        """
+        try:
+            await self.send_to(source.sink, event, source.delivery, traceparent=traceparent)
+        except Exception as exc:
+            raise DeliveryFailed(str(event["id"]), [(source.name, exc)]) from exc
+
     def triggers_for(self, event: codec.CloudEvent, broker: str, namespace: str) -> list[Trigger]:
         attrs = codec.attributes(event)
         return [
@@ -471,9 +484,7 @@ class LocalBroker:
             raise
 
     def kafka_sink_topic(self, name: str) -> str:
-        return next(
-            (s.topic for s in self.manifests.kafka_sinks if s.name == name), DEFAULT_DEAD_LETTER_TOPIC
-        )
+        return next((s.topic for s in self.manifests.kafka_sinks if s.name == name), DEAD_LETTER_TOPIC)
 
     def _dead_letter(self, delivery: DeliverySpec | None) -> tuple[DeadLetterSink | None, str]:
         dest = delivery.dead_letter_sink if delivery else None

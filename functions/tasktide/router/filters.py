@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    from tasktide.router.manifests import Trigger
+from typing import Literal, Protocol
 
 Dialect = Literal["exact", "prefix", "suffix", "all", "any", "not"]
 _LEAF: tuple[Dialect, ...] = ("exact", "prefix", "suffix")
@@ -87,7 +84,17 @@ def matches_legacy(filter_attributes: Mapping[str, str], attrs: Mapping[str, str
     return all(want == "" or attrs.get(name) == want for name, want in filter_attributes.items())
 
 
-def matches(trigger: Trigger, attrs: Mapping[str, str]) -> bool:
+class Filtered(Protocol):
+    """What :func:`matches` reads of a Trigger (``manifests.Trigger``; this module imports no manifests)."""
+
+    @property
+    def filters(self) -> tuple[Filter, ...]: ...
+
+    @property
+    def filter_attributes(self) -> Mapping[str, str]: ...
+
+
+def matches(trigger: Filtered, attrs: Mapping[str, str]) -> bool:
     """Whether ``trigger`` accepts an event with ``attrs``. ``spec.filters`` wins over ``spec.filter``."""
     if trigger.filters:
         return all(evaluate(node, attrs) for node in trigger.filters)

@@ -18,15 +18,17 @@ from fastapi import APIRouter
 
 from tasktide.messaging import codec
 from tasktide.router.broker import LocalBroker, service_resolver
-from tasktide.router.delivery import Sleep
-from tasktide.router.ingress import make_ingress_router
-from tasktide.router.kafka_source import (
+from tasktide.router.dead_letters import (
     DeadLetter,
-    InMemoryDeadLetterSink,
+    DeadLetterLog,
     KafkaDeadLetterSink,
-    KafkaSourceConsumer,
+    KafkaEventProducer,
+    TopicProducer,
 )
-from tasktide.router.manifests import Manifests, load_manifests
+from tasktide.router.delivery import DeadLetterSink, Sleep
+from tasktide.router.ingress import make_ingress_router
+from tasktide.router.kafka_source import DEFAULT_MAX_IN_FLIGHT, Dispatch, KafkaSourceConsumer
+from tasktide.router.manifests import KafkaSource, Manifests, load_manifests
 from tasktide.router.ping import PingScheduler
 
 
@@ -34,9 +36,11 @@ from tasktide.router.ping import PingScheduler
 class EventRuntime:
     manifests: Manifests
     broker: LocalBroker
-    dead_letter_sink: InMemoryDeadLetterSink
+    dead_letter_log: DeadLetterLog
     ping: PingScheduler
     kafka_bootstrap: str | None = None
+    producer: TopicProducer | None = None  # Kafka mode: dead letters and publish_to_topic
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # per KafkaSource consumer
     consumers: list[KafkaSourceConsumer] = field(default_factory=list)
 
     @classmethod
@@ -51,17 +55,26 @@ class EventRuntime:
         manifests: Manifests | None = None,
         client: httpx.AsyncClient | None = None,
         sleep: Sleep = asyncio.sleep,
+        producer: TopicProducer | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> EventRuntime:
-        """Build (but do not start) the runtime; nothing connects until :meth:`start`."""
+        """Build (but do not start) the runtime; nothing connects until :meth:`start`.
+
+        Kafka mode (``kafka_bootstrap``): ``producer`` (default a :class:`KafkaEventProducer`) writes dead
+        letters and :meth:`publish_to_topic`; each KafkaSource consumer keeps at most ``max_in_flight``
+        records in flight."""
         if manifests is None:
             dirs: Sequence[Path] = [d for d in (eventing_dir, knative_dir) if d is not None]
             manifests = load_manifests(*dirs)
-        sink = KafkaDeadLetterSink(kafka_bootstrap) if kafka_bootstrap else InMemoryDeadLetterSink()
+        log = DeadLetterLog()
+        if kafka_bootstrap and producer is None:
+            producer = KafkaEventProducer(kafka_bootstrap)
+        sink: DeadLetterSink = KafkaDeadLetterSink(producer, log) if producer is not None else log
         broker = LocalBroker(manifests, service_resolver(base_url), sink, client=client, sleep=sleep)
         ping = PingScheduler(
             manifests.ping_sources, lambda dest, event: broker.send_to(dest, event, None), ping_every
         )
-        return cls(manifests, broker, sink, ping, kafka_bootstrap)
+        return cls(manifests, broker, log, ping, kafka_bootstrap, producer, max_in_flight)
 
     @property
     def kafka_mode(self) -> bool:
@@ -73,7 +86,13 @@ class EventRuntime:
 
     @property
     def dead_letters(self) -> list[DeadLetter]:
-        return list(self.dead_letter_sink.records)
+        return list(self.dead_letter_log.records)
+
+    def _dispatcher(self, source: KafkaSource) -> Dispatch:
+        async def dispatch(topic: str, event: codec.CloudEvent, *, traceparent: str | None = None) -> None:
+            await self.broker.deliver_from_source(source, event, traceparent)
+
+        return dispatch
 
     async def start(self) -> None:
         await self.broker.start()
@@ -82,7 +101,11 @@ class EventRuntime:
             loop = asyncio.get_running_loop()
             for source in self.manifests.kafka_sources:
                 consumer = KafkaSourceConsumer(
-                    source, self.kafka_bootstrap, self.broker.deliver_from_topic, loop
+                    source,
+                    self.kafka_bootstrap,
+                    self._dispatcher(source),
+                    loop,
+                    max_in_flight=self.max_in_flight,
                 )
                 consumer.start()
                 self.consumers.append(consumer)
@@ -92,8 +115,8 @@ class EventRuntime:
         await asyncio.gather(*(asyncio.to_thread(c.stop) for c in self.consumers))
         self.consumers.clear()
         await self.broker.stop()
-        if isinstance(self.dead_letter_sink, KafkaDeadLetterSink):
-            await asyncio.to_thread(self.dead_letter_sink.close)
+        if self.producer is not None:
+            await asyncio.to_thread(self.producer.close)
 
     async def publish(
         self, event: codec.CloudEvent, broker: str = "default", namespace: str = "default"
@@ -103,8 +126,8 @@ class EventRuntime:
     async def publish_to_topic(self, topic: str, event: codec.CloudEvent) -> None:
         """Embedded: emulate the KafkaSources of ``topic``. Kafka mode: produce the record to Kafka, where
         the KafkaSource consumers pick it up (the outbox relay normally produces directly)."""
-        if isinstance(self.dead_letter_sink, KafkaDeadLetterSink):
-            await self.dead_letter_sink.produce(event, topic)
+        if self.producer is not None:
+            await self.producer.produce(event, topic)
         else:
             await self.broker.publish_from_topic(topic, event)
 
