@@ -54,7 +54,7 @@ from tasktide.router.manifests import DeliverySpec, Destination, KafkaSource, Ma
 
 log = logging.getLogger(__name__)
 
-HOP_LIMIT = 8
+HOP_LIMIT = 8  # local safety net only: the Kafka Broker produces replies to its topic without any hop count
 Resolver = Callable[[Destination], str]
 T = TypeVar("T")
 
@@ -407,8 +407,12 @@ class LocalBroker:
 
     def _reply(self, event: codec.CloudEvent, broker: str, namespace: str, hops: int) -> None:
         if hops > HOP_LIMIT:
-            log.warning(
-                "dropping reply %s (%s): hop limit %d exceeded", event["id"], event["type"], HOP_LIMIT
+            log.error(
+                "dropping reply %s (%s): a reply loop, stopped by the local hop limit %d; a Kafka Broker "
+                "has no hop limit and would run it for ever",
+                event["id"],
+                event["type"],
+                HOP_LIMIT,
             )
             return
         record = self.append(event, broker, namespace)

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({404, 408, 409, 429})
 ERROR_DATA_LIMIT = 1024
-DEFAULT_TIMEOUT = 30.0
+DEFAULT_TIMEOUT = 600.0  # the dispatcher's request timeout when no `delivery.timeout` is set (10 min)
 KNE_PREFIX = "kne-"
 _EXTENSION = re.compile(r"^[a-z0-9]+$")
 Sleep = Callable[[float], Awaitable[None]]
