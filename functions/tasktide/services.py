@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,7 +20,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from tasktide.dapr import SecretNotFound, SecretStore, StateStore, secret_store, state_store
 from tasktide.db.engine import make_engine, session_factory, track_pool
 from tasktide.messaging.outbox import OutboxListener, Relay, RelayWorker
+from tasktide.messaging.stream import StreamHub
 from tasktide.settings import DEV_JWT_SECRET, ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from tasktide.messaging.kafka import TopicFollower
 
 log = logging.getLogger(__name__)
 DEV_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"tasktide-dev-webhook-signing-key!").decode()
@@ -43,6 +48,7 @@ class Services:
     relay: Relay | None = None
     relay_worker: RelayWorker | None = None
     outbox_listener: OutboxListener | None = None
+    updates_follower: TopicFollower | None = None
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     def committed(self) -> None:
@@ -100,11 +106,31 @@ class Services:
         self.outbox_listener = OutboxListener(url, self.relay_worker.kick)
         self.outbox_listener.start()
 
+    def follow_updates(self, hub: StreamHub) -> None:
+        """Kafka: feed ``hub`` from the `task-updates` topic (every partition from its end, no consumer
+        group, so each process sees every event) until :meth:`close`. Without Kafka the relay feeds it."""
+        if self.updates_follower is not None or not self.settings.kafka_bootstrap:
+            return
+        from tasktide.messaging.events import TOPIC_TASK_UPDATES
+        from tasktide.messaging.kafka import TopicFollower
+
+        self.updates_follower = TopicFollower(self.settings.kafka_bootstrap, TOPIC_TASK_UPDATES, hub.publish)
+        self.updates_follower.start()
+
+    def stream_hub(self) -> StreamHub:
+        """The API's live-updates hub: with Kafka it follows `task-updates` from its first SSE subscriber on,
+        so a process that never streams never consumes the topic."""
+        hub = StreamHub(on_first_subscriber=lambda: self.follow_updates(hub))
+        return hub
+
     def close(self) -> None:
+        """Stop the background work (outbox listener, relay, updates follower), then the connection pool."""
         if self.outbox_listener is not None:
             self.outbox_listener.stop()
         if self.relay_worker is not None:
             self.relay_worker.stop()
+        if self.updates_follower is not None:
+            self.updates_follower.stop()
         self.engine.dispose()
 
     @classmethod

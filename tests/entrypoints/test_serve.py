@@ -191,7 +191,6 @@ def test_serve_function_slow_bodies_answered_408_without_starving_threads(
 
 @pytest.fixture
 def api_env(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> Iterator[pytest.MonkeyPatch]:
-    from tasktide.functions import _kit
     from tasktide.settings import get_settings
 
     monkeypatch.setenv("TASKTIDE_DATABASE_URL", sqlite_url)
@@ -200,7 +199,6 @@ def api_env(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> Iterator[pytest
     get_settings.cache_clear()
     yield monkeypatch
     get_settings.cache_clear()
-    _kit.install(None)
 
 
 def test_api_app_kafka_set_runs_no_relay_and_no_follower(api_env: pytest.MonkeyPatch) -> None:

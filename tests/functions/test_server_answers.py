@@ -50,8 +50,7 @@ def task_event(**data_overrides: object) -> dict[str, object]:
 
 
 def binary(doc: dict[str, object]) -> tuple[dict[str, str], bytes]:
-    event = codec.from_http({"content-type": codec.STRUCTURED_CONTENT_TYPE}, json.dumps(doc).encode())
-    return codec.to_binary_http(event)
+    return codec.to_binary_http(codec.from_dict(doc))
 
 
 STRUCTURED = {"content-type": codec.STRUCTURED_CONTENT_TYPE}

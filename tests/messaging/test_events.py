@@ -103,13 +103,22 @@ def test_envelope_explicit_event_id_is_kept() -> None:
     assert doc["partitionkey"] == doc["subject"] == str(task.id)
 
 
+def test_envelope_to_json_is_the_structured_document_the_codec_writes() -> None:
+    envelope = events.task_envelope(events.TASK_CREATED, a_task(), traceparent=TRACEPARENT)
+    doc = envelope.to_json()
+
+    _, body = codec.to_structured_http(envelope.to_cloud_event())
+    assert json.loads(body) == doc
+    assert codec.to_dict(codec.from_dict(doc)) == doc
+    assert doc["time"] == codec.attributes(envelope.to_cloud_event())["time"]
+    assert doc["time"].endswith("Z")
+
+
 def test_envelope_to_kafka_record_keys_by_task_and_keeps_traceparent() -> None:
     task = a_task()
     doc = events.task_envelope(events.TASK_CREATED, task, traceparent=TRACEPARENT).to_json()
 
-    key, headers, value = codec.to_kafka_record(
-        codec.from_http({"content-type": codec.STRUCTURED_CONTENT_TYPE}, json.dumps(doc).encode())
-    )
+    key, headers, value = codec.to_kafka_record(codec.from_dict(doc))
     named = dict(headers)
 
     assert key == str(task.id).encode()

@@ -11,7 +11,6 @@ Embedded (default): outbox -> in-process topics. With `--kafka`: outbox -> Kafka
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -24,7 +23,6 @@ from tasktide.agent import chat
 from tasktide.api.app import create_app
 from tasktide.db.migrate import upgrade
 from tasktide.edges.bodyguard import BufferedBody
-from tasktide.functions import _kit
 from tasktide.functions._server import create_function_app, guarded
 from tasktide.messaging import codec
 from tasktide.messaging.events import TOPIC_TASK_UPDATES
@@ -38,15 +36,15 @@ from tasktide.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
-def function_app(target: str, settings: Settings) -> BufferedBody:
+def function_app(target: str, settings: Settings, services: Services | None = None) -> BufferedBody:
     """The exact app a Knative Service with `FUNCTION_TARGET=target` runs (see
-    `tasktide.functions._server`).
-    """
-    return guarded(create_function_app(target), settings)
+    `tasktide.functions._server`), here running with the API's ``services``."""
+    return guarded(create_function_app(target, services=services), settings)
 
 
 class EmbeddedPublisher:
-    """Outbox -> in-process topics: the KafkaSources of each topic, and the live-updates hub."""
+    """Outbox -> in-process topics: the KafkaSources of each topic, and the live-updates hub (the stored
+    structured-mode dict goes to the hub as it is, and becomes a CloudEvent without a JSON round trip)."""
 
     def __init__(self, runtime: EventRuntime, hub: StreamHub, loop: asyncio.AbstractEventLoop) -> None:
         self.runtime, self.hub, self.loop = runtime, hub, loop
@@ -55,9 +53,7 @@ class EmbeddedPublisher:
         for record in records:
             if record.topic == TOPIC_TASK_UPDATES:
                 self.hub.publish(record.event)
-            event = codec.from_http(
-                {"content-type": "application/cloudevents+json"}, json.dumps(record.event).encode()
-            )
+            event = codec.from_dict(record.event)
             asyncio.run_coroutine_threadsafe(
                 self.runtime.publish_to_topic(record.topic, event), self.loop
             ).result(30)
@@ -66,7 +62,6 @@ class EmbeddedPublisher:
 def build_dev_app(settings: Settings) -> FastAPI:
     upgrade(settings.database_url)
     services = Services.build(settings)
-    _kit.install(services)
     hub = StreamHub()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     runtime = EventRuntime.create(
@@ -79,13 +74,11 @@ def build_dev_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        follower = None
         if settings.kafka_bootstrap:
-            from tasktide.messaging.kafka import KafkaPublisher, TopicFollower
+            from tasktide.messaging.kafka import KafkaPublisher
 
             publisher: KafkaPublisher | EmbeddedPublisher = KafkaPublisher(settings.kafka_bootstrap)
-            follower = TopicFollower(settings.kafka_bootstrap, TOPIC_TASK_UPDATES, hub.publish)
-            follower.start()
+            services.follow_updates(hub)
         else:
             publisher = EmbeddedPublisher(runtime, hub, asyncio.get_running_loop())
         await runtime.start()
@@ -96,12 +89,8 @@ def build_dev_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            if services.relay_worker is not None:
-                await asyncio.to_thread(services.relay_worker.stop)
-            if follower is not None:
-                await asyncio.to_thread(follower.stop)
+            await asyncio.to_thread(services.close)  # the relay first: it publishes into the runtime
             await runtime.stop()
-            services.engine.dispose()
 
     app = create_app(services, hub, lifespan)
     app.include_router(chat.router)  # the chat agent, in-process (its own Service on a cluster)
@@ -110,7 +99,11 @@ def build_dev_app(settings: Settings) -> FastAPI:
         if target:
             # A Route (not a Mount) so the exact Knative-style URL `/services/<name>` matches.
             app.router.routes.append(
-                Route(f"/services/{service.name}", function_app(target, settings), methods=["GET", "POST"])
+                Route(
+                    f"/services/{service.name}",
+                    function_app(target, settings, services),
+                    methods=["GET", "POST"],
+                )
             )
     app.include_router(
         runtime.ingress_router

@@ -28,8 +28,6 @@ def api_app() -> FastAPI:
     the `task-updates` follower starts with the first SSE subscriber, not with the process."""
     from tasktide.api.app import create_app
     from tasktide.db.migrate import upgrade
-    from tasktide.functions import _kit
-    from tasktide.messaging.stream import StreamHub
     from tasktide.observability.logs import configure_logging
     from tasktide.services import Services
     from tasktide.settings import get_settings
@@ -37,24 +35,9 @@ def api_app() -> FastAPI:
     settings = get_settings()
     configure_logging("api", settings.log_level)
     services = Services.build(settings, with_relay=settings.relay_in_process)
-    _kit.install(services)
-    if not os.environ.get(
-        "TASKTIDE_API_MIGRATED"
-    ):  # set by tasktide.entrypoints.apiserver, which migrated already
+    if not os.environ.get("TASKTIDE_API_MIGRATED"):  # set by entrypoints.apiserver, which migrated already
         upgrade(services.engine.url.render_as_string(hide_password=False))
-    hub = None
-    if settings.kafka_bootstrap:
-        bootstrap = settings.kafka_bootstrap
-
-        def follow() -> None:
-            from tasktide.messaging.events import TOPIC_TASK_UPDATES
-            from tasktide.messaging.kafka import TopicFollower
-
-            assert hub is not None
-            TopicFollower(bootstrap, TOPIC_TASK_UPDATES, hub.publish).start()
-
-        hub = StreamHub(on_first_subscriber=follow)
-    return create_app(services, hub)
+    return create_app(services, services.stream_hub())
 
 
 def command(environ: dict[str, str] | None = None) -> list[str]:

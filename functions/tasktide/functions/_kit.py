@@ -1,5 +1,6 @@
-"""Plumbing every CloudEvents function shares (not a function itself): the process's services container,
-parsing an event's data into its catalogue model, RED metrics, consumption outcomes and bound log fields.
+"""Plumbing every CloudEvents function shares (not a function itself): the services container a call
+runs with, parsing an event's data into its catalogue model, RED metrics, consumption outcomes and bound
+log fields.
 
 A bad event (a type this function does not take, data that does not match its model) raises
 :class:`BadEvent`, counted `invalid`: `tasktide.functions._server` answers it `400
@@ -15,6 +16,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -26,7 +28,8 @@ from tasktide.settings import get_settings
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("tasktide.function")
 CRASH_AFTER_COMMIT_ENV = "TASKTIDE_CRASH_AFTER_COMMIT"
-_services: Services | None = None
+_default: Services | None = None  # a function server's own container, built at its first event
+_bound: ContextVar[Services | None] = ContextVar("tasktide_function_services", default=None)
 
 
 class Redeliver(RuntimeError):
@@ -42,19 +45,36 @@ class BadEvent(Exception):
         self.detail, self.title, self.status = detail, title, status
 
 
+@contextmanager
+def serving(services: Services | None) -> Iterator[None]:
+    """Run the calls inside with ``services``: `tasktide.functions._server` binds the container its app
+    was made with (e.g. the one `tasktide dev` shares with the API); ``None`` leaves the process default."""
+    token = _bound.set(services)
+    try:
+        yield
+    finally:
+        _bound.reset(token)
+
+
 def install(services: Services | None) -> None:
-    """Share one container (the embedded default runs every function in the API's process)."""
-    global _services
-    _services = services
+    """Set (or with ``None`` forget) the process default container: for tests that call a function
+    directly; a server binds its container per app with :func:`serving` instead."""
+    global _default
+    _default = services
 
 
 def services() -> Services:
-    global _services
-    if _services is None:
-        _services = Services.build(get_settings(), with_relay=True)
+    """The container of the current call: the one bound by :func:`serving`, else the process default
+    (a function server builds its own at the first event)."""
+    global _default
+    bound = _bound.get()
+    if bound is not None:
+        return bound
+    if _default is None:
+        _default = Services.build(get_settings(), with_relay=True)
         if os.environ.get("FUNCTION_TARGET") == "relay":  # the relay Service publishes on every NOTIFY
-            _services.listen_outbox()
-    return _services
+            _default.listen_outbox()
+    return _default
 
 
 def attr(event: Any, name: str) -> str | None:

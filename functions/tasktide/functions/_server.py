@@ -50,6 +50,7 @@ from tasktide.edges.bodyguard import BufferedBody
 from tasktide.functions import _kit
 from tasktide.messaging import codec
 from tasktide.observability import metrics
+from tasktide.services import Services
 from tasktide.settings import Settings
 
 FUNCTIONS_DIR = Path(__file__).parent
@@ -133,8 +134,11 @@ def _crash(exc: Exception) -> flask.Response:
     return problem(500, "Internal Server Error", "the function failed; the event will be redelivered")
 
 
-def answer(function: Callable[[codec.CloudEvent], object], request: flask.Request) -> flask.Response:
-    """Parse the request as a CloudEvent, run ``function`` on it and answer as the broker needs."""
+def answer(
+    function: Callable[[codec.CloudEvent], object], request: flask.Request, services: Services | None = None
+) -> flask.Response:
+    """Parse the request as a CloudEvent, run ``function`` on it (with ``services``, else the process's
+    own container) and answer as the broker needs."""
     body = request.get_data(cache=False)
     try:
         event = codec.from_http(dict(request.headers), body)
@@ -143,7 +147,8 @@ def answer(function: Callable[[codec.CloudEvent], object], request: flask.Reques
     except codec.InvalidEvent as exc:
         return problem(400, "Invalid CloudEvent", str(exc))
     try:
-        result = function(event)
+        with _kit.serving(services):
+            result = function(event)
     except _kit.BadEvent as exc:
         return problem(exc.status, exc.title, exc.detail)
     except _kit.Redeliver:  # already logged, once, by _kit.consuming
@@ -164,7 +169,11 @@ def _user_function(path: str, target: str) -> Callable[[codec.CloudEvent], objec
     return function
 
 
-def create_function_app(target: str, source: str | None = None) -> flask.Flask:
+def create_function_app(
+    target: str, source: str | None = None, services: Services | None = None
+) -> flask.Flask:
+    """The app of function ``target``; it runs with ``services`` (`tasktide dev` shares the API's), else
+    with the process's own container, built at the first event."""
     path = source or str(FUNCTIONS_DIR / f"{target}.py")
     saved = {name: os.environ.get(name) for name in FF_ENV}
     try:
@@ -180,7 +189,7 @@ def create_function_app(target: str, source: str | None = None) -> flask.Flask:
     function = _user_function(path, target)
 
     def cloudevent(path: str = "") -> flask.Response:
-        return answer(function, flask.request)
+        return answer(function, flask.request, services)
 
     def healthz() -> flask.Response:
         return flask.jsonify(status="ok", function=target)

@@ -2,9 +2,9 @@
 
 Emits (through the outbox): ``com.tasktide.task.created|updated|completed|reopened|deleted|skipped`` on
 ``task-events`` and ``task-updates``; ``com.tasktide.reminder.due`` on ``reminders``;
-``com.tasktide.notification.sent`` on ``task-updates``. Envelopes are plain JSON (structured mode);
-converting to wire formats lives in ``tasktide.messaging.codec``, the one module importing the cloudevents
-SDK.
+``com.tasktide.notification.sent`` on ``task-updates``. An envelope becomes a CloudEvent, and the
+structured-mode dict the outbox stores, through ``tasktide.messaging.codec``, the one module importing the
+cloudevents SDK.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from tasktide.domain.tasks import Task
+from tasktide.messaging import codec
 
 TASK_CREATED = "com.tasktide.task.created"
 TASK_UPDATED = "com.tasktide.task.updated"
@@ -124,7 +125,7 @@ def topics_for(event_type: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Envelope:
-    """A CloudEvent as structured-mode JSON attributes; `partitionkey` is the subject (task id)."""
+    """A catalogue event before it is stored: its CloudEvent has `partitionkey` = the subject (task id)."""
 
     type: str
     source: str
@@ -134,19 +135,20 @@ class Envelope:
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     extensions: dict[str, str] = field(default_factory=dict)
 
+    def to_cloud_event(self) -> codec.CloudEvent:
+        return codec.new_event(
+            self.type,
+            self.source,
+            self.data,
+            subject=self.subject,
+            id=self.id,
+            time=self.time,
+            extensions={"partitionkey": self.subject, **self.extensions},
+        )
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "specversion": "1.0",
-            "id": self.id,
-            "type": self.type,
-            "source": self.source,
-            "subject": self.subject,
-            "time": self.time.isoformat().replace("+00:00", "Z"),
-            "datacontenttype": "application/json",
-            "partitionkey": self.subject,
-            **self.extensions,
-            "data": self.data,
-        }
+        """The structured-mode dict (what the outbox stores and the relay publishes)."""
+        return codec.to_dict(self.to_cloud_event())
 
 
 def envelope(
@@ -159,7 +161,7 @@ def envelope(
     event_id: str | None = None,
 ) -> Envelope:
     extensions = {"traceparent": traceparent} if traceparent else {}
-    payload = json.loads(data.model_dump_json())
+    payload = data.model_dump(mode="json")
     if event_id is None:
         return Envelope(event_type, f"/tasktide/{function}", subject, payload, extensions=extensions)
     return Envelope(event_type, f"/tasktide/{function}", subject, payload, id=event_id, extensions=extensions)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -20,10 +19,6 @@ log = logging.getLogger(__name__)
 
 class PublishFailed(RuntimeError):
     """Kafka did not acknowledge a batch; the records stay in the outbox."""
-
-
-def to_cloud_event(structured: dict[str, Any]) -> codec.CloudEvent:
-    return codec.from_http({"content-type": "application/cloudevents+json"}, json.dumps(structured).encode())
 
 
 class KafkaPublisher:
@@ -47,9 +42,8 @@ class KafkaPublisher:
                 producer = self._connect()
                 futures = []
                 for record in records:
-                    key, headers, value = codec.to_kafka_structured_record(
-                        to_cloud_event(record.event), record.key
-                    )
+                    event = codec.from_dict(record.event)
+                    key, headers, value = codec.to_kafka_structured_record(event, record.key)
                     futures.append(producer.send(record.topic, key=key, value=value, headers=headers))
                 producer.flush(timeout=self.timeout_s)
                 for future in futures:
@@ -68,7 +62,8 @@ class KafkaPublisher:
 
 
 class TopicFollower:
-    """Follows every partition of a topic from its end, without a consumer group (each process sees all)."""
+    """Follows every partition of a topic from its end, without a consumer group (each process sees all);
+    ``on_event`` gets each CloudEvent as its structured-mode dict (``codec.to_dict``)."""
 
     def __init__(self, bootstrap: str, topic: str, on_event: Callable[[dict[str, Any]], None]) -> None:
         self.bootstrap, self.topic, self.on_event = bootstrap, topic, on_event
@@ -113,4 +108,4 @@ class TopicFollower:
         except codec.InvalidEvent as exc:
             log.warning("skipping a record on %s that is not a CloudEvent: %s", self.topic, exc)
             return
-        self.on_event(json.loads(codec.to_structured_http(event)[1]))
+        self.on_event(codec.to_dict(event))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 
 import httpx
 from kafka import KafkaConsumer
@@ -61,22 +60,10 @@ def read_dead_letters(
 
 
 def without_error_extensions(event: codec.CloudEvent) -> codec.CloudEvent:
+    """The event as it was before it failed: the same attributes (id, time, ...) and data, less the
+    dead-letter extensions."""
     attrs = {k: v for k, v in codec.attributes(event).items() if k not in ERROR_EXTENSIONS}
-    core = {k: attrs.pop(k) for k in ("id", "type", "source", "specversion") if k in attrs}
-    subject = attrs.pop("subject", None)
-    content_type = attrs.pop("datacontenttype", "application/json")
-    raw_time = attrs.pop("time", None)
-    time = datetime.fromisoformat(raw_time.replace("Z", "+00:00")) if raw_time else None
-    return codec.new_event(
-        core["type"],
-        core["source"],
-        codec.event_data(event),
-        subject=subject,
-        id=core["id"],
-        extensions=attrs,
-        datacontenttype=content_type,
-        time=time,
-    )
+    return codec.CloudEvent(attrs, event.get_data())
 
 
 def replay(
