@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tasktide.dapr import SecretNotFound, SecretStore, StateStore, secret_store, state_store
 from tasktide.db.engine import make_engine, session_factory, track_pool
+from tasktide.db.unit_of_work import SqlUnitOfWork
 from tasktide.messaging.outbox import OutboxListener, Relay, RelayWorker
 from tasktide.messaging.stream import StreamHub
 from tasktide.settings import DEV_JWT_SECRET, ConfigurationError, Settings
@@ -58,6 +59,13 @@ class Services:
                 hook()
             except Exception:  # a hook failing must not fail the request: the sweep catches up
                 log.exception("after-commit hook failed")
+
+    def unit_of_work(self, *, read_only: bool = False) -> SqlUnitOfWork:
+        """A unit of work on this database (`tasktide.app.ports.UnitOfWorkFactory`): one transaction that
+        kicks the relay after committing outbox rows; read-only ones read on `read_sessions`."""
+        if read_only:
+            return SqlUnitOfWork(self.read_sessions, read_only=True)
+        return SqlUnitOfWork(self.sessions, after_commit=self.committed)
 
     @cached_property
     def read_sessions(self) -> sessionmaker[Session]:

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from tasktide.app.audit import Audit
 from tasktide.db.models import AuditRow
 from tasktide.db.repository import TaskRepository
 from tasktide.domain.tasks import Task, new_task
@@ -67,3 +69,29 @@ def test_audit_owner_and_recurring_events_recorded(installed: Services) -> None:
         (TASK_UPDATED, "recurring"),
         (TASK_UPDATED, "victim"),
     ]
+
+
+def test_audit_redelivered_event_recorded_once(installed: Services) -> None:
+    task = live_task(installed)
+    delivered = event(task_envelope(TASK_UPDATED, task, changed=["title"], actor="victim"))
+    audit.audit(delivered)
+    audit.audit(delivered)
+    assert history(installed) == [(TASK_UPDATED, "victim")]
+
+
+def test_audit_reordered_events_listed_by_event_time(installed: Services) -> None:
+    task = live_task(installed)
+    later = task_envelope(TASK_UPDATED, task, changed=["due_at"], actor="victim")
+    earlier = task_envelope(TASK_UPDATED, task, changed=["title"], actor="victim")
+    earlier = dataclasses.replace(earlier, time=later.time - timedelta(minutes=1))
+    audit.audit(event(later))
+    audit.audit(event(earlier))
+    entries = Audit(installed.unit_of_work).history("victim", task.id)
+    assert [e.changed for e in entries] == [("title",), ("due_at",)]
+
+
+def test_audit_data_not_a_task_event_raises_bad_event(installed: Services) -> None:
+    bad = codec.new_event(TASK_UPDATED, "/tasktide/api", {"task": {"id": "nope"}}, subject="x")
+    with pytest.raises(_kit.BadEvent):
+        audit.audit(bad)
+    assert history(installed) == []

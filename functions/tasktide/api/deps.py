@@ -1,13 +1,15 @@
-"""Annotated dependencies shared by the routes: the services container and a unit of work."""
+"""Annotated dependencies shared by the routes: the services container and the application's use cases,
+each over the container's unit of work (`tasktide.app`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
 
+from tasktide.app.audit import Audit
+from tasktide.app.notifications import Notifications
+from tasktide.app.tasks import Tasks
 from tasktide.services import Services
 
 
@@ -19,10 +21,18 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_session(services: ServicesDep) -> Iterator[Session]:
-    """One transaction per request; committed when the route returns, rolled back on error."""
-    with services.sessions() as session, session.begin():
-        yield session
+def get_tasks(services: ServicesDep) -> Tasks:
+    return Tasks(services.unit_of_work)
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+def get_notifications(services: ServicesDep) -> Notifications:
+    return Notifications(services.unit_of_work)
+
+
+def get_audit(services: ServicesDep) -> Audit:
+    return Audit(services.unit_of_work)
+
+
+TasksDep = Annotated[Tasks, Depends(get_tasks)]
+NotificationsDep = Annotated[Notifications, Depends(get_notifications)]
+AuditDep = Annotated[Audit, Depends(get_audit)]

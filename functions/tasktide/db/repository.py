@@ -36,42 +36,18 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tasktide.app.ports import SORTS, ClaimedReminder, TaskQuery
 from tasktide.db.models import OutboxRow, ReminderRow, TaskRow, TaskTagRow
 from tasktide.domain.errors import Conflict
 from tasktide.domain.reminders import reminder_times
 from tasktide.domain.tasks import PRIORITY_RANK, Priority, RecurrenceBasis, Status, Task, format_datetime
 from tasktide.messaging.events import Envelope, topics_for
 
-SORTS = ("due_at", "priority", "title", "created_at", "updated_at")
 OUTBOX_CHANNEL = "tasktide_outbox"
 TASKS: Table = TaskRow.__table__  # type: ignore[assignment]
 TAGS: Table = TaskTagRow.__table__  # type: ignore[assignment]
 REMINDERS: Table = ReminderRow.__table__  # type: ignore[assignment]
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
-
-
-@dataclass(frozen=True)
-class TaskQuery:
-    status: str = "all"
-    priorities: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    q: str | None = None
-    due_from: datetime | None = None
-    due_to: datetime | None = None
-    overdue: bool = False
-    sort: str = "created_at"
-    limit: int = 50
-    offset: int = 0
-
-
-@dataclass(frozen=True)
-class ClaimedReminder:
-    id: uuid.UUID
-    task_id: uuid.UUID
-    user_id: str
-    offset: str
-    remind_at: datetime
-    due_at: datetime
 
 
 def _to_task(row: TaskRow | Row[Any]) -> Task:
@@ -225,6 +201,7 @@ class TaskRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._postgres = session.get_bind().dialect.name == "postgresql"
+        self.events_written = 0  # outbox rows this repository wrote (the unit of work kicks the relay)
 
     # -- tasks -----------------------------------------------------------------------------------
     def add(self, task: Task, *events: Envelope) -> None:
@@ -243,6 +220,7 @@ class TaskRepository:
         writes = [(table, rows) for table, rows in writes if rows]
         if not writes:
             return
+        self.events_written += sum(len(rows) for table, rows in writes if table is OUTBOX)
         if not self._postgres:
             for table, rows in writes:
                 self.session.execute(insert(table), rows)
@@ -260,10 +238,12 @@ class TaskRepository:
 
     def add_occurrence(self, task: Task) -> bool:
         """Insert the next occurrence; False when `(series_id, occurrence)` already exists."""
+        written = self.events_written
         try:
             with self.session.begin_nested():
                 self.add(task)
         except IntegrityError:
+            self.events_written = written
             return False
         return True
 
@@ -303,6 +283,17 @@ class TaskRepository:
     # -- outbox ----------------------------------------------------------------------------------
     def add_event(self, event: Envelope) -> None:
         self._write([(OUTBOX, _outbox_rows(event))])
+
+    def add_event_once(self, event: Envelope) -> bool:
+        """`add_event` in a savepoint; False (and nothing written) when the event id is in the outbox."""
+        written = self.events_written
+        try:
+            with self.session.begin_nested():
+                self.add_event(event)
+        except IntegrityError:
+            self.events_written = written
+            return False
+        return True
 
     # -- reminders -------------------------------------------------------------------------------
     def claim_due_reminders(self, now: datetime, limit: int = 500) -> list[ClaimedReminder]:

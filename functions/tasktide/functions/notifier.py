@@ -12,25 +12,19 @@ the user's inbox.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import functions_framework
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from tasktide.db.models import NotificationRow, NotificationSettingsRow
-from tasktide.db.repository import TaskRepository
-from tasktide.domain.tasks import Status
+from tasktide.app.notifications import SENT_NAMESPACE, Notifications
 from tasktide.functions import _kit
 from tasktide.functions._channels import send_email, send_webhook
 from tasktide.messaging import events
 from tasktide.observability import logs, metrics
 from tasktide.services import Services
 
-SENT_NAMESPACE = uuid.UUID("0c5d3c52-4f0e-4f59-9a57-5c2d6a9b8e13")
+__all__ = ["SENT_NAMESPACE", "deliver_once", "notifier"]
 DEDUPE_TTL = 7 * 24 * 3600
 CLAIM_TTL = 30  # the lease of a 'sending' claim: longer than one attempt (webhook 10 s + SMTP 10 s)
 
@@ -73,48 +67,21 @@ def deliver_once(services: Services, event_id: str, channel: str, send: Callable
     return "sent"
 
 
-def still_due(services: Services, data: events.ReminderDueData) -> events.ReminderDueData | None:
-    """The reminder as the database tells it (the stored task's title, never the event's), if the task is
-    still pending with the same due date; None (stay silent) if it was completed, deleted or moved."""
-    with services.sessions() as session:
-        task = TaskRepository(session).get(data.user_id, data.task_id)
-    if task is None or task.status != Status.PENDING or task.due_at != data.due_at:
-        return None
-    return data.model_copy(update={"title": task.title})
-
-
 @functions_framework.cloud_event
 def notifier(event: Any) -> None:
     with _kit.consuming("notifier", event, events.ReminderDueData, events.REMINDER_DUE) as data:
         services, event_id = _kit.services(), _kit.attr(event, "id") or ""
-        stored = still_due(services, data)
+        notifications = Notifications(services.unit_of_work)
+        stored = notifications.still_due(data)
         if stored is None:
             _kit.outcome("notifier", event, "ok")
             return
         data = stored
-        with services.sessions() as session, session.begin():
-            prefs = session.scalars(
-                select(NotificationSettingsRow).where(NotificationSettingsRow.user_id == data.user_id)
-            ).one_or_none()
-            try:
-                with session.begin_nested():
-                    session.add(
-                        NotificationRow(
-                            id=uuid.uuid5(SENT_NAMESPACE, f"in_app:{event_id}"),
-                            event_id=event_id,
-                            user_id=data.user_id,
-                            task_id=str(data.task_id),
-                            title=f"Reminder: {data.title}",
-                            body=f"Due at {data.due_at.isoformat()}",
-                            created_at=datetime.now(UTC),
-                        )
-                    )
-                metrics.NOTIFICATIONS.labels("in_app", "sent").inc()
-            except IntegrityError:
-                metrics.NOTIFICATIONS.labels("in_app", "duplicate").inc()
+        added, prefs = notifications.notify_in_app(event_id, data)
+        metrics.NOTIFICATIONS.labels("in_app", "sent" if added else "duplicate").inc()
         payload = {"type": events.REMINDER_DUE, "data": data.model_dump(mode="json")}
         sends: dict[str, Callable[[], None]] = {}
-        if prefs is not None and prefs.webhook_url:
+        if prefs.webhook_url:
             url = prefs.webhook_url
             sends["webhook"] = lambda: send_webhook(
                 url,
@@ -124,7 +91,7 @@ def notifier(event: Any) -> None:
                 allow_local=services.settings.webhook_allow_local,
                 timeout=services.settings.webhook_timeout,
             )
-        if prefs is not None and prefs.email:
+        if prefs.email:
             email = prefs.email
             sends["email"] = lambda: send_email(services.settings, services.smtp_password, email, data)
         failed = []
@@ -135,24 +102,7 @@ def notifier(event: Any) -> None:
                 failed.append(f"{channel} ({logs.redact_text(str(exc))[:300]})")
         if failed:
             raise ChannelsFailed(f"channels failed: {'; '.join(failed)}")
-        sent = events.NotificationSentData(
-            reminder_event_id=event_id,
-            task_id=data.task_id,
-            user_id=data.user_id,
-            channels=["in_app", *sends],
-        )
-        envelope = events.envelope(
-            events.NOTIFICATION_SENT,
-            "notifier",
-            str(data.task_id),
-            sent,
-            event_id=str(uuid.uuid5(SENT_NAMESPACE, f"sent:{event_id}")),
-        )
-        try:
-            with services.sessions() as session, session.begin():
-                TaskRepository(session).add_event(envelope)
-        except IntegrityError:
+        if not notifications.announce_sent(event_id, data, ["in_app", *sends]):
             _kit.outcome("notifier", event, "duplicate_ignored")
             return
-        services.committed()
         _kit.outcome("notifier", event, "ok")

@@ -9,79 +9,30 @@ reminder; the partial index on unfired `remind_at` keeps the scan O(due reminder
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import functions_framework
-from sqlalchemy.exc import IntegrityError
 
-from tasktide.db.repository import ClaimedReminder, TaskRepository
-from tasktide.domain.reminders import should_fire
+from tasktide.app import reminders as app
+from tasktide.app.reminders import REMINDER_NAMESPACE, reminder_event_id
 from tasktide.functions import _kit
-from tasktide.messaging import events
 from tasktide.observability import metrics
 
-REMINDER_NAMESPACE = uuid.UUID("2b0f8c6e-0d53-4b8e-9b5e-3c8d9a1e7f42")
-
-
-def reminder_event_id(reminder: ClaimedReminder) -> str:
-    """Stable per (reminder, time): a re-emitted reminder is deduplicated downstream."""
-    return str(uuid.uuid5(REMINDER_NAMESPACE, f"{reminder.id}:{reminder.remind_at.isoformat()}"))
-
-
-BATCH = 500
-
-
-def announce(repo: TaskRepository, reminder: ClaimedReminder, now: datetime) -> bool:
-    """Write the `reminder.due` event of one claimed reminder; False when the task is gone or past due."""
-    task = repo.get(reminder.user_id, reminder.task_id)
-    if task is None or not should_fire(remind_at=reminder.remind_at, due_at=reminder.due_at, now=now):
-        return False
-    data = events.ReminderDueData(
-        reminder_id=reminder.id,
-        task_id=reminder.task_id,
-        user_id=reminder.user_id,
-        title=task.title,
-        offset=reminder.offset,
-        remind_at=reminder.remind_at,
-        due_at=reminder.due_at,
-        fired_at=now,
-    )
-    event_id = reminder_event_id(reminder)
-    envelope = events.envelope(
-        events.REMINDER_DUE, "reminders", str(reminder.task_id), data, event_id=event_id
-    )
-    try:
-        with repo.session.begin_nested():
-            repo.add_event(envelope)
-    except IntegrityError:  # announced before: never let one row block the whole scan
-        return False
-    metrics.REMINDER_LATENESS.observe(max(0.0, (now - reminder.remind_at).total_seconds()))
-    return True
+__all__ = ["BATCH", "REMINDER_NAMESPACE", "reminder_event_id", "reminders", "scan"]
+BATCH = app.BATCH
 
 
 def scan(now: datetime) -> tuple[int, int]:
     """Claim and announce every due reminder, a batch per transaction, until none is left.
 
-    Returns (fired, skipped because the task is already past due)."""
-    services = _kit.services()
-    fired = skipped = 0
-    while True:
-        with services.sessions() as session, session.begin():
-            repo = TaskRepository(session)
-            claimed = repo.claim_due_reminders(now, limit=BATCH)
-            for reminder in claimed:
-                if announce(repo, reminder, now):
-                    fired += 1
-                else:
-                    skipped += 1
-        services.committed()
-        if len(claimed) < BATCH:
-            break
-    metrics.REMINDERS_FIRED.inc(fired)
-    metrics.REMINDERS_SKIPPED.inc(skipped)
-    return fired, skipped
+    Returns (fired, skipped because the task is gone, already past due or announced before)."""
+    done = app.scan(_kit.services().unit_of_work, now, batch=BATCH)
+    for reminder in done.fired:
+        metrics.REMINDER_LATENESS.observe(max(0.0, (now - reminder.remind_at).total_seconds()))
+    metrics.REMINDERS_FIRED.inc(len(done.fired))
+    metrics.REMINDERS_SKIPPED.inc(done.skipped)
+    return len(done.fired), done.skipped
 
 
 @functions_framework.cloud_event

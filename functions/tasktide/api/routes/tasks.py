@@ -15,16 +15,13 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
 from tasktide.api.auth import CurrentUser
-from tasktide.api.deps import ServicesDep
+from tasktide.api.deps import ServicesDep, TasksDep
 from tasktide.api.problems import Problem
 from tasktide.api.schemas import (
     CompleteIn,
@@ -37,23 +34,9 @@ from tasktide.api.schemas import (
     TaskOut,
     to_fields,
 )
-from tasktide.db.repository import TaskQuery, TaskRepository
-from tasktide.domain.errors import NotFound, PreconditionFailed
-from tasktide.domain.tasks import (
-    Status,
-    Task,
-    changed_fields,
-    merge_patch,
-    new_task,
-    parse_datetime,
-    revise_task,
-    set_completed,
-    skip_occurrence,
-    task_fields,
-    upcoming_due,
-)
-from tasktide.messaging import events
-from tasktide.services import Services
+from tasktide.app.ports import Precondition, TaskQuery
+from tasktide.domain.errors import PreconditionFailed
+from tasktide.domain.tasks import Task, parse_datetime, upcoming_due
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ProblemOut, "content": {"application/problem+json": {}}}
@@ -83,56 +66,28 @@ router = APIRouter(
 )
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@contextmanager
-def unit_of_work(services: Services) -> Iterator[TaskRepository]:
-    with services.sessions() as session, session.begin():
-        yield TaskRepository(session)
-    services.committed()
-
-
-def _load(repo: TaskRepository, user_id: str, task_id: uuid.UUID, *, for_update: bool = False) -> Task:
-    task = repo.get(user_id, task_id, for_update=for_update)
-    if task is None:
-        raise NotFound(f"Task {task_id} does not exist for user {user_id}.")
-    return task
-
-
 def _etag(task: Task) -> str:
     return f'"{task.version}"'
 
 
-def _check_if_match(request: Request, task: Task) -> None:
+def _if_match(request: Request) -> Precondition | None:
+    """The request's If-Match as a precondition on the loaded task (None: no header, or `*`)."""
     header = request.headers.get("if-match")
     if header is None or header.strip() == "*":
-        return
+        return None
     tags = {t.strip().removeprefix("W/") for t in header.split(",")}
-    if _etag(task) not in tags:
-        raise PreconditionFailed(
-            f"If-Match {header} does not match the current version {_etag(task)}; reload the task."
-        )
+
+    def check(task: Task) -> None:
+        if _etag(task) not in tags:
+            raise PreconditionFailed(
+                f"If-Match {header} does not match the current version {_etag(task)}; reload the task."
+            )
+
+    return check
 
 
 def _traceparent(request: Request) -> str | None:
     return request.headers.get("traceparent")
-
-
-def _record_change(repo: TaskRepository, request: Request, old: Task, new: Task, actor: str) -> None:
-    changed = changed_fields(old, new)
-    if not changed:
-        return
-    repo.save(new, expected_version=old.version)
-    if "status" in changed:
-        kind = events.TASK_COMPLETED if new.status == Status.COMPLETED else events.TASK_REOPENED
-    else:
-        kind = events.TASK_UPDATED
-    envelope = events.task_envelope(
-        kind, new, changed=changed, actor=actor, traceparent=_traceparent(request)
-    )
-    repo.add_event(envelope)
 
 
 def _respond(response: Response, task: Task) -> TaskOut:
@@ -142,14 +97,9 @@ def _respond(response: Response, task: Task) -> TaskOut:
 
 @router.post("", status_code=201)
 def create_task(
-    user_id: CurrentUser, body: TaskIn, request: Request, response: Response, services: ServicesDep
+    user_id: CurrentUser, body: TaskIn, request: Request, response: Response, tasks: TasksDep
 ) -> TaskOut:
-    task = new_task(user_id, to_fields(body), now=utcnow())
-    envelope = events.task_envelope(
-        events.TASK_CREATED, task, actor=user_id, traceparent=_traceparent(request)
-    )
-    with unit_of_work(services) as repo:
-        repo.add(task, envelope)  # one statement on Postgres: task, tags, reminders, outbox rows
+    task = tasks.create(user_id, to_fields(body), trace=_traceparent(request))
     response.headers["Location"] = str(request.url_for("get_task", user_id=user_id, task_id=task.id).path)
     return _respond(response, task)
 
@@ -160,6 +110,7 @@ def list_tasks(
     request: Request,
     response: Response,
     services: ServicesDep,
+    tasks: TasksDep,
     filters: Annotated[TaskFilters, Query()],
 ) -> list[TaskOut]:
     for name, value in (("due_from", filters.due_from), ("due_to", filters.due_to)):
@@ -183,22 +134,19 @@ def list_tasks(
         limit=limit + 1,
         offset=offset,
     )
-    with services.read_sessions() as session:
-        tasks = TaskRepository(session).search(user_id, query, now=utcnow())
-    if len(tasks) > limit:
-        tasks = tasks[:limit]
+    found = tasks.search(user_id, query)
+    if len(found) > limit:
+        found = found[:limit]
         # relative (or under the configured public URL): the client's Host header is never reflected
         next_url = request.url.include_query_params(cursor=_encode_cursor(offset + limit))
         base = (services.settings.public_url or "").rstrip("/")
         response.headers["Link"] = f'<{base}{next_url.path}?{next_url.query}>; rel="next"'
-    return [TaskOut.of(t) for t in tasks]
+    return [TaskOut.of(t) for t in found]
 
 
 @router.get("/{task_id}")
-def get_task(user_id: CurrentUser, task_id: uuid.UUID, response: Response, services: ServicesDep) -> TaskOut:
-    with services.read_sessions() as session:
-        task = _load(TaskRepository(session), user_id, task_id)
-    return _respond(response, task)
+def get_task(user_id: CurrentUser, task_id: uuid.UUID, response: Response, tasks: TasksDep) -> TaskOut:
+    return _respond(response, tasks.get(user_id, task_id))
 
 
 @router.put("/{task_id}")
@@ -208,14 +156,12 @@ def replace_task(
     body: TaskIn,
     request: Request,
     response: Response,
-    services: ServicesDep,
+    tasks: TasksDep,
 ) -> TaskOut:
-    with unit_of_work(services) as repo:
-        task = _load(repo, user_id, task_id, for_update=True)
-        _check_if_match(request, task)
-        revised = revise_task(task, to_fields(body), now=utcnow())
-        _record_change(repo, request, task, revised, user_id)
-    return _respond(response, revised if changed_fields(task, revised) else task)
+    task = tasks.replace(
+        user_id, task_id, to_fields(body), check=_if_match(request), trace=_traceparent(request)
+    )
+    return _respond(response, task)
 
 
 @router.patch("/{task_id}")
@@ -227,7 +173,7 @@ def patch_task(
     ],
     request: Request,
     response: Response,
-    services: ServicesDep,
+    tasks: TasksDep,
     scope: Annotated[
         Literal["occurrence", "series"],
         Query(
@@ -246,37 +192,25 @@ def patch_task(
                 errors=[{"field": "completed", "message": "not a boolean"}],
             )
         patch.setdefault("status", "completed" if completed else "pending")
-    with unit_of_work(services) as repo:
-        task = _load(repo, user_id, task_id, for_update=True)
-        _check_if_match(request, task)
-        current = task_fields(task)
-        if patch.get("recurrence_text") is not None and "recurrence" not in patch:
-            current.pop("recurrence")  # the phrase replaces the rule
-        revised = revise_task(task, merge_patch(current, patch), now=utcnow(), re_anchor=scope == "series")
-        _record_change(repo, request, task, revised, user_id)
-    return _respond(response, revised if changed_fields(task, revised) else task)
+    task = tasks.patch(
+        user_id,
+        task_id,
+        patch,
+        re_anchor=scope == "series",
+        check=_if_match(request),
+        trace=_traceparent(request),
+    )
+    return _respond(response, task)
 
 
 @router.post("/{task_id}/skip")
 def skip_task(
-    user_id: CurrentUser, task_id: uuid.UUID, request: Request, response: Response, services: ServicesDep
+    user_id: CurrentUser, task_id: uuid.UUID, request: Request, response: Response, tasks: TasksDep
 ) -> SkipOut:
     """Skip this pending occurrence of a recurring task: its rule instance becomes an EXDATE of the
     series, the occurrence is removed (`com.tasktide.task.skipped`) and the next one is created
     (`com.tasktide.task.created`), as completing it now would. 409 for a one-off or completed task."""
-    with unit_of_work(services) as repo:
-        task = _load(repo, user_id, task_id, for_update=True)
-        _check_if_match(request, task)
-        skipped, nxt = skip_occurrence(task, now=utcnow())
-        trace = _traceparent(request)
-        repo.delete(task)
-        repo.add_event(
-            events.task_envelope(
-                events.TASK_SKIPPED, skipped, changed=("exdates",), actor=user_id, traceparent=trace
-            )
-        )
-        if nxt is not None and repo.add_occurrence(nxt):
-            repo.add_event(events.task_envelope(events.TASK_CREATED, nxt, actor=user_id, traceparent=trace))
+    skipped, nxt = tasks.skip(user_id, task_id, check=_if_match(request), trace=_traceparent(request))
     if nxt is not None:
         response.headers["Location"] = str(request.url_for("get_task", user_id=user_id, task_id=nxt.id).path)
     return SkipOut(skipped=TaskOut.of(skipped), next=TaskOut.of(nxt) if nxt is not None else None)
@@ -286,13 +220,12 @@ def skip_task(
 def task_occurrences(
     user_id: CurrentUser,
     task_id: uuid.UUID,
-    services: ServicesDep,
+    tasks: TasksDep,
     count: Annotated[int, Query(ge=1, le=MAX_OCCURRENCES, description="How many due times")] = 10,
 ) -> OccurrencesOut:
     """The series' next `count` due times from this occurrence on (a pending one lists itself first),
     in UTC and in the task's zone, so a rule can be checked before it is trusted."""
-    with services.sessions() as session:
-        task = _load(TaskRepository(session), user_id, task_id)
+    task = tasks.get(user_id, task_id)
     zone = ZoneInfo(task.timezone)
     return OccurrencesOut(
         task_id=task.id,
@@ -312,29 +245,17 @@ def complete_task(
     task_id: uuid.UUID,
     request: Request,
     response: Response,
-    services: ServicesDep,
+    tasks: TasksDep,
     body: Annotated[CompleteIn | None, Body()] = None,
 ) -> TaskOut:
-    with unit_of_work(services) as repo:
-        task = _load(repo, user_id, task_id, for_update=True)
-        _check_if_match(request, task)
-        completed = body.completed if body is not None else task.status != Status.COMPLETED
-        revised = set_completed(task, completed, now=utcnow())
-        _record_change(repo, request, task, revised, user_id)
-    return _respond(response, revised)
+    completed = body.completed if body is not None else None  # None: toggle
+    task = tasks.complete(user_id, task_id, completed, check=_if_match(request), trace=_traceparent(request))
+    return _respond(response, task)
 
 
 @router.delete("/{task_id}", status_code=204)
-def delete_task(
-    user_id: CurrentUser, task_id: uuid.UUID, request: Request, services: ServicesDep
-) -> Response:
-    with unit_of_work(services) as repo:
-        task = _load(repo, user_id, task_id, for_update=True)
-        _check_if_match(request, task)
-        repo.delete(task)
-        repo.add_event(
-            events.task_envelope(events.TASK_DELETED, task, actor=user_id, traceparent=_traceparent(request))
-        )
+def delete_task(user_id: CurrentUser, task_id: uuid.UUID, request: Request, tasks: TasksDep) -> Response:
+    tasks.delete(user_id, task_id, check=_if_match(request), trace=_traceparent(request))
     return Response(status_code=204)
 
 

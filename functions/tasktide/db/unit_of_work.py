@@ -1,0 +1,57 @@
+"""The unit of work over SQLAlchemy sessions (implements `tasktide.app.ports.UnitOfWork`).
+
+One session, one transaction: the task, audit and notification repositories it opens share it, so state
+rows and outbox rows commit or roll back together. After a commit that wrote outbox rows the `after_commit`
+hook runs (the services container's: kick the relay); a read-only unit of work never begins a transaction
+of its own (on Postgres its sessions are autocommit: one round trip a read) and never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from tasktide.db.audit import AuditRepository
+from tasktide.db.notifications import NotificationRepository
+from tasktide.db.repository import TaskRepository
+
+
+class SqlUnitOfWork:
+    tasks: TaskRepository
+    audit: AuditRepository
+    notifications: NotificationRepository
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        after_commit: Callable[[], None] | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.sessions, self.after_commit, self.read_only = sessions, after_commit, read_only
+
+    def __enter__(self) -> SqlUnitOfWork:
+        self.session = self.sessions()
+        if not self.read_only:
+            self.session.begin()
+        self.tasks = TaskRepository(self.session)
+        self.audit = AuditRepository(self.session)
+        self.notifications = NotificationRepository(self.session)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        committed = False
+        try:
+            if kind is None and not self.read_only:
+                self.session.commit()
+                committed = True
+            else:
+                self.session.rollback()
+        finally:
+            self.session.close()
+        if committed and self.tasks.events_written and self.after_commit is not None:
+            self.after_commit()
