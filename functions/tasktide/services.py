@@ -14,18 +14,17 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
 from tasktide.dapr import SecretNotFound, SecretStore, StateStore, secret_store, state_store
-from tasktide.db.engine import make_engine, session_factory, track_pool
-from tasktide.db.unit_of_work import SqlUnitOfWork
-from tasktide.messaging.outbox import OutboxListener, Relay, RelayWorker
-from tasktide.messaging.stream import StreamHub
 from tasktide.settings import DEV_JWT_SECRET, ConfigurationError, Settings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # SQLAlchemy, the relay and Kafka are imported when they are used, not with this module
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from tasktide.db.unit_of_work import SqlUnitOfWork
     from tasktide.messaging.kafka import TopicFollower
+    from tasktide.messaging.outbox import OutboxListener, Relay, RelayWorker
+    from tasktide.messaging.stream import StreamHub
 
 log = logging.getLogger(__name__)
 DEV_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"tasktide-dev-webhook-signing-key!").decode()
@@ -63,6 +62,8 @@ class Services:
     def unit_of_work(self, *, read_only: bool = False) -> SqlUnitOfWork:
         """A unit of work on this database (`tasktide.app.ports.UnitOfWorkFactory`): one transaction that
         kicks the relay after committing outbox rows; read-only ones read on `read_sessions`."""
+        from tasktide.db.unit_of_work import SqlUnitOfWork
+
         if read_only:
             return SqlUnitOfWork(self.read_sessions, read_only=True)
         return SqlUnitOfWork(self.sessions, after_commit=self.committed)
@@ -73,6 +74,8 @@ class Services:
         BEGIN / ROLLBACK around it); on SQLite the same sessions as writes."""
         if self.engine.dialect.name != "postgresql":
             return self.sessions
+        from tasktide.db.engine import session_factory
+
         return session_factory(self.engine.execution_options(isolation_level="AUTOCOMMIT"))
 
     @cached_property
@@ -98,6 +101,8 @@ class Services:
 
     def start_relay(self, relay: Relay, *, sweep_every: float = 1.0) -> RelayWorker:
         """Publish after every commit and sweep periodically, on a background thread."""
+        from tasktide.messaging.outbox import RelayWorker
+
         self.relay = relay
         self.relay_worker = RelayWorker(relay, sweep_every=sweep_every)
         self.relay_worker.start()
@@ -128,6 +133,8 @@ class Services:
     def stream_hub(self) -> StreamHub:
         """The API's live-updates hub: with Kafka it follows `task-updates` from its first SSE subscriber on,
         so a process that never streams never consumes the topic."""
+        from tasktide.messaging.stream import StreamHub
+
         hub = StreamHub(on_first_subscriber=lambda: self.follow_updates(hub))
         return hub
 
@@ -145,6 +152,8 @@ class Services:
     def build(
         cls, settings: Settings, *, jwt_secret: str | None = None, with_relay: bool = False
     ) -> Services:
+        from tasktide.db.engine import make_engine, session_factory, track_pool
+
         secrets = secret_store(settings)
         url = settings.database_url
         if "database_url" not in settings.model_fields_set:
@@ -163,6 +172,7 @@ class Services:
         )
         if with_relay and settings.kafka_bootstrap:
             from tasktide.messaging.kafka import KafkaPublisher
+            from tasktide.messaging.outbox import Relay
 
             services.start_relay(
                 Relay(services.sessions, KafkaPublisher(settings.kafka_bootstrap)), sweep_every=30

@@ -1,14 +1,20 @@
-"""Settings read from the environment (prefix ``TASKTIDE_``), lazily, never at import."""
+"""Settings read from the environment (prefix ``TASKTIDE_``), lazily, never at import.
+
+A plain pydantic model that reads its own environment variables (names case-insensitive, explicit keyword
+arguments win, a validation alias names its variable in full), as pydantic-settings would for these
+scalar fields: pydantic-settings costs every process (each function's cold start) tens of milliseconds of
+imports for sources this project does not use.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEV_JWT_SECRET = "tasktide-dev-secret-do-not-use-in-production"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -28,13 +34,16 @@ def parse_seconds(text: str) -> float:
     return float(match["n"]) * _UNIT_SECONDS[match["unit"]]
 
 
-class Settings(BaseSettings):
+ENV_PREFIX = "TASKTIDE_"
+
+
+class Settings(BaseModel):
     """Every knob of the system; each field maps to ``TASKTIDE_<NAME>``.
 
     The container's gunicorn sizing (``TASKTIDE_WORKERS``, ``TASKTIDE_THREADS``) is read by ``tasktide serve``
     before any Python app exists, so it lives in ``serve.py``."""
 
-    model_config = SettingsConfigDict(env_prefix="TASKTIDE_", extra="ignore")
+    model_config = ConfigDict(extra="ignore")
 
     database_url: str = "sqlite:///./tasktide.db"
     host: str = "127.0.0.1"
@@ -82,6 +91,22 @@ class Settings(BaseSettings):
     agent_mcp_url: str | None = None
     agent_api_app_id: str = "tasktide-api"
     agent_max_turns: int = 8
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment(cls, data: Any) -> Any:
+        """Fill every field not given as an argument from ``TASKTIDE_<NAME>`` (or its alias)."""
+        given = dict(data) if isinstance(data, dict) else {}
+        environ = {name.upper(): value for name, value in os.environ.items()}
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias if isinstance(field.validation_alias, str) else None
+            key = alias or name
+            if key in given:
+                continue
+            variable = alias.upper() if alias else ENV_PREFIX + name.upper()
+            if variable in environ:
+                given[key] = environ[variable]
+        return given
 
     @field_validator("ping_every", mode="before")
     @classmethod

@@ -49,10 +49,31 @@ def hello(event):
 class Measured:
     path: str
     samples_ms: tuple[float, ...]
+    rss_mib: tuple[float, ...] = ()  # the serving worker's resident set after its first answer
 
     @property
     def median_ms(self) -> float:
         return benchlib.median(self.samples_ms)
+
+    @property
+    def median_rss_mib(self) -> float | None:
+        return benchlib.median(self.rss_mib) if self.rss_mib else None
+
+
+def rss_mib(pid: int) -> float:
+    """VmRSS of `pid` (Linux /proc), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def worker_rss_mib(pid: int) -> float:
+    """The resident set of the process that served: the largest child (a gunicorn or uvicorn worker), or
+    `pid` itself when it has no children."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    pids = [int(p) for p in children.read_text().split()] if children.exists() else []
+    return max((rss_mib(p) for p in pids), default=rss_mib(pid))
 
 
 @dataclass(frozen=True)
@@ -84,8 +105,9 @@ def hello_event() -> bytes:
 
 def until_served(
     argv: list[str], env: dict[str, str], request: Callable[[httpx.Client, str], httpx.Response], port: int
-) -> float:
-    """Seconds from Popen until `request` answers 2xx (retrying refused connections every 5 ms)."""
+) -> tuple[float, float]:
+    """Seconds from Popen until `request` answers 2xx (retrying refused connections every 5 ms), and the
+    serving worker's RSS (MiB) right after that answer."""
     base = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -101,7 +123,7 @@ def until_served(
                     time.sleep(POLL_S)
                     continue
                 if response.is_success:
-                    return time.perf_counter() - t0
+                    return time.perf_counter() - t0, worker_rss_mib(proc.pid)
                 raise RuntimeError(f"{argv}: first answer was {response.status_code} {response.text[:300]}")
             raise TimeoutError(f"{argv} did not serve within 120 s")
     finally:
@@ -140,11 +162,14 @@ def import_profile(module: str) -> ImportProfile:
     return ImportProfile(total_us / 1000, modules, heaviest)
 
 
-def measure(path: str, runs: int, once: Callable[[], float]) -> Measured:
+def measure(path: str, runs: int, once: Callable[[], float | tuple[float, float]]) -> Measured:
     once()  # warm the page cache and .pyc files; not counted
-    samples = tuple(once() * 1000 for _ in range(runs))
-    print(f"{path:70} median {benchlib.median(samples):8.1f} ms  {[round(s) for s in samples]}")
-    return Measured(path, samples)
+    results = [once() for _ in range(runs)]
+    samples = tuple((r[0] if isinstance(r, tuple) else r) * 1000 for r in results)
+    rss = tuple(r[1] for r in results if isinstance(r, tuple))
+    memory = f"  RSS {benchlib.median(rss):.1f} MiB" if rss else ""
+    print(f"{path:70} median {benchlib.median(samples):8.1f} ms  {[round(s) for s in samples]}{memory}")
+    return Measured(path, samples, rss)
 
 
 def run_all(runs: int, workdir: Path) -> tuple[list[Measured], ImportProfile, ImportProfile]:
@@ -174,7 +199,7 @@ def run_all(runs: int, workdir: Path) -> tuple[list[Measured], ImportProfile, Im
         subprocess.run([python, "-c", "import tasktide.functions.audit"], check=True, env=base_env)
         return time.perf_counter() - t0
 
-    def ff_hello() -> float:
+    def ff_hello() -> tuple[float, float]:
         port = benchlib.free_port()
         argv = [
             f"{venv_bin}/functions-framework",
@@ -183,12 +208,12 @@ def run_all(runs: int, workdir: Path) -> tuple[list[Measured], ImportProfile, Im
         ]
         return until_served(argv, base_env, post_event(hello_event), port)
 
-    def audit() -> float:
+    def audit() -> tuple[float, float]:
         port = benchlib.free_port()
         env = {**base_env, "FUNCTION_TARGET": "audit", "PORT": str(port)}
         return until_served([f"{venv_bin}/tasktide", "serve"], env, post_event(task_created_event), port)
 
-    def api() -> float:
+    def api() -> tuple[float, float]:
         port = benchlib.free_port()
         env = {**base_env, "PORT": str(port)}
         return until_served([f"{venv_bin}/tasktide", "serve"], env, healthz, port)
@@ -209,6 +234,15 @@ def render(
     argv: list[str], runs: int, results: list[Measured], audit: ImportProfile, api: ImportProfile
 ) -> str:
     py, hello, imp, fn, app = results
+
+    def rss(m: Measured) -> str:
+        return "-" if m.median_rss_mib is None else f"{m.median_rss_mib:.1f}"
+
+    def rss_ratio(m: Measured) -> str:
+        if m.median_rss_mib is None or hello.median_rss_mib is None:
+            return "-"
+        return f"{m.median_rss_mib / hello.median_rss_mib:.2f}x"
+
     rows = [
         [
             m.path,
@@ -217,39 +251,57 @@ def render(
             f"{max(m.samples_ms):.0f}",
             f"{m.median_ms / py.median_ms:.1f}x",
             f"{m.median_ms / hello.median_ms:.2f}x",
+            rss(m),
+            rss_ratio(m),
         ]
         for m in results
     ]
     heavy = ", ".join(f"`{name}` {ms:.0f} ms" for name, ms in audit.heaviest)
+    load = os.getloadavg()[0]
+    headers = [
+        "path",
+        "median ms",
+        "min ms",
+        "max ms",
+        "vs python -c pass",
+        "vs ff hello",
+        "worker RSS MiB",
+        "RSS vs ff hello",
+    ]
+    fn_rss, hello_rss = fn.median_rss_mib or 0.0, hello.median_rss_mib or 1.0
     return f"""Command: `{benchlib.command_line("cold_start.py", argv)}`
 
 Time from `subprocess.Popen` to the first 2xx answer (requests retried every {POLL_S * 1000:.0f} ms while
 the port refuses connections), median of {runs} runs after one unrecorded warm-up run (page cache and
-`.pyc` files warm). Functions run exactly as a Knative Service runs them (`tasktide serve` execs
-`gunicorn 'tasktide.functions._server:app_from_env()'`: functions-framework's app plus `/healthz` and
-`/metrics`), with `TASKTIDE_DATABASE_URL` a
+`.pyc` files warm), and the resident set (VmRSS) of the process that answered (the gunicorn or uvicorn
+worker) right after that answer. Functions run exactly as a Knative Service runs them (`tasktide serve`
+execs `gunicorn 'tasktide.functions._server:asgi_app_from_env()'` with uvicorn workers:
+functions-framework's app plus `/healthz` and `/metrics`), with `TASKTIDE_DATABASE_URL` a
 SQLite file migrated beforehand; the first CloudEvent is a real `com.tasktide.task.created`, so the
 measured path includes building the services container, opening the database and writing the audit row.
-The API path runs the uvicorn factory, which applies (already applied) migrations before listening.
+The hello baseline is `functions-framework --target hello` (its own gunicorn, one worker). The API path
+runs the uvicorn factory, which applies (already applied) migrations before listening. 1-minute load
+average at the end of the run: {load:.1f} ({os.cpu_count()} CPUs).
 
-{benchlib.table(["path", "median ms", "min ms", "max ms", "vs python -c pass", "vs ff hello"], rows)}
+{benchlib.table(headers, rows)}
 
 `python -X importtime -c "import tasktide.functions.audit"`: {audit.modules} modules, sum of self times
 {audit.total_ms:.0f} ms; heaviest packages (sum of their modules' self times): {heavy}.
 `import tasktide.entrypoints.serve` alone: {api.modules} modules, {api.total_ms:.0f} ms.
 
 Interpretation: the audit function serves its first event {fn.median_ms / hello.median_ms:.1f}x as late
-as a bare functions-framework hello function ({fn.median_ms - hello.median_ms:+.0f} ms) and the API answers
-`/healthz` {app.median_ms / py.median_ms:.0f}x as late as a bare interpreter starts. Almost all of it is
-imports: importing the audit module alone costs {imp.median_ms - py.median_ms:.0f} ms over a bare
-interpreter, and SQLAlchemy (core, ORM, dialect) is the largest share, well ahead of
-tasktide's own modules and pydantic. What is left after the hello baseline and that import,
+as a bare functions-framework hello function ({fn.median_ms - hello.median_ms:+.0f} ms) with
+{fn_rss / hello_rss:.2f}x its worker's memory; the API answers `/healthz`
+{app.median_ms / py.median_ms:.0f}x as late as a bare interpreter starts. Importing the audit module
+alone costs
+{imp.median_ms - py.median_ms:.0f} ms over a bare interpreter; SQLAlchemy (core, ORM, dialect) is the
+largest share, and the audit function needs it: its handler writes through an ORM session. The
+`tasktide` launcher itself imports nothing heavy before it execs gunicorn, the function server imports
+the services container, SQLAlchemy and kafka-python only when a handler first needs them, and settings are
+read without pydantic-settings. What is left after the hello baseline and that import,
 {fn.median_ms - hello.median_ms - (imp.median_ms - py.median_ms):.0f} ms (a difference of medians, so
-noisy), is the first event itself:
-building the services container and engine, the first connection, lazily imported modules and the
-first compilation of the INSERT. On Knative a scale-from-zero request therefore waits
-about a second plus image pull and pod start; keeping `minScale: 1` on hot functions, or trimming
-imports (the audit function needs the engine and one table, not the whole ORM catalogue), are the levers.
+noisy), is uvicorn's worker, a2wsgi and the body guard, and the first event itself: building the services
+container and engine, the first connection and the first compilation of the INSERT.
 """
 
 

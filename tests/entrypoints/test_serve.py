@@ -71,7 +71,7 @@ def test_serve_command_function_target_runs_gunicorn_function_app() -> None:
     argv = command({"FUNCTION_TARGET": "audit", "PORT": "9000"})
     assert argv[:2] == ["gunicorn", "tasktide.functions._server:asgi_app_from_env()"]
     assert argv[argv.index("--bind") + 1] == "127.0.0.1:9000"
-    assert argv[argv.index("--worker-class") + 1] == "uvicorn_worker.UvicornWorker"
+    assert argv[argv.index("--worker-class") + 1] == "tasktide.functions._worker.FunctionWorker"
     api = command({"PORT": "9000"})
     assert api[:3] == [sys.executable, "-m", "tasktide.entrypoints.apiserver"]
     assert api[api.index("--workers") + 1] == "2"

@@ -188,9 +188,20 @@ def version() -> str:
         return "unknown"
 
 
+class VersionAction(argparse.Action):
+    """`--version`, looked up only when asked (importlib.metadata would slow every `tasktide serve`)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the version")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kwargs: object) -> None:
+        print(f"{parser.prog} {version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tasktide", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run the API, every function and the event router in one process")
@@ -283,21 +294,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pydantic import ValidationError
-
-    from tasktide.settings import ConfigurationError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigurationError as exc:
-        print(f"tasktide {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:  # a TASKTIDE_* variable pydantic-settings refused
-        for error in exc.errors():
-            name = "TASKTIDE_" + "_".join(str(part) for part in error["loc"]).upper()
-            print(f"tasktide {args.command}: error: {name}: {error['msg']}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        # Imported only now: `tasktide serve` execs its server at once, without pydantic or the settings.
+        from pydantic import ValidationError
+
+        from tasktide.settings import ConfigurationError
+
+        if isinstance(exc, ConfigurationError):
+            print(f"tasktide {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, ValidationError):  # a TASKTIDE_* variable the settings refused
+            for error in exc.errors():
+                name = "TASKTIDE_" + "_".join(str(part) for part in error["loc"]).upper()
+                print(f"tasktide {args.command}: error: {name}: {error['msg']}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+if TYPE_CHECKING:  # `tasktide serve` execs gunicorn at once: importing FastAPI here would delay every start
+    from fastapi import FastAPI
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -51,7 +53,7 @@ def command(environ: dict[str, str] | None = None) -> list[str]:
         return [
             *("gunicorn", "tasktide.functions._server:asgi_app_from_env()"),
             *("--config", "python:tasktide.functions._gunicorn_conf"),
-            *("--bind", f"{host}:{port}", "--worker-class", "uvicorn_worker.UvicornWorker"),
+            *("--bind", f"{host}:{port}", "--worker-class", "tasktide.functions._worker.FunctionWorker"),
             *("--workers", env.get("TASKTIDE_WORKERS", "1"), "--threads", threads, "--timeout", "0"),
         ]
     workers = env.get("TASKTIDE_WORKERS", "2")

@@ -17,13 +17,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from tasktide.observability import logs, metrics
-from tasktide.services import Services
-from tasktide.settings import get_settings
+
+if TYPE_CHECKING:  # the container (SQLAlchemy, the relay) is imported at the first event that needs it
+    from tasktide.services import Services
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("tasktide.function")
@@ -71,6 +72,9 @@ def services() -> Services:
     if bound is not None:
         return bound
     if _default is None:
+        from tasktide.services import Services
+        from tasktide.settings import get_settings
+
         _default = Services.build(get_settings(), with_relay=True)
         if os.environ.get("FUNCTION_TARGET") == "relay":  # the relay Service publishes on every NOTIFY
             _default.listen_outbox()

@@ -6,13 +6,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from typing import TYPE_CHECKING, Any
 
 from tasktide.messaging import codec
-from tasktide.messaging.kafka_client import make_producer
 from tasktide.messaging.outbox import OutboxRecord
+
+if TYPE_CHECKING:  # kafka-python is imported when a producer or consumer is made, not with this module
+    from kafka import KafkaProducer
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ class KafkaPublisher:
 
     def _connect(self) -> KafkaProducer:
         if self._producer is None:
+            from tasktide.messaging.kafka_client import make_producer
+
             self._producer = make_producer(
                 self.bootstrap, timeout_s=self.timeout_s, client_id="tasktide-relay", linger_ms=2
             )
@@ -86,6 +88,8 @@ class TopicFollower:
                 self._stopped.wait(1.0)
 
     def _follow(self) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
         try:
             partitions = consumer.partitions_for_topic(self.topic) or set()
