@@ -257,3 +257,140 @@ async def test_broker_embedded_publish_from_topic_failure_logged_and_others_keep
     assert sorted(e["id"] for e in subscribers.events("audit")) == sorted([first["id"], second["id"]])
     lost = [r.getMessage() for r in caplog.records if r.getMessage().startswith("event lost")]
     assert len(lost) == 2 and any(first["id"] in m for m in lost) and any(second["id"] in m for m in lost)
+
+
+# -- records in flight at the consumer: ordered and unordered, failures, rebalances -----------------------
+
+
+class Blocking(Recorder):
+    """Records every dispatch; the dispatch of event ``held`` waits until :meth:`release`."""
+
+    def __init__(self, held: str, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.held = held
+        self.gate = asyncio.Event()
+        self._loop = loop
+
+    async def __call__(self, topic: str, event: codec.CloudEvent, traceparent: str | None = None) -> None:
+        await super().__call__(topic, event, traceparent)
+        if event["id"] == self.held:
+            await self.gate.wait()
+
+    def release(self) -> None:
+        self._loop.call_soon_threadsafe(self.gate.set)
+
+
+class FailsOnce(Recorder):
+    """Records every dispatch; the first dispatch of ``failing`` raises, as after a failed dead letter."""
+
+    def __init__(self, failing: str) -> None:
+        super().__init__()
+        self.failing, self.failed = failing, False
+
+    async def __call__(self, topic: str, event: codec.CloudEvent, traceparent: str | None = None) -> None:
+        await super().__call__(topic, event, traceparent)
+        if event["id"] == self.failing and not self.failed:
+            self.failed = True
+            raise DeliveryFailed(str(event["id"]), [("src", RuntimeError("dead-letter sink down"))])
+
+
+async def _polls_after(consumer: KafkaSourceConsumer, more: int) -> None:
+    start = consumer.polls
+    await _until(lambda: consumer.polls >= start + more, f"{more} more polls")
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("ordered", [False, True], ids=["unordered", "ordered"])
+async def test_kafka_source_consumer_record_in_flight_holds_back_only_an_ordered_partition(
+    bootstrap: str, source: KafkaSource, ordered: bool
+) -> None:
+    events = _events(3)
+    dispatch = Blocking(events[0]["id"], asyncio.get_running_loop())
+    consumer = KafkaSourceConsumer(
+        source, bootstrap, dispatch, asyncio.get_running_loop(), ordered=ordered, retry_backoff=0.05
+    )
+    await asyncio.to_thread(_produce, bootstrap, source.topics[0], events)
+    consumer.start()
+    try:
+        await _until(lambda: bool(dispatch.seen()), "the first record in flight")
+        if ordered:  # its successors are taken in and wait behind it
+            await _until(lambda: consumer.in_flight == 3, "all three records taken in")
+            await _polls_after(consumer, 3)
+            assert dispatch.seen() == [events[0]["id"]]
+        else:  # its successors are delivered and finished while it is in flight
+            await _until(lambda: len(dispatch.seen()) == 3, "the records behind it, while it is in flight")
+            await _until(lambda: consumer.in_flight == 1, "the records behind it to finish")
+        assert await asyncio.to_thread(_committed, bootstrap, source.consumer_group, source.topics[0]) == 0
+        dispatch.release()
+        await _until_committed(bootstrap, source, 3)
+    finally:
+        dispatch.release()
+        await asyncio.to_thread(consumer.stop)
+    assert dispatch.seen() == [e["id"] for e in events]
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("ordered", [False, True], ids=["unordered", "ordered"])
+async def test_kafka_source_consumer_failed_dispatch_retried_before_commit(
+    bootstrap: str, source: KafkaSource, ordered: bool
+) -> None:
+    events = _events(3)
+    dispatch = FailsOnce(events[0]["id"])
+    consumer = KafkaSourceConsumer(
+        source, bootstrap, dispatch, asyncio.get_running_loop(), ordered=ordered, retry_backoff=0.05
+    )
+    await asyncio.to_thread(_produce, bootstrap, source.topics[0], events)
+    consumer.start()
+    try:
+        await _until_committed(bootstrap, source, 3)
+    finally:
+        await asyncio.to_thread(consumer.stop)
+    first, second, third = (e["id"] for e in events)
+    if ordered:  # nothing overtakes the failed record
+        assert dispatch.seen() == [first, first, second, third]
+    else:  # the failed one came again, the others once each
+        assert sorted(dispatch.seen()) == sorted([first, first, second, third])
+
+
+@pytest.mark.kafka
+async def test_kafka_source_consumers_rebalancing_deliver_every_record_and_commit(bootstrap: str) -> None:
+    suffix = uuid.uuid4().hex[:10]
+    topic, group = f"tt-rebalance-{suffix}", f"tt-rebalance-group-{suffix}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, 3, 1)], validate_only=False)
+    source = KafkaSource("src", (topic,), group, Destination(uri="http://unused.invalid/"))
+    loop = asyncio.get_running_loop()
+    first, second = Recorder(), Recorder()
+    consumers = [KafkaSourceConsumer(source, bootstrap, d, loop, retry_backoff=0.05) for d in (first, second)]
+
+    def produce(n: int) -> list[str]:
+        batch = [
+            codec.new_event("test.rebalance", "/test", {"n": i}, extensions={"partitionkey": f"k{i}"})
+            for i in range(n)
+        ]
+        _produce(bootstrap, topic, batch)
+        return [str(e["id"]) for e in batch]
+
+    def committed_total() -> int:
+        probe = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        try:
+            return sum(int(probe.committed(TopicPartition(topic, p)) or 0) for p in range(3))
+        finally:
+            probe.close(autocommit=False)
+
+    try:
+        ids = await asyncio.to_thread(produce, 30)
+        consumers[0].start()
+        await _until(lambda: bool(first.seen()), "the first consumer to deliver")
+        consumers[1].start()  # the group rebalances while the first one has records in flight
+        ids += await asyncio.to_thread(produce, 30)
+        await _until(lambda: set(first.seen()) | set(second.seen()) >= set(ids), "every record delivered")
+        loop_deadline = loop.time() + WAIT_SECONDS
+        while await asyncio.to_thread(committed_total) != 60:
+            if loop.time() > loop_deadline:
+                pytest.fail("gave up waiting for every offset to be committed")
+            await asyncio.sleep(0.2)
+    finally:
+        await asyncio.gather(*(asyncio.to_thread(c.stop) for c in consumers))
+        admin.delete_topics([topic])
+        admin.close()

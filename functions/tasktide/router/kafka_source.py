@@ -375,14 +375,15 @@ class KafkaSourceConsumer:
 
     # -- rebalances (called by the consumer inside poll) -------------------------------------------------
     def _revoked(self, consumer: Any, revoked: set[Any]) -> None:
-        self._settle(consumer)
         leaving = {tp: part for tp, part in self._partitions.items() if tp in revoked}
         try:
+            self._settle(consumer)
             self._commit(consumer, leaving, wait=True)
         except Exception as exc:
             log.warning("KafkaSource %s: commit on revocation failed: %s", self.source.name, exc)
-        for tp in leaving:
-            self._held[tp] = self._partitions.pop(tp)
+        finally:  # whatever happened, nothing more is committed for them unless they are assigned back
+            for tp in leaving:
+                self._held[tp] = self._partitions.pop(tp)
 
     def _assigned(self, consumer: Any, assigned: set[Any]) -> None:
         for tp, part in self._held.items():
