@@ -74,6 +74,16 @@ class Settings(BaseModel):
     # http:// and loopback webhook receivers: for `tasktide dev` and tests on one machine only
     webhook_allow_local: bool = False
     webhook_timeout: float = 10.0
+    # Sender authentication on the event path (tasktide.edges.senderauth): a function server verifies the
+    # bearer token of every POST when event_audience is set; keys are HS256 secrets (the local router's,
+    # comma-separated, the first signs) and/or the cluster issuer's JWKS URL. `tasktide dev` turns it on for
+    # every function unless event_auth is false, with a per-process key when event_signing_key is unset.
+    event_audience: str | None = None
+    event_signing_key: str | None = None
+    event_jwks_url: str | None = None
+    event_issuer: str | None = None
+    event_subjects: str | None = None
+    event_auth: bool = True
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
     outbox_retention: float = 7 * 24 * 3600  # seconds a sent outbox row is kept (its event id dedupes)

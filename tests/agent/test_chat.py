@@ -166,3 +166,21 @@ def test_chat_without_model_provider_503_problem_says_how(services: Services, au
         assert response.status_code == 503
         assert response.headers["content-type"] == "application/problem+json"
         assert "TASKTIDE_MODEL_NAME" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("url", "sent"),
+    [
+        ("http://127.0.0.1:3500/v1.0/invoke/tasktide-api/method/mcp", True),
+        ("https://mcp.example.com/mcp", False),
+        ("http://127.0.0.1:8080/mcp", False),
+    ],
+)
+def test_chat_mcp_headers_dapr_api_token_only_to_own_sidecar(
+    url: str, sent: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAPR_API_TOKEN", "sidecar-token")
+    headers = chat.mcp_headers(url, "Bearer jwt")
+    assert headers["Authorization"] == "Bearer jwt"
+    assert ("dapr-api-token" in headers) is sent
+    assert headers.get("dapr-api-token", "sidecar-token") == "sidecar-token"

@@ -26,6 +26,7 @@ from tasktide.settings import REPO_ROOT
 from tests.testenv import JWT_SECRET, require_env
 
 from .support import (
+    EVENT_SIGNING_KEY,
     TASKTIDE,
     DevServer,
     MailRecorder,
@@ -147,6 +148,7 @@ def dev(
     port = free_port()
     env = {
         "TASKTIDE_JWT_SECRET": JWT_SECRET,
+        "TASKTIDE_EVENT_SIGNING_KEY": EVENT_SIGNING_KEY,
         "TASKTIDE_SMTP_HOST": "127.0.0.1",
         "TASKTIDE_SMTP_PORT": str(mail_recorder.port),
         "TASKTIDE_WEBHOOK_SECRET": webhook_secret,

@@ -31,6 +31,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, make_url, text
 
 from tasktide.api.auth import encode_token
+from tasktide.edges import senderauth
 from tests.testenv import JWT_SECRET as JWT_SECRET
 from tests.testenv import require_env as require_env
 
@@ -40,6 +41,15 @@ T = TypeVar("T")
 VENV_BIN = Path(sys.executable).parent
 TASKTIDE = str(VENV_BIN / "tasktide")
 COMPLETED = "com.tasktide.task.completed"
+# `tasktide dev` signs its deliveries with this key (TASKTIDE_EVENT_SIGNING_KEY) and every function verifies
+# them; a test posting to /services/<name> itself signs as the router does (sender_headers).
+EVENT_SIGNING_KEY = "e2e-event-signing-key-0123456789abcdef"
+
+
+def sender_headers(service: str) -> dict[str, str]:
+    """The router's ``Authorization`` for a delivery to the function Service ``service``."""
+    audience = senderauth.service_audience(service, "tasktide")
+    return {"Authorization": f"Bearer {senderauth.sign(EVENT_SIGNING_KEY, audience)}"}
 
 
 def free_port() -> int:

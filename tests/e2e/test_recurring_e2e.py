@@ -21,6 +21,7 @@ from .support import (
     completed_binary,
     completed_structured,
     holds_for,
+    sender_headers,
     unique_user,
     wait_for,
 )
@@ -120,7 +121,10 @@ def test_recurring_completed_event_delivered_five_times_concurrently_creates_one
 
     def to_function(_: int) -> int:
         response = httpx.post(
-            f"{dev.base_url}/services/tasktide-recurring", content=body, headers=headers, timeout=30.0
+            f"{dev.base_url}/services/tasktide-recurring",
+            content=body,
+            headers={**headers, **sender_headers("tasktide-recurring")},
+            timeout=30.0,
         )
         return response.status_code
 

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks.webhooks import Webhook
 
-from .support import DevServer, holds_for, ping_binary, unique_user, wait_for
+from .support import DevServer, holds_for, ping_binary, sender_headers, unique_user, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,8 @@ class SecondScanner:
             while not self._stop.is_set():
                 headers, body = ping_binary()
                 try:
-                    response = client.post(self.url, content=body, headers=headers)
+                    signed = {**headers, **sender_headers("tasktide-reminders")}
+                    response = client.post(self.url, content=body, headers=signed)
                     if response.status_code >= 300:
                         self.failures.append(f"{response.status_code}: {response.text[:200]}")
                 except httpx.TransportError as exc:

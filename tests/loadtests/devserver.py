@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,14 +82,18 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path, time
 
 
 @contextmanager
-def run_dev_server(workdir: Path, *, ready_timeout: float = 60.0) -> Iterator[DevServer]:
-    """Start `tasktide dev --ping-every 1s` on a temp SQLite database; stop it (and wait) on exit."""
+def run_dev_server(
+    workdir: Path, *, ready_timeout: float = 60.0, env: Mapping[str, str] | None = None
+) -> Iterator[DevServer]:
+    """Start `tasktide dev --ping-every 1s` on a temp SQLite database (``env`` added to its environment);
+    stop it (and wait) on exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     secret = f"test-dev-server-{os.getpid()}-{port}-0123456789abcdef"
-    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
-    env["TASKTIDE_JWT_SECRET"] = secret
-    env["TASKTIDE_WEBHOOK_ALLOW_LOCAL"] = "true"  # test receivers listen on http://127.0.0.1
+    child_env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+    child_env["TASKTIDE_JWT_SECRET"] = secret
+    child_env["TASKTIDE_WEBHOOK_ALLOW_LOCAL"] = "true"  # test receivers listen on http://127.0.0.1
+    child_env.update(env or {})
     log_path = workdir / "dev.log"
     argv = [
         tasktide_executable(),
@@ -102,7 +106,7 @@ def run_dev_server(workdir: Path, *, ready_timeout: float = 60.0) -> Iterator[De
         "1s",
     ]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=child_env, cwd=workdir)
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(process, base_url, log_path, ready_timeout)

@@ -355,3 +355,20 @@ def test_overlay_prod_api_redirects_http_to_https(origin: str, redirected: bool)
         "networking.knative.dev/http-protocol" not in (f.doc["metadata"].get("annotations") or {})
         for f in functions
     )
+
+
+@pytest.mark.parametrize("function", _functions(), ids=lambda m: m.name)
+def test_service_function_verifies_sender_tokens_for_its_audience(function: Manifest) -> None:
+    container = function.doc["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    audiences = {_subscriber_of(sender.doc)["audience"] for sender in _senders_of(function.name)}
+    assert {env["TASKTIDE_EVENT_AUDIENCE"]} == audiences
+    assert env["TASKTIDE_EVENT_JWKS_URL"] == "https://kubernetes.default.svc/openid/v1/jwks"
+    assert env["TASKTIDE_EVENT_SUBJECTS"] == f"system:serviceaccount:{NAMESPACE}:*"
+    assert "TASKTIDE_EVENT_SIGNING_KEY" not in env  # no shared secret on a cluster: the issuer's keys
+
+
+def test_service_api_receives_no_events_so_verifies_none() -> None:
+    (api,) = [s for s in _services() if s.name == "tasktide-api"]
+    env = {e["name"] for e in api.doc["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert not {n for n in env if n.startswith("TASKTIDE_EVENT_")}

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -92,6 +94,19 @@ def mcp_url(services: Services, request: Request) -> str:
     return f"http://{host}:{port}/mcp"
 
 
+_SIDECAR_INVOKE = re.compile(r"^http://127\.0\.0\.1:\d+/v1\.0/invoke/")
+
+
+def mcp_headers(url: str, authorization: str) -> dict[str, str]:
+    """The caller's JWT, plus the Dapr API token when the MCP URL is this pod's own sidecar (on a cluster
+    every sidecar requires it: dapr.io/api-token-secret); never sent anywhere else."""
+    headers = {"Authorization": authorization}
+    token = os.environ.get("DAPR_API_TOKEN")
+    if token and _SIDECAR_INVOKE.match(url):
+        headers["dapr-api-token"] = token
+    return headers
+
+
 async def run_turn(
     config: ModelConfig, url: str, authorization: str, items: list[Any], max_turns: int
 ) -> tuple[str, list[Any], list[str]]:
@@ -102,7 +117,7 @@ async def run_turn(
 
     set_tracing_disabled(True)  # nothing leaves for a tracing backend
     client = AsyncOpenAI(base_url=config.base_url, api_key=config.api_key, max_retries=1, timeout=120)
-    params = {"url": url, "headers": {"Authorization": authorization}, "timeout": 30}
+    params = {"url": url, "headers": mcp_headers(url, authorization), "timeout": 30}
     async with MCPServerStreamableHttp(params=params, name="tasktide", cache_tools_list=True) as tools:  # type: ignore[arg-type]
         agent = Agent(
             name="tasktide",

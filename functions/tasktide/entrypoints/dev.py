@@ -6,6 +6,8 @@ Reads the same `eventing/` and `knative/` YAML a cluster runs: each Knative Serv
 broker ingress at
 `/<namespace>/<broker>`, and Triggers, KafkaSources and PingSources route events to them over HTTP.
 Embedded (default): outbox -> in-process topics. With `--kafka`: outbox -> Kafka -> KafkaSource consumers.
+As on a cluster with Knative's OIDC sender authentication, the router signs every delivery for the target
+function's audience and each function refuses a POST without that token (`tasktide.edges.senderauth`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from starlette.routing import Route
 from tasktide.agent import chat
 from tasktide.api.app import create_app
 from tasktide.db.migrate import upgrade
+from tasktide.edges import senderauth
 from tasktide.edges.bodyguard import BufferedBody
 from tasktide.functions._server import create_function_app, guarded
 from tasktide.messaging import codec
@@ -29,6 +32,7 @@ from tasktide.messaging.events import TOPIC_TASK_UPDATES
 from tasktide.messaging.outbox import OutboxRecord, Relay
 from tasktide.messaging.stream import StreamHub
 from tasktide.observability.logs import configure_logging
+from tasktide.router.manifests import ServiceDef
 from tasktide.router.runtime import EventRuntime
 from tasktide.services import Services
 from tasktide.settings import Settings, get_settings
@@ -36,10 +40,34 @@ from tasktide.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
-def function_app(target: str, settings: Settings, services: Services | None = None) -> BufferedBody:
+def function_app(
+    target: str, settings: Settings, services: Services | None = None, audience: str | None = None
+) -> BufferedBody | senderauth.SenderAuth:
     """The exact app a Knative Service with `FUNCTION_TARGET=target` runs (see
-    `tasktide.functions._server`), here running with the API's ``services``."""
-    return guarded(create_function_app(target, services=services), settings)
+    `tasktide.functions._server`), here running with the API's ``services``; with ``audience`` it requires
+    the router's sender token."""
+    return guarded(create_function_app(target, services=services), settings, audience=audience)
+
+
+def sender_auth(settings: Settings, services: Sequence[ServiceDef]) -> tuple[Settings, dict[str, str]]:
+    """As on a cluster with Knative's OIDC sender authentication: the router signs each delivery for the
+    target function's audience and every function verifies it. Returns the settings the functions run with
+    (the signing key filled in) and each function's audience by Service name; none when
+    `TASKTIDE_EVENT_AUTH=false`."""
+    if not settings.event_auth:
+        senderauth.install_signer(None)
+        return settings, {}
+    key = settings.event_signing_key or senderauth.process_key()
+    audiences = {
+        s.name: senderauth.service_audience(s.name, s.namespace)
+        for s in services
+        if s.env.get("FUNCTION_TARGET")
+    }
+    signing_key = senderauth.split_keys(key)[0]
+    senderauth.install_signer(
+        senderauth.Signer(signing_key, {f"/services/{name}": aud for name, aud in audiences.items()})
+    )
+    return settings.model_copy(update={"event_signing_key": key}), audiences
 
 
 class EmbeddedPublisher:
@@ -94,17 +122,13 @@ def build_dev_app(settings: Settings) -> FastAPI:
 
     app = create_app(services, hub, lifespan)
     app.include_router(chat.router)  # the chat agent, in-process (its own Service on a cluster)
+    function_settings, audiences = sender_auth(settings, runtime.manifests.services)
     for service in runtime.manifests.services:
         target = service.env.get("FUNCTION_TARGET")
         if target:
+            served = function_app(target, function_settings, services, audiences.get(service.name))
             # A Route (not a Mount) so the exact Knative-style URL `/services/<name>` matches.
-            app.router.routes.append(
-                Route(
-                    f"/services/{service.name}",
-                    function_app(target, settings, services),
-                    methods=["GET", "POST"],
-                )
-            )
+            app.router.routes.append(Route(f"/services/{service.name}", served, methods=["GET", "POST"]))
     app.include_router(
         runtime.ingress_router
     )  # last: `/{namespace}/{broker}` would shadow `/services/<name>`

@@ -47,6 +47,7 @@ from a2wsgi import WSGIMiddleware
 from werkzeug.exceptions import HTTPException
 
 from tasktide.edges.bodyguard import BufferedBody
+from tasktide.edges.senderauth import SenderAuth, verifier_from_settings
 from tasktide.functions import _kit
 from tasktide.messaging import codec
 from tasktide.observability import metrics
@@ -233,18 +234,24 @@ def app_from_env() -> flask.Flask:
     return create_function_app(target, os.environ.get("FUNCTION_SOURCE"))
 
 
-def guarded(app: flask.Flask, settings: Settings, threads: int = 8) -> BufferedBody:
-    """The ASGI app serving ``app``: bodies read fully (deadline, size, depth) before a thread runs it."""
+def guarded(
+    app: flask.Flask, settings: Settings, threads: int = 8, audience: str | None = None
+) -> BufferedBody | SenderAuth:
+    """The ASGI app serving ``app``: bodies read fully (deadline, size, depth) before a thread runs it; with
+    an event audience (``audience`` or ``TASKTIDE_EVENT_AUDIENCE``) a POST first needs a valid sender token
+    (401 otherwise, see :mod:`tasktide.edges.senderauth`)."""
     wsgi = WSGIMiddleware(terminated_input(app), workers=threads)  # type: ignore[arg-type]
-    return BufferedBody(
+    body = BufferedBody(
         wsgi,  # type: ignore[arg-type]
         timeout=settings.body_read_timeout,
         max_bytes=settings.max_body_bytes,
         max_depth=settings.max_json_depth,
     )
+    verifier = verifier_from_settings(settings, audience)
+    return body if verifier is None else SenderAuth(body, verifier)
 
 
-def asgi_app_from_env() -> BufferedBody:
+def asgi_app_from_env() -> BufferedBody | SenderAuth:
     """gunicorn factory with uvicorn workers: `gunicorn 'tasktide.functions._server:asgi_app_from_env()'
     -k uvicorn_worker.UvicornWorker`, `FUNCTION_TARGET` set; `TASKTIDE_THREADS` sizes the WSGI pool."""
     from tasktide.settings import get_settings

@@ -31,6 +31,7 @@ from typing import Literal, Protocol
 
 import httpx
 
+from tasktide.edges import senderauth
 from tasktide.messaging import codec
 from tasktide.router.manifests import DeliverySpec
 
@@ -142,7 +143,8 @@ async def post_event(
     headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
     ce_headers, body = codec.to_binary_http(event)
-    request_headers = {**(headers or {}), **ce_headers}
+    # The sender's OIDC-style token for the target's audience, as Knative's dispatcher sends it (local mode).
+    request_headers = {**(headers or {}), **senderauth.outgoing_headers(url), **ce_headers}
     async with asyncio.timeout(timeout):  # Knative's `timeout` bounds the whole request
         return await client.post(url, headers=request_headers, content=body, timeout=timeout)
 
