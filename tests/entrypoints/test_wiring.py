@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 
 from tasktide.db.migrate import upgrade
 from tasktide.domain.tasks import new_task
+from tasktide.edges import senderauth
 from tasktide.entrypoints.dev import EmbeddedPublisher, build_dev_app
 from tasktide.functions import _kit
 from tasktide.functions._server import create_function_app
@@ -76,7 +77,8 @@ def test_build_dev_app_functions_run_with_the_dev_apps_services(tmp_path: Path) 
     async def post(app: Any) -> int:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://dev") as client:
-            response = await client.post("/services/tasktide-audit", headers=headers, content=body)
+            signed = {**headers, **senderauth.outgoing_headers("http://dev/services/tasktide-audit")}
+            response = await client.post("/services/tasktide-audit", headers=signed, content=body)
             return response.status_code
 
     assert asyncio.run(post(apps[0])) == 204
