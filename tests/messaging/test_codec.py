@@ -279,3 +279,9 @@ def test_new_event_offset_time_written_in_utc_with_z() -> None:
     assert codec.new_event("t", "/s", None, time=plus_two)["time"] == "2025-01-02T03:04:05Z"
     naive = datetime(2025, 1, 2, 3, 4, 5)
     assert codec.new_event("t", "/s", None, time=naive)["time"] == "2025-01-02T03:04:05Z"
+
+
+def test_to_binary_http_none_extension_is_not_a_header() -> None:
+    event = codec.CloudEvent({**codec.attributes(_event()), "traceparent": None}, {"n": 1})
+    headers, _ = codec.to_binary_http(event)
+    assert "ce-traceparent" not in headers and headers["ce-id"] == "evt-1"

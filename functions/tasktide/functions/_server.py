@@ -154,7 +154,7 @@ def answer(
         return problem(exc.status, exc.title, exc.detail)
     except _kit.Redeliver:  # already logged, once, by _kit.consuming
         return problem(503, "Try again", "transient failure; the event will be redelivered")
-    except Exception as exc:  # transient: fnkit already counted and logged it; the broker redelivers
+    except Exception as exc:  # transient: _kit already counted and logged it; the broker redelivers
         log.debug("function failed for event %s: %r", event["id"], exc)
         return problem(500, "Function failed", "transient failure; the event will be redelivered")
     if isinstance(result, codec.CloudEvent):

@@ -366,6 +366,7 @@ def to_binary_http(event: CloudEvent) -> tuple[dict[str, str], bytes]:
     encoded = {
         name: quote(str(value), safe=_HEADER_SAFE) if name.startswith("ce-") else value
         for name, value in headers.items()
+        if value is not None  # the SDK writes a `None` extension as a header
     }
     return encoded, body
 
