@@ -39,7 +39,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flask
 import functions_framework
@@ -51,8 +51,10 @@ from tasktide.edges.senderauth import SenderAuth, verifier_from_settings
 from tasktide.functions import _kit
 from tasktide.messaging import codec
 from tasktide.observability import metrics
-from tasktide.services import Services
 from tasktide.settings import Settings
+
+if TYPE_CHECKING:  # the container is built (and imported) at the first event that needs it
+    from tasktide.services import Services
 
 FUNCTIONS_DIR = Path(__file__).parent
 PROBLEM_JSON = "application/problem+json"
