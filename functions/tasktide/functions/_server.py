@@ -47,13 +47,13 @@ from a2wsgi import WSGIMiddleware
 from werkzeug.exceptions import HTTPException
 
 from tasktide.edges.bodyguard import BufferedBody
-from tasktide.edges.senderauth import SenderAuth, verifier_from_settings
 from tasktide.functions import _kit
 from tasktide.messaging import codec
 from tasktide.observability import metrics
 from tasktide.settings import Settings
 
 if TYPE_CHECKING:  # the container is built (and imported) at the first event that needs it
+    from tasktide.edges.senderauth import SenderAuth
     from tasktide.services import Services
 
 FUNCTIONS_DIR = Path(__file__).parent
@@ -249,6 +249,10 @@ def guarded(
         max_bytes=settings.max_body_bytes,
         max_depth=settings.max_json_depth,
     )
+    if not (audience or settings.event_audience):
+        return body
+    from tasktide.edges.senderauth import SenderAuth, verifier_from_settings  # PyJWT only when verifying
+
     verifier = verifier_from_settings(settings, audience)
     return body if verifier is None else SenderAuth(body, verifier)
 
