@@ -6,58 +6,81 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, computed_field, model_validator
 
-from tasktide.domain.tasks import Task
+from tasktide.domain.tasks import (
+    DATES_MAX,
+    DESCRIPTION_MAX,
+    EDITABLE_FIELDS,
+    INPUT_ONLY_FIELDS,
+    READ_ONLY_FIELDS,
+    RECURRENCE_MAX,
+    RECURRENCE_TEXT_MAX,
+    REMINDERS_MAX,
+    TAG_MAX,
+    TAGS_MAX,
+    TIMEZONE_MAX,
+    TITLE_MAX,
+)
+from tasktide.messaging.events import BasisName, PriorityName, StatusName, TaskSnapshot
 
-Priority = Literal["high", "medium", "low", "none"]
-StatusName = Literal["pending", "completed"]
-Basis = Literal["due", "completion"]
+Priority = PriorityName
+Basis = BasisName
+
+READ_ONLY_FIELDS_SET = frozenset(READ_ONLY_FIELDS)
+_INPUT_FIELDS = set(EDITABLE_FIELDS) | set(INPUT_ONLY_FIELDS)
+
+
+def _read_only_ignored(schema: dict[str, Any]) -> None:
+    """The read-only fields in TaskIn's schema: a client may send them back unchanged, they are ignored."""
+    for name in READ_ONLY_FIELDS:
+        schema["properties"][name] = {"description": "read-only, ignored"}
 
 
 class TaskIn(BaseModel):
-    """Create (POST) and replace (PUT) body. `completed` is accepted for Phase II clients."""
+    """Create (POST) and replace (PUT) body: the task's editable fields (`tasktide.domain.tasks.
+    EDITABLE_FIELDS`, with the domain's limits), `recurrence_text`, and `completed` for Phase II clients.
+    Read-only fields (e.g. in a PUT of a task just GOT) are accepted and ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_read_only_ignored)
 
-    title: str = Field(max_length=1000)
-    description: str = Field(default="", max_length=20000)
+    title: str = Field(max_length=TITLE_MAX, description=f"1-{TITLE_MAX} characters after trimming")
+    description: str = Field(default="", max_length=DESCRIPTION_MAX)
     priority: Priority = "none"
-    tags: list[str] = Field(default_factory=list, max_length=100)
+    tags: list[Annotated[str, Field(max_length=TAG_MAX)]] = Field(
+        default_factory=list, max_length=TAGS_MAX, description="Trimmed, lower-cased, duplicates dropped"
+    )
     status: StatusName | None = None
     completed: StrictBool | None = None  # JSON true/false only: "yes" or 1 is a 422, not true
     due_at: datetime | None = None
-    timezone: str = Field(default="UTC", max_length=64)
+    timezone: str = Field(default="UTC", max_length=TIMEZONE_MAX, description="IANA time zone name")
     recurrence: str | None = Field(
         default=None,
-        max_length=20000,
+        max_length=RECURRENCE_MAX,
         description="RRULE (FREQ=WEEKLY;BYDAY=MO), or RFC 5545 lines: RRULE:... plus EXDATE/RDATE lines",
     )
     recurrence_text: str | None = Field(
         default=None,
-        max_length=200,
+        max_length=RECURRENCE_TEXT_MAX,
         description='Plain-language rule instead of recurrence, e.g. "every 2nd monday", "every! 3 days"',
     )
     recurrence_basis: Basis = "due"
-    reminders: list[str] = Field(default_factory=list, max_length=50)
+    reminders: list[str] = Field(
+        default_factory=list, max_length=REMINDERS_MAX, description="ISO 8601 durations before due_at"
+    )
     exdates: list[datetime] = Field(
-        default_factory=list, max_length=200, description="Excluded instances of the series (EXDATE)"
+        default_factory=list, max_length=DATES_MAX, description="Excluded instances of the series (EXDATE)"
     )
     rdates: list[datetime] = Field(
-        default_factory=list, max_length=200, description="Extra instances of the series (RDATE)"
+        default_factory=list, max_length=DATES_MAX, description="Extra instances of the series (RDATE)"
     )
-    # Read-only fields a client may send back unchanged (e.g. PUT of a task it just GOT): ignored.
-    id: Any = Field(default=None, exclude=True, description="read-only, ignored")
-    user_id: Any = Field(default=None, exclude=True, description="read-only, ignored")
-    series_id: Any = Field(default=None, exclude=True, description="read-only, ignored")
-    occurrence: Any = Field(default=None, exclude=True, description="read-only, ignored")
-    version: Any = Field(default=None, exclude=True, description="read-only, ignored")
-    created_at: Any = Field(default=None, exclude=True, description="read-only, ignored")
-    updated_at: Any = Field(default=None, exclude=True, description="read-only, ignored")
-    completed_at: Any = Field(default=None, exclude=True, description="read-only, ignored")
-    series_start: Any = Field(default=None, exclude=True, description="read-only, ignored")
-    series_timezone: Any = Field(default=None, exclude=True, description="read-only, ignored")
-    original_due_at: Any = Field(default=None, exclude=True, description="read-only, ignored")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_read_only(cls, value: object) -> object:
+        if isinstance(value, dict) and not READ_ONLY_FIELDS_SET.isdisjoint(value):
+            return {k: v for k, v in value.items() if k not in READ_ONLY_FIELDS_SET}
+        return value
 
 
 class CompleteIn(BaseModel):
@@ -66,52 +89,16 @@ class CompleteIn(BaseModel):
     completed: StrictBool
 
 
-class TaskOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+class TaskOut(TaskSnapshot):
+    """A task as the API returns it: the event's task shape plus `completed`."""
 
-    id: uuid.UUID
-    user_id: str
-    title: str
-    description: str
-    priority: Priority
-    tags: list[str]
-    status: StatusName
-    due_at: datetime | None
-    timezone: str
-    recurrence: str | None
-    recurrence_basis: Basis
-    reminders: list[str]
-    series_id: uuid.UUID
-    occurrence: int
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None
-    series_start: str | None = Field(
-        description="The series' start (RFC 5545 DTSTART) as local wall time YYYY-MM-DDTHH:MM:SS "
-        "in series_timezone"
-    )
-    series_timezone: str | None
-    original_due_at: datetime | None = Field(
-        description="The rule instance this occurrence stands for; due_at differs when it was moved"
-    )
-    exdates: list[datetime]
-    rdates: list[datetime]
-
-    @field_validator("series_start", mode="before")
-    @classmethod
-    def _wall_time(cls, value: object) -> object:
-        return value.isoformat() if isinstance(value, datetime) else value
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def completed(self) -> bool:
         """`status == "completed"`, for Phase II clients."""
         return self.status == "completed"
-
-    @classmethod
-    def of(cls, task: Task) -> TaskOut:
-        return cls.model_validate(task, from_attributes=True)
 
 
 class SkipOut(BaseModel):
@@ -146,8 +133,9 @@ class ProblemOut(BaseModel):
 
 
 def to_fields(body: TaskIn) -> dict[str, object]:
-    """JSON-ish field map for the domain; `completed` folds into `status`."""
-    fields = body.model_dump(mode="json", exclude={"completed"}, exclude_none=False)
+    """JSON-ish field map for the domain (its editable and input-only fields); `completed` folds into
+    `status`."""
+    fields = body.model_dump(mode="json", include=_INPUT_FIELDS)
     if fields.get("recurrence_text") is None:
         fields.pop("recurrence_text", None)
     if fields.get("status") is None:
@@ -178,8 +166,8 @@ class TaskFilters(BaseModel):
 
     status: Literal["pending", "completed", "all"] = "all"
     priority: list[Priority] = Field(default=[], description="Any of these priorities")
-    tag: list[Annotated[str, Field(max_length=40)]] = Field(
-        default=[], max_length=20, description="Every one of these tags"
+    tag: list[Annotated[str, Field(max_length=TAG_MAX)]] = Field(
+        default=[], max_length=TAGS_MAX, description="Every one of these tags"
     )
     q: str | None = Field(default=None, max_length=200, description="Text in the title or description")
     due_from: datetime | None = Field(default=None, description="RFC 3339, inclusive")

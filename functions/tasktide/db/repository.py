@@ -10,6 +10,7 @@ outbox rows also sends `NOTIFY tasktide_outbox` (delivered at commit) so a liste
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,34 +51,6 @@ REMINDERS: Table = ReminderRow.__table__  # type: ignore[assignment]
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
 
 
-def _to_task(row: TaskRow | Row[Any]) -> Task:
-    return Task(
-        id=row.id,
-        user_id=row.user_id,
-        title=row.title,
-        description=row.description,
-        priority=Priority(row.priority),
-        tags=tuple(row.tags),
-        status=Status(row.status),
-        due_at=row.due_at,
-        timezone=row.timezone,
-        recurrence=row.recurrence,
-        recurrence_basis=RecurrenceBasis(row.recurrence_basis),
-        reminders=tuple(row.reminders),
-        series_id=row.series_id,
-        occurrence=row.occurrence,
-        version=row.version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        completed_at=row.completed_at,
-        series_start=datetime.fromisoformat(row.series_start) if row.series_start else None,
-        series_timezone=row.series_timezone,
-        original_due_at=row.original_due_at,
-        exdates=_instants(row.exdates),
-        rdates=_instants(row.rdates),
-    )
-
-
 def _instants(values: list[str] | None) -> tuple[datetime, ...]:
     return tuple(datetime.fromisoformat(v.replace("Z", "+00:00")) for v in values or ())
 
@@ -86,32 +59,45 @@ def _texts(values: tuple[datetime, ...]) -> list[str] | None:
     return [format_datetime(v) for v in values] if values else None
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+# The row mapping, derived from the Task fields: a column per field (`id` the key), stored as it is but
+# for these (enum values, JSON lists, the series start as local wall-time text, instants as RFC 3339).
+_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Task))
+_VALUES: tuple[str, ...] = tuple(name for name in _FIELDS if name != "id")
+_TO_COLUMN: dict[str, Callable[[Any], Any]] = {
+    "priority": str,
+    "status": str,
+    "recurrence_basis": str,
+    "tags": list,
+    "reminders": list,
+    "series_start": lambda v: v.isoformat() if v is not None else None,
+    "exdates": _texts,
+    "rdates": _texts,
+}
+_FROM_COLUMN: dict[str, Callable[[Any], Any]] = {
+    "priority": Priority,
+    "status": Status,
+    "recurrence_basis": RecurrenceBasis,
+    "tags": tuple,
+    "reminders": tuple,
+    "series_start": lambda v: datetime.fromisoformat(v) if v else None,
+    "exdates": _instants,
+    "rdates": _instants,
+}
+
+
+def _to_task(row: TaskRow | Row[Any]) -> Task:
+    return Task(**{name: _FROM_COLUMN.get(name, _same)(getattr(row, name)) for name in _FIELDS})
+
+
 def _columns(task: Task) -> dict[str, object]:
-    return {
-        "user_id": task.user_id,
-        "title": task.title,
-        "description": task.description,
-        "priority": str(task.priority),
-        "priority_rank": PRIORITY_RANK[task.priority],
-        "tags": list(task.tags),
-        "status": str(task.status),
-        "due_at": task.due_at,
-        "timezone": task.timezone,
-        "recurrence": task.recurrence,
-        "recurrence_basis": str(task.recurrence_basis),
-        "reminders": list(task.reminders),
-        "series_id": task.series_id,
-        "occurrence": task.occurrence,
-        "version": task.version,
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
-        "completed_at": task.completed_at,
-        "series_start": task.series_start.isoformat() if task.series_start is not None else None,
-        "series_timezone": task.series_timezone,
-        "original_due_at": task.original_due_at,
-        "exdates": _texts(task.exdates),
-        "rdates": _texts(task.rdates),
-    }
+    """Every column but `id`, and `priority_rank` (what the priority sort orders by)."""
+    columns = {name: _TO_COLUMN.get(name, _same)(getattr(task, name)) for name in _VALUES}
+    columns["priority_rank"] = PRIORITY_RANK[task.priority]
+    return columns
 
 
 def _outbox_rows(event: Envelope) -> list[dict[str, object]]:

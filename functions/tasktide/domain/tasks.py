@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from enum import StrEnum
 from typing import Any, Final, TypeVar
@@ -33,13 +33,24 @@ from tasktide.domain.recurrence import (
     local_wall_time,
     parse_recurrence,
 )
+from tasktide.domain.recurrence_text import MAX_LENGTH as PHRASE_MAX
 from tasktide.domain.recurrence_text import Phrase, parse_phrase
 from tasktide.domain.reminders import parse_offset
 
 __all__ = [
+    "DATES_MAX",
+    "DESCRIPTION_MAX",
     "EDITABLE_FIELDS",
+    "INPUT_ONLY_FIELDS",
     "PRIORITY_RANK",
     "READ_ONLY_FIELDS",
+    "RECURRENCE_MAX",
+    "RECURRENCE_TEXT_MAX",
+    "REMINDERS_MAX",
+    "TAGS_MAX",
+    "TAG_MAX",
+    "TIMEZONE_MAX",
+    "TITLE_MAX",
     "Priority",
     "RecurrenceBasis",
     "Status",
@@ -79,44 +90,20 @@ PRIORITY_RANK: Final[Mapping[Priority, int]] = {
     Priority.NONE: 3,
 }
 
-TITLE_MAX = 200
-DESCRIPTION_MAX = 4000
-TAGS_MAX = 20
-TAG_MAX = 40
-REMINDERS_MAX = 5
-
-EDITABLE_FIELDS: Final = (
-    "title",
-    "description",
-    "priority",
-    "tags",
-    "status",
-    "due_at",
-    "timezone",
-    "recurrence",
-    "recurrence_basis",
-    "reminders",
-    "exdates",
-    "rdates",
-)
-# Accepted on input only: turned into the fields above.
-INPUT_ONLY_FIELDS: Final = ("recurrence_text",)
-READ_ONLY_FIELDS: Final = (
-    "id",
-    "user_id",
-    "series_id",
-    "occurrence",
-    "version",
-    "created_at",
-    "updated_at",
-    "completed_at",
-    "series_start",
-    "series_timezone",
-    "original_due_at",
-)
-
+# The limits of a task's fields, declared once: the validation below enforces them, the API's schema
+# (tasktide.api.schemas) states them. Lengths count characters (a title's after trimming).
+TITLE_MAX: Final = 200
+DESCRIPTION_MAX: Final = 4000
+TAGS_MAX: Final = 20  # distinct tags, each 1-TAG_MAX characters after trimming
+TAG_MAX: Final = 40
+REMINDERS_MAX: Final = 5
+TIMEZONE_MAX: Final = 64  # the longest IANA name is 32
+RECURRENCE_MAX: Final = 20_000  # an RRULE, or RFC 5545 lines with up to MAX_DATES EXDATE/RDATE values
+RECURRENCE_TEXT_MAX: Final = PHRASE_MAX
+DATES_MAX: Final = MAX_DATES  # exdates, rdates
 
 _NO_SERIES: Final = UUID(int=0)
+_EDITABLE: Final = {"editable": True}  # a field a client sets (create, PUT, PATCH); the rest are read-only
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,51 +118,38 @@ class Task:
 
     id: UUID
     user_id: str
-    title: str
-    created_at: datetime
-    updated_at: datetime
-    description: str = ""
-    priority: Priority = Priority.NONE
-    tags: tuple[str, ...] = ()
-    status: Status = Status.PENDING
-    due_at: datetime | None = None
-    timezone: str = "UTC"
-    recurrence: str | None = None
-    recurrence_basis: RecurrenceBasis = RecurrenceBasis.DUE
-    reminders: tuple[str, ...] = ()
+    title: str = field(metadata=_EDITABLE)
+    description: str = field(default="", metadata=_EDITABLE)
+    priority: Priority = field(default=Priority.NONE, metadata=_EDITABLE)
+    tags: tuple[str, ...] = field(default=(), metadata=_EDITABLE)
+    status: Status = field(default=Status.PENDING, metadata=_EDITABLE)
+    due_at: datetime | None = field(default=None, metadata=_EDITABLE)
+    timezone: str = field(default="UTC", metadata=_EDITABLE)
+    recurrence: str | None = field(default=None, metadata=_EDITABLE)
+    recurrence_basis: RecurrenceBasis = field(default=RecurrenceBasis.DUE, metadata=_EDITABLE)
+    reminders: tuple[str, ...] = field(default=(), metadata=_EDITABLE)
     series_id: UUID = _NO_SERIES
     occurrence: int = 1
     version: int = 1
+    created_at: datetime
+    updated_at: datetime
     completed_at: datetime | None = None
     series_start: datetime | None = None
     series_timezone: str | None = None
     original_due_at: datetime | None = None
-    exdates: tuple[datetime, ...] = ()
-    rdates: tuple[datetime, ...] = ()
+    exdates: tuple[datetime, ...] = field(default=(), metadata=_EDITABLE)
+    rdates: tuple[datetime, ...] = field(default=(), metadata=_EDITABLE)
 
     def __post_init__(self) -> None:
         if self.series_id == _NO_SERIES:
             object.__setattr__(self, "series_id", self.id)
 
 
-@dataclass(frozen=True, slots=True)
-class _Editable:
-    title: str
-    description: str
-    priority: Priority
-    tags: tuple[str, ...]
-    status: Status
-    due_at: datetime | None
-    timezone: str
-    recurrence: str | None
-    recurrence_basis: RecurrenceBasis
-    reminders: tuple[str, ...]
-    exdates: tuple[datetime, ...]
-    rdates: tuple[datetime, ...]
-
-    def as_fields(self) -> dict[str, Any]:
-        """The editable fields by name, to build or revise a ``Task``."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+EDITABLE_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Task) if f.metadata.get("editable"))
+READ_ONLY_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Task) if not f.metadata.get("editable"))
+# Accepted on input only: turned into the fields above.
+INPUT_ONLY_FIELDS: Final = ("recurrence_text",)
+_Editable = dict[str, Any]  # the editable fields by name, validated
 
 
 # --- date-times -------------------------------------------------------------------------------------
@@ -378,7 +352,9 @@ def _validate(fields: Mapping[str, object], now: datetime | None = None) -> _Edi
                 basis = RecurrenceBasis.COMPLETION if phrase.from_completion else RecurrenceBasis.DUE
                 due_at = _phrase_due(phrase, due_at, timezone, now)
     if raw_rule is not None:
-        if isinstance(raw_rule, str):
+        if isinstance(raw_rule, str) and len(raw_rule) > RECURRENCE_MAX:
+            errors.append(FieldError("recurrence", f"must be at most {RECURRENCE_MAX} characters"))
+        elif isinstance(raw_rule, str):
             try:
                 parsed = parse_recurrence(raw_rule, timezone)
             except ValidationFailed as failed:
@@ -405,20 +381,20 @@ def _validate(fields: Mapping[str, object], now: datetime | None = None) -> _Edi
 
     if errors:
         raise ValidationFailed(errors)
-    return _Editable(
-        title=title,
-        description=description,
-        priority=priority,
-        tags=tags,
-        status=status,
-        due_at=due_at,
-        timezone=timezone,
-        recurrence=recurrence,
-        recurrence_basis=basis,
-        reminders=reminders,
-        exdates=tuple(sorted(exdates)),
-        rdates=tuple(sorted(rdates)),
-    )
+    return {
+        "title": title,
+        "description": description,
+        "priority": priority,
+        "tags": tags,
+        "status": status,
+        "due_at": due_at,
+        "timezone": timezone,
+        "recurrence": recurrence,
+        "recurrence_basis": basis,
+        "reminders": reminders,
+        "exdates": tuple(sorted(exdates)),
+        "rdates": tuple(sorted(rdates)),
+    }
 
 
 DEFAULT_TIME: Final = time(9)
@@ -474,20 +450,20 @@ def new_task(
         created_at=now,
         updated_at=now,
         series_id=identifier,
-        completed_at=now if valid.status is Status.COMPLETED else None,
-        **valid.as_fields(),
+        completed_at=now if valid["status"] is Status.COMPLETED else None,
+        **valid,
         **_anchor(valid),
     )
 
 
 def _anchor(valid: _Editable) -> dict[str, Any]:
     """Series fields of a series (re)starting at the task's due time (none for a one-off task)."""
-    if valid.recurrence is None or valid.due_at is None:
+    if valid["recurrence"] is None or valid["due_at"] is None:
         return {"series_start": None, "series_timezone": None, "original_due_at": None}
     return {
-        "series_start": local_wall_time(valid.due_at, valid.timezone),
-        "series_timezone": valid.timezone,
-        "original_due_at": valid.due_at,
+        "series_start": local_wall_time(valid["due_at"], valid["timezone"]),
+        "series_timezone": valid["timezone"],
+        "original_due_at": valid["due_at"],
     }
 
 
@@ -504,8 +480,8 @@ def revise_task(task: Task, fields: Mapping[str, object], *, now: datetime, re_a
     now = _require_aware(now)
     valid = _validate(fields, now)
     completed_at = task.completed_at
-    if valid.status is not task.status:
-        completed_at = now if valid.status is Status.COMPLETED else None
+    if valid["status"] is not task.status:
+        completed_at = now if valid["status"] is Status.COMPLETED else None
     series: dict[str, Any] = {
         "series_start": task.series_start,
         "series_timezone": task.series_timezone,
@@ -513,10 +489,10 @@ def revise_task(task: Task, fields: Mapping[str, object], *, now: datetime, re_a
     }
     if (
         re_anchor
-        or valid.recurrence is None
+        or valid["recurrence"] is None
         or task.series_start is None
-        or valid.recurrence != task.recurrence
-        or valid.timezone != task.timezone
+        or valid["recurrence"] != task.recurrence
+        or valid["timezone"] != task.timezone
     ):
         series = _anchor(valid)
     return dataclasses.replace(
@@ -524,7 +500,7 @@ def revise_task(task: Task, fields: Mapping[str, object], *, now: datetime, re_a
         version=task.version + 1,
         updated_at=now,
         completed_at=completed_at,
-        **valid.as_fields(),
+        **valid,
         **series,
     )
 
@@ -623,20 +599,13 @@ def _instance(task: Task) -> datetime:
 def _following(
     task: Task, series: Series, due: datetime, *, new_id: UUID, now: datetime, exdates: tuple[datetime, ...]
 ) -> Task:
-    return Task(
+    """The occurrence after `task`: what the series carries (title ... rule, RDATEs) stays, the rest is
+    new: version 1, pending, due at `due`, created now."""
+    return dataclasses.replace(
+        task,
         id=new_id,
-        user_id=task.user_id,
-        title=task.title,
-        description=task.description,
-        priority=task.priority,
-        tags=task.tags,
         status=Status.PENDING,
         due_at=due,
-        timezone=task.timezone,
-        recurrence=task.recurrence,
-        recurrence_basis=task.recurrence_basis,
-        reminders=task.reminders,
-        series_id=task.series_id,
         occurrence=task.occurrence + 1,
         version=1,
         created_at=now,
@@ -646,7 +615,6 @@ def _following(
         series_timezone=series.tz,
         original_due_at=due,
         exdates=exdates,
-        rdates=task.rdates,
     )
 
 

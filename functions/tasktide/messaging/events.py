@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasktide.domain.tasks import Task
 from tasktide.messaging import codec
@@ -36,20 +36,31 @@ TOPIC_TASK_UPDATES = "task-updates"
 TOPIC_REMINDERS = "reminders"
 
 
+# The names of the domain's Priority, Status and RecurrenceBasis values (tests/messaging/test_events.py
+# checks they are the same), as the JSON Schema enums of the wire and the API.
+PriorityName = Literal["high", "medium", "low", "none"]
+StatusName = Literal["pending", "completed"]
+BasisName = Literal["due", "completion"]
+
+
+# One field per tasktide.domain.tasks.Task field, same names, same order (tests/api/test_task_shape.py);
+# the API's TaskOut is this plus `completed`.
 class TaskSnapshot(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    """The task after the change (the API returns tasks in the same shape). Date-times are RFC 3339."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
 
     id: uuid.UUID
     user_id: str
     title: str
     description: str
-    priority: str
+    priority: PriorityName
     tags: list[str]
-    status: str
+    status: StatusName
     due_at: datetime | None
     timezone: str
     recurrence: str | None
-    recurrence_basis: str
+    recurrence_basis: BasisName
     reminders: list[str]
     series_id: uuid.UUID
     occurrence: int
@@ -58,9 +69,16 @@ class TaskSnapshot(BaseModel):
     updated_at: datetime
     completed_at: datetime | None
     # The series (absent in events written before series were anchored).
-    series_start: str | None = None  # local wall time YYYY-MM-DDTHH:MM:SS in series_timezone
+    series_start: str | None = Field(
+        default=None,
+        description="The series' start (RFC 5545 DTSTART) as local wall time YYYY-MM-DDTHH:MM:SS "
+        "in series_timezone",
+    )
     series_timezone: str | None = None
-    original_due_at: datetime | None = None
+    original_due_at: datetime | None = Field(
+        default=None,
+        description="The rule instance this occurrence stands for; due_at differs when it was moved",
+    )
     exdates: list[datetime] = []
     rdates: list[datetime] = []
 
@@ -70,7 +88,7 @@ class TaskSnapshot(BaseModel):
         return value.isoformat() if isinstance(value, datetime) else value
 
     @classmethod
-    def of(cls, task: Task) -> TaskSnapshot:
+    def of(cls, task: Task) -> Self:
         return cls.model_validate(task, from_attributes=True)
 
 
