@@ -20,7 +20,7 @@ OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 PROM: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
 LOKI: dict[str, str] = {"type": "loki", "uid": "${loki}"}
 RATE = "$__rate_interval"
-FUNCTIONS = ("api", "recurring", "reminders", "notifier", "audit", "relay")
+FUNCTIONS = ("api", "agent", "recurring", "reminders", "notifier", "audit", "relay")
 
 Panel = dict[str, Any]
 
@@ -418,6 +418,45 @@ def function_dashboard(function: str) -> dict[str, Any]:
                 )
             ),
             _lag(layout, "task-updates"),
+        ]
+    elif function == "agent":
+        panels += [
+            layout.place(
+                timeseries(
+                    "Chat turns by outcome",
+                    [(f"sum by (outcome) (rate(tasktide_chat_turns_total[{RATE}]))", "{{outcome}}")],
+                    "ops",
+                    "no_model: no provider configured (503); failed: the provider or the tools failed (502).",
+                )
+            ),
+            layout.place(
+                timeseries(
+                    "Chat turn latency p50 / p95 / p99",
+                    _quantiles("tasktide_chat_turn_duration_seconds", "", "", ""),
+                    "s",
+                    "One turn: the model's requests and the MCP tool calls it made.",
+                )
+            ),
+            layout.place(
+                timeseries(
+                    "MCP tool calls by tool",
+                    [(f"sum by (tool) (rate(tasktide_chat_tool_calls_total[{RATE}]))", "{{tool}}")],
+                    "ops",
+                )
+            ),
+            layout.place(
+                timeseries(
+                    "Chat turn failure ratio",
+                    [
+                        (
+                            f'sum(rate(tasktide_chat_turns_total{{outcome="failed"}}[{RATE}]))'
+                            f" / sum(rate(tasktide_chat_turns_total[{RATE}]))",
+                            "failed",
+                        )
+                    ],
+                    "percentunit",
+                )
+            ),
         ]
     elif function == "recurring":
         panels += [

@@ -101,6 +101,13 @@ class Settings(BaseModel):
     agent_mcp_url: str | None = None
     agent_api_app_id: str = "tasktide-api"
     agent_max_turns: int = 8
+    # Set on the API of a cluster (`tasktide-agent`): `/api/{user}/chat` is forwarded to that Dapr app id
+    # through the API's sidecar instead of being answered in-process (tasktide.agent.forward).
+    agent_app_id: str | None = None
+    # What `tasktide serve` runs (read from the environment by tasktide.entrypoints.serve.command): the task
+    # API, or the chat agent alone (the `tasktide-agent` Service).
+    role: Literal["api", "agent"] = "api"
+    agent_timeout: float = 150.0  # seconds one forwarded chat turn may take
 
     @model_validator(mode="before")
     @classmethod

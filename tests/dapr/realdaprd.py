@@ -48,6 +48,7 @@ def start(
     *,
     internal_ports: Mapping[str, int] | None = None,
     app_port: int | None = None,
+    http_port: int | None = None,
     log_level: str = "info",
 ) -> Daprd:
     binary = require_daprd()
@@ -63,6 +64,7 @@ def start(
         internal_grpc_port=ports[app_id],
         log_level=log_level,
         log_file=workdir / f"daprd-{app_id}.log",
+        **({"http_port": http_port} if http_port is not None else {}),
     )
     daprd.start()
     return daprd

@@ -27,6 +27,7 @@ from .promql import (
 EXPECTED_DASHBOARDS = {
     "overview.json",
     "api.json",
+    "agent.json",
     "recurring.json",
     "reminders.json",
     "notifier.json",

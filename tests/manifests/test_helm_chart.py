@@ -73,7 +73,7 @@ def test_helm_template_image_value_changes_only_the_service_images() -> None:
         for key in expected
         if key[0] == "Service" and "serving.knative.dev" in expected[key]["apiVersion"]
     ]
-    assert len(services) == 6
+    assert len(services) == 7
     for key in services:
         [container] = rendered[key]["spec"]["template"]["spec"]["containers"]
         assert container["image"] == image

@@ -121,14 +121,20 @@ def test_service_function_target_and_kafka_env_match_role(service: Manifest) -> 
     if _is_api(service):
         assert "FUNCTION_TARGET" not in env
         assert "command" not in _container(service)  # the image entrypoint `tasktide serve` picks uvicorn
+    elif service.name == "tasktide-agent":
+        assert "FUNCTION_TARGET" not in env and env["TASKTIDE_ROLE"]["value"] == "agent"
+        assert "command" not in _container(service)  # `tasktide serve` runs the agent app for the role
+        assert _annotation(service, "autoscaling.knative.dev/min-scale") == "0"
+        assert service.doc["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
     else:
         assert env["FUNCTION_TARGET"]["value"] == service.name.removeprefix("tasktide-")
         # Functions scale to zero; prod keeps one relay warm (it publishes on NOTIFY, not only per sweep).
         warm = service.name == "tasktide-relay" and service.origin == "knative/overlays/prod"
         assert _annotation(service, "autoscaling.knative.dev/min-scale") == ("1" if warm else "0")
         assert service.doc["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
-    # Every Service that writes outbox events publishes right after its commit; audit only reads events.
-    needs_kafka = service.name != "tasktide-audit"
+    # Every Service that writes outbox events publishes right after its commit; audit only reads events,
+    # the agent writes through the API's tools.
+    needs_kafka = service.name not in ("tasktide-audit", "tasktide-agent")
     assert ("TASKTIDE_KAFKA_BOOTSTRAP" in env) is needs_kafka
 
 
@@ -144,7 +150,7 @@ def test_overlay_built_sets_tag_scale_and_log_level(
     origin: str, tag: str, api_min_scale: str, log_level: str
 ) -> None:
     services = of_kind(from_origin(origin), "Service", "serving.knative.dev")
-    assert len(services) == 6
+    assert len(services) == 7
     assert {_container(s)["image"] for s in services} == {f"{IMAGE}:{tag}"}
     assert _annotation(_service(origin, "tasktide-api"), "autoscaling.knative.dev/min-scale") == api_min_scale
     assert {_env(s)["TASKTIDE_LOG_LEVEL"]["value"] for s in services} == {log_level}

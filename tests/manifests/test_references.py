@@ -15,7 +15,7 @@ SERVING = "serving.knative.dev/v1"
 BROKER_API = "eventing.knative.dev/v1"
 KAFKA_SINK_API = "eventing.knative.dev/v1alpha1"
 FUNCTIONS = ("recurring", "reminders", "notifier", "audit", "relay")
-SERVICE_NAMES = {"tasktide-api", *(f"tasktide-{fn}" for fn in FUNCTIONS)}
+SERVICE_NAMES = {"tasktide-api", "tasktide-agent", *(f"tasktide-{fn}" for fn in FUNCTIONS)}
 
 
 def base_service_names() -> set[str]:

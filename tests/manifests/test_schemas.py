@@ -83,7 +83,7 @@ def test_manifest_validated_against_its_schema_has_no_errors(manifest: Manifest)
 def test_manifest_corpus_loaded_covers_every_tree() -> None:
     origins = {m.origin.split("/")[0] for m in all_manifests()}
     assert origins == {"knative", "eventing", "dapr"}
-    assert len(of_kind(built(), "Service", "serving.knative.dev")) == 18  # base + dev + prod, 6 each
+    assert len(of_kind(built(), "Service", "serving.knative.dev")) == 21  # base + dev + prod, 7 each
 
 
 def test_knative_service_misspelled_container_field_reports_error() -> None:

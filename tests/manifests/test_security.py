@@ -257,12 +257,12 @@ def test_network_policy_kafka_egress_only_where_kafka_is_configured(service: Man
 
 
 @pytest.mark.parametrize("service", _services(), ids=lambda m: m.name)
-def test_network_policy_internet_egress_only_notifier_and_api_public_addresses(service: Manifest) -> None:
+def test_network_policy_internet_egress_only_notifier_and_agent_public_addresses(service: Manifest) -> None:
     rules = [
         rule for spec in _policies_for(_pod_labels(service), "Egress") for rule in spec.get("egress", [])
     ]
     blocks = [peer["ipBlock"] for r in rules for peer in r.get("to", []) if "ipBlock" in peer]
-    expected_ports = {"tasktide-notifier": {443, 587}, "tasktide-api": {443}}.get(service.name)
+    expected_ports = {"tasktide-notifier": {443, 587}, "tasktide-agent": {443}}.get(service.name)
     if expected_ports is None:
         assert blocks == []
         return
@@ -330,7 +330,7 @@ def test_dapr_configuration_access_control_denies_by_default() -> None:
     access = config.doc["spec"]["accessControl"]
     assert access["defaultAction"] == "deny"
     (policy,) = access["policies"]
-    assert policy["appId"] == "tasktide-api" and policy["defaultAction"] == "deny"
+    assert policy["appId"] == "tasktide-agent" and policy["defaultAction"] == "deny"
     assert policy["namespace"] == NAMESPACE
     assert [(o["name"], o["action"]) for o in policy["operations"]] == [("/mcp", "allow")]
     allowed = {(a["name"], a["protocol"]) for a in config.doc["spec"]["api"]["allowed"]}

@@ -36,6 +36,9 @@ EXPECTED_FAMILIES = {
     "tasktide_dead_letter_failures",
     "tasktide_db_pool_connections",
     "tasktide_kafka_consumer_lag",
+    "tasktide_chat_turns",
+    "tasktide_chat_turn_duration_seconds",
+    "tasktide_chat_tool_calls",
 }
 
 

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -28,6 +29,7 @@ from tasktide.api.auth import CurrentUser
 from tasktide.api.deps import ServicesDep
 from tasktide.api.problems import Problem
 from tasktide.dapr import EtagMismatch
+from tasktide.observability import metrics
 from tasktide.services import Services, read_secret
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,15 @@ def model_config(services: Services) -> ModelConfig | None:
     return ModelConfig(settings.model_name, settings.model_base_url, key or "not-needed")
 
 
+def dapr_headers() -> dict[str, str]:
+    """The sidecar's API token (`dapr-api-token`), when the injector gave this app one."""
+    token = os.environ.get("DAPR_API_TOKEN")
+    return {"dapr-api-token": token} if token else {}
+
+
 def mcp_url(services: Services, request: Request) -> str:
+    """`TASKTIDE_AGENT_MCP_URL`; else the API's `/mcp` through this app's Dapr sidecar (service invocation of
+    `TASKTIDE_AGENT_API_APP_ID`); else, in-process on the API, that same server's `/mcp`."""
     settings = services.settings
     if settings.agent_mcp_url:
         return settings.agent_mcp_url
@@ -88,6 +98,12 @@ def mcp_url(services: Services, request: Request) -> str:
         return (
             f"http://127.0.0.1:{settings.dapr_http_port}/v1.0/invoke/{settings.agent_api_app_id}/method/mcp"
         )
+    if not getattr(request.app.state, "serves_mcp", True):
+        detail = (
+            "The chat agent has no way to the task tools: set TASKTIDE_AGENT_MCP_URL (e.g. "
+            "http://127.0.0.1:8080/mcp) or run it beside a Dapr sidecar (DAPR_HTTP_PORT)."
+        )
+        raise Problem(503, detail)
     host, port = request.scope.get("server") or ("127.0.0.1", settings.port)
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
@@ -144,9 +160,23 @@ def chat_status(user_id: CurrentUser, services: ServicesDep) -> ChatStatus:
 
 @router.post("/chat")
 async def chat(user_id: CurrentUser, body: ChatIn, request: Request, services: ServicesDep) -> ChatOut:
+    try:
+        answer = await _turn(user_id, body, request, services)
+    except Problem as problem:
+        outcomes = {503: "no_model", 404: "not_found", 409: "conflict"}
+        metrics.CHAT_TURNS.labels(outcomes.get(problem.status, "failed")).inc()
+        raise
+    metrics.CHAT_TURNS.labels("ok").inc()
+    for tool in answer.tool_calls:
+        metrics.CHAT_TOOL_CALLS.labels(tool).inc()
+    return answer
+
+
+async def _turn(user_id: str, body: ChatIn, request: Request, services: Services) -> ChatOut:
     config = model_config(services)
     if config is None:
         raise Problem(503, HOW_TO_CONFIGURE)
+    url = mcp_url(services, request)
     store = ConversationStore(services.state)
     conversation: Conversation | None
     if body.conversation_id is None:
@@ -157,10 +187,11 @@ async def chat(user_id: CurrentUser, body: ChatIn, request: Request, services: S
             detail = f"Conversation {body.conversation_id} does not exist; omit the id to start one."
             raise Problem(404, detail)
     items = [*conversation.items, {"role": "user", "content": body.message}]
+    start = time.perf_counter()
     try:
         reply, conversation.items, called = await run_turn(
             config,
-            mcp_url(services, request),
+            url,
             request.headers.get("authorization", ""),
             items,
             services.settings.agent_max_turns,
@@ -168,6 +199,8 @@ async def chat(user_id: CurrentUser, body: ChatIn, request: Request, services: S
     except Exception as exc:  # the provider, the tools or the turn budget failed: say which, keep nothing
         log.warning("chat turn failed: %s", type(exc).__name__, exc_info=True)
         raise Problem(502, f"The chat agent could not answer: {type(exc).__name__}: {exc}"[:500]) from None
+    finally:
+        metrics.CHAT_TURN_DURATION.observe(time.perf_counter() - start)
     try:
         await asyncio.to_thread(store.save, conversation)
     except EtagMismatch:

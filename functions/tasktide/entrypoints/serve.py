@@ -1,5 +1,6 @@
 """`tasktide serve`: the container entrypoint, listening on `$TASKTIDE_HOST:$PORT`.
 
+`TASKTIDE_ROLE=agent` serves the chat agent alone (`agent_app`, uvicorn; the `tasktide-agent` Service).
 `FUNCTION_TARGET` picks a CloudEvents function (functions-framework's app plus `/healthz` and `/metrics`,
 under gunicorn with uvicorn workers, bodies read on the event loop with a deadline: see
 `tasktide.functions._server`);
@@ -39,7 +40,23 @@ def api_app() -> FastAPI:
     services = Services.build(settings, with_relay=settings.relay_in_process)
     if not os.environ.get("TASKTIDE_API_MIGRATED"):  # set by entrypoints.apiserver, which migrated already
         upgrade(services.engine.url.render_as_string(hide_password=False))
-    return create_app(services, services.stream_hub())
+    app = create_app(services, services.stream_hub())
+    from tasktide.agent import forward
+
+    forward.install(app, settings)  # chat: to the tasktide-agent Service by Dapr, or in-process
+    return app
+
+
+def agent_app() -> FastAPI:
+    """uvicorn factory for the `tasktide-agent` Service (`TASKTIDE_ROLE=agent`): the chat agent alone."""
+    from tasktide.agent.app import create_agent_app
+    from tasktide.observability.logs import configure_logging
+    from tasktide.services import Services
+    from tasktide.settings import get_settings
+
+    settings = get_settings()
+    configure_logging("agent", settings.log_level)
+    return create_agent_app(Services.build(settings))
 
 
 def command(environ: dict[str, str] | None = None) -> list[str]:
@@ -48,6 +65,11 @@ def command(environ: dict[str, str] | None = None) -> list[str]:
     port = env.get("PORT", "8080")
     host = env.get("TASKTIDE_HOST") or DEFAULT_HOST
     target = env.get("FUNCTION_TARGET")
+    if env.get("TASKTIDE_ROLE") == "agent":
+        return [
+            *(sys.executable, "-m", "uvicorn", "tasktide.entrypoints.serve:agent_app", "--factory"),
+            *("--host", host, "--port", port, "--workers", env.get("TASKTIDE_WORKERS", "1")),
+        ]
     if target:
         threads = env.get("TASKTIDE_THREADS", "8")
         return [

@@ -10,7 +10,9 @@ tested against :func:`family_names`, so rename nothing here without updating the
 
 Label vocabularies:
 
-- ``function``: ``api``, ``recurring``, ``reminders``, ``notifier``, ``audit``, ``relay``
+- ``function``: ``api``, ``agent``, ``recurring``, ``reminders``, ``notifier``, ``audit``, ``relay``
+- ``CHAT_TURNS`` ``outcome``: ``ok|no_model|not_found|conflict|failed``; ``CHAT_TOOL_CALLS`` ``tool``: an MCP
+  tool name (``add_task``, ``list_tasks``, ...)
 - ``EVENTS_CONSUMED`` ``outcome``: ``ok|retried|dead_lettered|duplicate_ignored|invalid``
 - ``NOTIFICATIONS`` ``channel``: ``in_app|webhook|email``; ``outcome``: ``sent|failed|duplicate|in_flight``
 - ``DB_POOL`` ``state``: ``in_use|idle|overflow``
@@ -37,6 +39,10 @@ from prometheus_client import (
 )
 
 __all__ = [
+    "CHAT_OUTCOMES",
+    "CHAT_TOOL_CALLS",
+    "CHAT_TURNS",
+    "CHAT_TURN_DURATION",
     "DB_POOL",
     "DEAD_LETTERS",
     "DEAD_LETTER_FAILURES",
@@ -59,6 +65,7 @@ __all__ = [
     "REQUEST_DURATION",
     "REQUEST_ERRORS",
     "RETENTION_DELETED",
+    "ChatOutcome",
     "EventOutcome",
     "NotificationChannel",
     "NotificationOutcome",
@@ -77,6 +84,7 @@ EventOutcome = Literal["ok", "retried", "dead_lettered", "duplicate_ignored", "i
 NotificationChannel = Literal["in_app", "webhook", "email"]
 NotificationOutcome = Literal["sent", "failed", "duplicate", "in_flight"]
 PoolState = Literal["in_use", "idle", "overflow"]
+ChatOutcome = Literal["ok", "no_model", "not_found", "conflict", "failed"]
 
 EVENT_OUTCOMES: Final[tuple[EventOutcome, ...]] = (
     "ok",
@@ -88,6 +96,7 @@ EVENT_OUTCOMES: Final[tuple[EventOutcome, ...]] = (
 NOTIFICATION_CHANNELS: Final[tuple[NotificationChannel, ...]] = ("in_app", "webhook", "email")
 NOTIFICATION_OUTCOMES: Final[tuple[NotificationOutcome, ...]] = ("sent", "failed", "duplicate", "in_flight")
 POOL_STATES: Final[tuple[PoolState, ...]] = ("in_use", "idle", "overflow")
+CHAT_OUTCOMES: Final[tuple[ChatOutcome, ...]] = ("ok", "no_model", "not_found", "conflict", "failed")
 
 # --- requests (HTTP API and every CloudEvents function endpoint) --------------------------------------------
 
@@ -184,6 +193,24 @@ DEAD_LETTER_FAILURES: Final = Counter(
     ["trigger"],
 )
 
+# --- chat agent (tasktide-agent) ------------------------------------------------------------------------
+
+CHAT_TURNS: Final = Counter(
+    "tasktide_chat_turns_total",
+    "Chat turns the agent was asked for, by outcome (ok|no_model|not_found|conflict|failed).",
+    ["outcome"],
+)
+CHAT_TURN_DURATION: Final = Histogram(
+    "tasktide_chat_turn_duration_seconds",
+    "Wall time of one answered chat turn: the model's requests and the MCP tool calls it made.",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160),
+)
+CHAT_TOOL_CALLS: Final = Counter(
+    "tasktide_chat_tool_calls_total",
+    "MCP task tools the chat agent called, by tool.",
+    ["tool"],
+)
+
 # --- infrastructure --------------------------------------------------------------------------------------
 
 DB_POOL: Final = Gauge(
@@ -216,6 +243,9 @@ _ALL: Final = (
     RETENTION_DELETED,
     DEAD_LETTERS,
     DEAD_LETTER_FAILURES,
+    CHAT_TURNS,
+    CHAT_TURN_DURATION,
+    CHAT_TOOL_CALLS,
     DB_POOL,
     KAFKA_CONSUMER_LAG,
 )

@@ -1,0 +1,88 @@
+"""The `tasktide-agent` Service's own app: the chat route, health and metrics, and nothing of the task API.
+
+Consumes: `POST|GET /api/{user}/chat` (from the API's Dapr sidecar, which forwards the board's chat: see
+`tasktide.agent.forward`), authenticated with the user's JWT exactly as on the API; the task tools at the
+API's `/mcp` through this pod's Dapr sidecar (`/v1.0/invoke/tasktide-api/method/mcp`) or
+`TASKTIDE_AGENT_MCP_URL`. Emits: the chat answers; conversations in the state store (so a revision scaled to
+zero resumes them); RED metrics as `function="agent"` plus `tasktide_chat_*` at `/metrics`.
+Serves `GET /healthz` and `GET /readyz` (no database: the agent holds none of its own).
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import FastAPI, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tasktide.agent import chat
+from tasktide.api import problems
+from tasktide.edges.bodyguard import BufferedBody
+from tasktide.observability import metrics
+from tasktide.services import Services
+
+FUNCTION = "agent"
+
+
+class AgentMetrics:
+    """Rate, errors and duration of the agent's chat requests (`function="agent"`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).endswith("/chat"):
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def recording(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording)
+        finally:
+            metrics.REQUEST_DURATION.labels(FUNCTION).observe(time.perf_counter() - start)
+            metrics.REQUESTS.labels(FUNCTION, str(status)).inc()
+            if status >= 500:
+                metrics.REQUEST_ERRORS.labels(FUNCTION).inc()
+
+
+def create_agent_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="tasktide-agent",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+    )
+    app.state.services = services
+    app.state.serves_mcp = False  # the tools live on the API: reach them by Dapr or TASKTIDE_AGENT_MCP_URL
+    problems.install(app)
+    app.include_router(chat.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        payload, content_type = metrics.render()
+        return Response(payload, media_type=content_type)
+
+    settings = services.settings
+    app.add_middleware(
+        BufferedBody,
+        timeout=settings.body_read_timeout,
+        max_bytes=settings.max_body_bytes,
+        max_depth=settings.max_json_depth,
+    )
+    app.add_middleware(AgentMetrics)
+    return app
