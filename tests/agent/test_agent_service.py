@@ -121,7 +121,7 @@ def test_api_forward_unreachable_sidecar_502_problem_not_dapr_error(database_url
         database_url=database_url,
         jwt_secret=JWT_SECRET,
         agent_app_id="tasktide-agent",
-        dapr_http_port=free_port(),
+        DAPR_HTTP_PORT=free_port(),
     )
     for services in built(settings):
         with live_server(forwarding_api(services)) as api:
@@ -160,12 +160,12 @@ def test_chat_through_real_daprd_sidecars_both_ways_task_exists(
     realdaprd.require_daprd()
     ports = {"tasktide-api": free_port(), "tasktide-agent": free_port()}
     api_http, agent_http = free_port(), free_port()
-    agent_settings = model_settings(database_url, model, dapr_http_port=agent_http)
+    agent_settings = model_settings(database_url, model, DAPR_HTTP_PORT=agent_http)
     api_settings = Settings(
         database_url=database_url,
         jwt_secret=JWT_SECRET,
         agent_app_id="tasktide-agent",
-        dapr_http_port=api_http,
+        DAPR_HTTP_PORT=api_http,  # the field's environment name (Settings reads no other)
     )
     resiliency = selfhosted.load("resiliency.yaml")
     for agent_services in built(agent_settings):

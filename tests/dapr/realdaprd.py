@@ -64,8 +64,9 @@ def start(
         internal_grpc_port=ports[app_id],
         log_level=log_level,
         log_file=workdir / f"daprd-{app_id}.log",
-        **({"http_port": http_port} if http_port is not None else {}),
     )
+    if http_port is not None:
+        daprd.http_port = http_port
     daprd.start()
     return daprd
 
