@@ -100,13 +100,17 @@ class Services:
         return read_secret(self.secrets, "smtp-password", self.settings.smtp_password)
 
     def start_relay(self, relay: Relay, *, sweep_every: float = 1.0) -> RelayWorker:
-        """Publish after every commit and sweep periodically, on a background thread."""
-        from tasktide.messaging.outbox import RelayWorker
+        """Publish on a background thread: what this process's sessions commit is handed to the worker
+        right after each commit (no claim query), and it sweeps periodically for anything else."""
+        from tasktide.messaging.outbox import RelayWorker, enable_handoff
 
         self.relay = relay
         self.relay_worker = RelayWorker(relay, sweep_every=sweep_every)
         self.relay_worker.start()
-        self.after_commit.append(self.relay_worker.kick)
+        if relay.sessions is self.sessions:
+            enable_handoff(self.sessions, self.relay_worker)
+        else:  # a relay on other sessions: sweep after every commit that wrote outbox rows
+            self.after_commit.append(self.relay_worker.kick)
         return self.relay_worker
 
     def listen_outbox(self) -> None:

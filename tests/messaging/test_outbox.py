@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -21,7 +21,7 @@ from tasktide.db.models import OutboxRow, TaskRow
 from tasktide.db.repository import TaskRepository
 from tasktide.domain.tasks import new_task
 from tasktide.messaging import events
-from tasktide.messaging.outbox import OutboxRecord, Relay, RelayWorker
+from tasktide.messaging.outbox import OutboxRecord, Relay, RelayWorker, enable_handoff
 
 
 class RecordingPublisher:
@@ -280,3 +280,111 @@ def test_outbox_listener_postgres_notify_kicks_relay_without_waiting_for_sweep(p
     finally:
         relay_side.close()
         api_side.close()
+
+
+# -- hand-off: a process's own commits go to its worker without a claim query ------------------------------
+class CountingRelay(Relay):
+    """Counts claim queries, so a test can tell a hand-off from a sweep."""
+
+    claims = 0
+
+    def _claim(self) -> tuple[str, list[OutboxRecord]]:
+        self.claims += 1
+        return super()._claim()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def handing_off(sessions: sessionmaker[Session]) -> Iterator[tuple[CountingRelay, RecordingPublisher]]:
+    publisher = RecordingPublisher()
+    relay = CountingRelay(sessions, publisher)
+    worker = RelayWorker(relay, sweep_every=3600)  # no periodic sweep during the test
+    enable_handoff(sessions, worker)
+    worker.start()
+    yield relay, publisher
+    worker.stop()
+
+
+def test_relay_worker_handoff_committed_rows_published_in_commit_order_without_claim(
+    sessions: sessionmaker[Session], handing_off: tuple[CountingRelay, RecordingPublisher]
+) -> None:
+    relay, publisher = handing_off
+    ids = [task_id for _ in range(3) for task_id in create_tasks(sessions, 2)]
+
+    wait_for(lambda: unsent(sessions) == 0 and len(publisher.records) == 12)
+
+    assert relay.claims == 0
+    assert [r.key for r in publisher.records if r.topic == "task-events"] == ids
+    assert sorted(Counter(r.topic for r in publisher.records).values()) == [6, 6]
+    assert all(r.id is None for r in publisher.records)
+    assert all(r.sent_at is not None and r.claimed_until is None for r in outbox_rows(sessions))
+
+
+def test_relay_worker_handoff_rolled_back_transaction_publishes_nothing(
+    sessions: sessionmaker[Session], handing_off: tuple[CountingRelay, RecordingPublisher]
+) -> None:
+    _relay, publisher = handing_off
+    with pytest.raises(ZeroDivisionError), sessions() as session, session.begin():
+        task = new_task("alice", {"title": "never"}, now=datetime.now(UTC))
+        TaskRepository(session).add(task, events.task_envelope(events.TASK_CREATED, task))
+        session.flush()
+        raise ZeroDivisionError
+    (kept,) = create_tasks(sessions, 1)
+
+    wait_for(lambda: len(publisher.records) == 2)
+
+    assert {r.key for r in publisher.records} == {kept}
+    assert len(outbox_rows(sessions)) == 2 and unsent(sessions) == 0
+
+
+def test_relay_worker_handoff_rolled_back_savepoint_drops_only_its_records(
+    sessions: sessionmaker[Session], handing_off: tuple[CountingRelay, RecordingPublisher]
+) -> None:
+    _relay, publisher = handing_off
+    task = new_task("alice", {"title": "once"}, now=datetime.now(UTC))
+    created = events.task_envelope(events.TASK_CREATED, task)
+    with sessions() as session, session.begin():
+        repo = TaskRepository(session)
+        repo.add(task, created)
+        assert repo.add_event_once(created) is False  # the same event id again: its savepoint rolls back
+
+    wait_for(lambda: unsent(sessions) == 0)
+
+    assert sorted(r.topic for r in publisher.records) == ["task-events", "task-updates"]
+
+
+def test_relay_worker_handoff_failed_publish_released_then_swept_in_order(
+    sessions: sessionmaker[Session],
+) -> None:
+    publisher = FlakyPublisher(failures=1)
+    relay = CountingRelay(sessions, publisher)
+    worker = RelayWorker(relay, sweep_every=0.05)
+    enable_handoff(sessions, worker)
+    worker.start()
+    try:
+        ids = create_tasks(sessions, 1) + create_tasks(sessions, 1)
+        wait_for(lambda: unsent(sessions) == 0 and len(publisher.inner.records) == 4)
+    finally:
+        worker.stop()
+
+    assert publisher.calls >= 2
+    assert [r.key for r in publisher.inner.records if r.topic == "task-events"] == ids
+    assert all(r.sent_at is not None for r in outbox_rows(sessions))
+
+
+def test_relay_worker_handoff_rows_of_a_process_that_died_are_swept_after_their_lease(
+    sessions: sessionmaker[Session],
+) -> None:
+    dead = RelayWorker(Relay(sessions, RecordingPublisher(), lease_seconds=0))  # never started
+    enable_handoff(sessions, dead)
+    create_tasks(sessions, 1)  # written claimed by `dead`, whose lease lapses at once
+
+    recording = RecordingPublisher()
+    sent = Relay(sessions, recording).run_once()
+
+    assert sent == 2 and unsent(sessions) == 0

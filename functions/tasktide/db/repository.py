@@ -38,17 +38,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tasktide.app.ports import SORTS, ClaimedReminder, TaskQuery
-from tasktide.db.models import OutboxRow, ReminderRow, TaskRow, TaskTagRow
+from tasktide.db.models import ReminderRow, TaskRow, TaskTagRow
+from tasktide.db.outbox import OUTBOX, OUTBOX_CHANNEL, rows_for
 from tasktide.domain.errors import Conflict
 from tasktide.domain.reminders import reminder_times
 from tasktide.domain.tasks import PRIORITY_RANK, Priority, RecurrenceBasis, Status, Task, format_datetime
-from tasktide.messaging.events import Envelope, topics_for
+from tasktide.messaging.events import Envelope
 
-OUTBOX_CHANNEL = "tasktide_outbox"
 TASKS: Table = TaskRow.__table__  # type: ignore[assignment]
 TAGS: Table = TaskTagRow.__table__  # type: ignore[assignment]
 REMINDERS: Table = ReminderRow.__table__  # type: ignore[assignment]
-OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
 
 
 def _instants(values: list[str] | None) -> tuple[datetime, ...]:
@@ -98,21 +97,6 @@ def _columns(task: Task) -> dict[str, object]:
     columns = {name: _TO_COLUMN.get(name, _same)(getattr(task, name)) for name in _VALUES}
     columns["priority_rank"] = PRIORITY_RANK[task.priority]
     return columns
-
-
-def _outbox_rows(event: Envelope) -> list[dict[str, object]]:
-    document = event.to_json()
-    return [
-        {
-            "event_id": event.id,
-            "topic": topic,
-            "key": event.subject,
-            "type": event.type,
-            "event": document,
-            "created_at": event.time,
-        }
-        for topic in topics_for(event.type)
-    ]
 
 
 def _wanted_reminders(task: Task) -> dict[str, datetime]:
@@ -198,7 +182,7 @@ class TaskRepository:
         writes.append((TAGS, [{"task_id": task.id, "tag": tag} for tag in task.tags]))
         reminders = [_reminder_row(task, o, at) for o, at in _wanted_reminders(task).items()]
         writes.append((REMINDERS, reminders))
-        writes.append((OUTBOX, [row for event in events for row in _outbox_rows(event)]))
+        writes.append((OUTBOX, [row for event in events for row in rows_for(self.session, event)]))
         self._write(writes)
 
     def _write(self, writes: Sequence[tuple[Table, list[dict[str, object]]]]) -> None:
@@ -268,7 +252,7 @@ class TaskRepository:
 
     # -- outbox ----------------------------------------------------------------------------------
     def add_event(self, event: Envelope) -> None:
-        self._write([(OUTBOX, _outbox_rows(event))])
+        self._write([(OUTBOX, rows_for(self.session, event))])
 
     def add_event_once(self, event: Envelope) -> bool:
         """`add_event` in a savepoint; False (and nothing written) when the event id is in the outbox."""

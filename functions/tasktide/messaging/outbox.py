@@ -1,9 +1,18 @@
-"""Outbox relay: claims unsent outbox rows, publishes them, marks them sent.
+"""Outbox relay: publishes the outbox rows every state change writes, and marks them sent.
 
 Consumes: rows written by every state change (same transaction). Emits: the stored CloudEvents to their
 topics through a `Publisher` (Kafka in Kafka mode and on the cluster, the in-process router when embedded).
-Safe in several replicas at once: rows are claimed with a lease (`FOR UPDATE SKIP LOCKED` on Postgres,
-`BEGIN IMMEDIATE` on SQLite); a relay that dies mid-batch leaves rows whose lease expires and are retried.
+
+Two ways in, both through `tasktide.db.outbox` (all the SQL is there):
+
+- **Hand-off** (a process that writes and publishes, e.g. `tasktide dev`, a function, the API with
+  `TASKTIDE_RELAY_IN_PROCESS`): :func:`enable_handoff` makes the process's sessions write their outbox rows
+  already claimed by the `RelayWorker`, which publishes each committed transaction's records right after
+  its commit, in the order the transactions wrote them, and marks them sent: no claim query.
+- **Sweep** (`tasktide-relay`, on every NOTIFY and periodically; every worker periodically): claims unsent
+  rows whose lease lapsed, publishes, marks. Safe in several replicas at once: rows are claimed with a lease
+  (`FOR UPDATE SKIP LOCKED` on Postgres, `BEGIN IMMEDIATE` on SQLite); a relay that dies mid-batch (or a
+  process that dies between commit and hand-off) leaves rows whose lease lapses, and a sweep retries them.
 """
 
 from __future__ import annotations
@@ -12,26 +21,23 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
-
-from tasktide.db.models import OutboxRow
+from tasktide.db.outbox import HANDOFF_INFO, OUTBOX_CHANNEL, OutboxRecord, OutboxRepository
 from tasktide.observability import metrics
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+
 log = logging.getLogger(__name__)
+SLOT_INFO = "tasktide.outbox.slot"  # Session.info key of the open transaction's hand-off slot
+HEAD_WAIT_S = 5.0  # a transaction open this long after writing outbox rows no longer holds up the others
 
-
-@dataclass(frozen=True)
-class OutboxRecord:
-    id: int
-    topic: str
-    key: str | None
-    event: dict[str, Any]
+__all__ = ["OUTBOX_CHANNEL", "OutboxListener", "OutboxRecord", "Publisher", "Relay", "RelayWorker"]
 
 
 class Publisher(Protocol):
@@ -43,18 +49,11 @@ def measure_backlog(sessions: sessionmaker[Session]) -> tuple[int, float]:
     """Unsent events and the age of the oldest, into the outbox gauges (also read at every API scrape,
     so a dead or scaled-to-zero relay still shows a growing age)."""
     with sessions() as session:
-        count, oldest = session.execute(
-            select(func.count(OutboxRow.id), func.min(OutboxRow.created_at)).where(
-                OutboxRow.sent_at.is_(None)
-            )
-        ).one()
-    age = 0.0
-    if oldest is not None:
-        oldest_dt = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
-        age = max(0.0, (datetime.now(UTC) - oldest_dt).total_seconds())
+        count, oldest = OutboxRepository(session).backlog()
+    age = 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
     metrics.OUTBOX_BACKLOG.set(count)
     metrics.OUTBOX_OLDEST_AGE.set(age)
-    return int(count), age
+    return count, age
 
 
 class Relay:
@@ -77,72 +76,40 @@ class Relay:
                 token, records = self._claim()
                 if not records:
                     break
-                started = time.perf_counter()
-                try:
-                    self.publisher.publish(records)
-                except Exception:
-                    self._release(records, token)
-                    raise
-                metrics.RELAY_PUBLISH_SECONDS.observe(time.perf_counter() - started)
-                self._mark_sent(records, token)
-                for record in records:
-                    metrics.EVENTS_EMITTED.labels(str(record.event.get("type", "")), record.topic).inc()
+                self.publish(records, token)
                 sent += len(records)
         finally:
             self.update_backlog()
         return sent
 
+    def publish(self, records: Sequence[OutboxRecord], token: str) -> None:
+        """Publish rows `token` holds and mark them sent; on a failure give them back, then raise."""
+        started = time.perf_counter()
+        try:
+            self.publisher.publish(records)
+        except Exception:
+            self._release(records, token)
+            raise
+        metrics.RELAY_PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        self._mark_sent(records, token)
+        for record in records:
+            metrics.EVENTS_EMITTED.labels(str(record.event.get("type", "")), record.topic).inc()
+
     def update_backlog(self) -> tuple[int, float]:
         return measure_backlog(self.sessions)
 
     def _claim(self) -> tuple[str, list[OutboxRecord]]:
-        now = datetime.now(UTC)
         token = uuid.uuid4().hex
-        with self.sessions() as session, session.begin():
-            candidates = (
-                select(OutboxRow.id)
-                .where(
-                    OutboxRow.sent_at.is_(None),
-                    or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now),
-                )
-                .order_by(OutboxRow.id)
-                .limit(self.batch)
-            )
-            if session.get_bind().dialect.name == "postgresql":
-                candidates = candidates.with_for_update(skip_locked=True)
-            rows = session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id.in_(candidates.scalar_subquery()))
-                .values(claim_token=token, claimed_until=now + self.lease)
-                .returning(OutboxRow.id, OutboxRow.topic, OutboxRow.key, OutboxRow.event)
-                .execution_options(synchronize_session=False)
-            ).all()
-        return token, sorted((OutboxRecord(*row) for row in rows), key=lambda r: r.id)
+        with self.sessions() as session:
+            return token, OutboxRepository(session).claim(token, batch=self.batch, lease=self.lease)
 
     def _mark_sent(self, records: Sequence[OutboxRecord], token: str) -> None:
-        with self.sessions() as session, session.begin():
-            session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id.in_([r.id for r in records]), OutboxRow.claim_token == token)
-                .values(sent_at=datetime.now(UTC), claimed_until=None)
-                .execution_options(synchronize_session=False)
-            )
+        with self.sessions() as session:
+            OutboxRepository(session).mark_sent(records, token)
 
     def _release(self, records: Sequence[OutboxRecord], token: str) -> None:
-        with self.sessions() as session, session.begin():
-            session.execute(
-                update(OutboxRow)
-                .where(
-                    OutboxRow.id.in_([r.id for r in records]),
-                    OutboxRow.sent_at.is_(None),
-                    OutboxRow.claim_token == token,
-                )
-                .values(claimed_until=None, claim_token=None)
-                .execution_options(synchronize_session=False)
-            )
-
-
-OUTBOX_CHANNEL = "tasktide_outbox"  # the repository NOTIFYs it in every statement writing outbox rows
+        with self.sessions() as session:
+            OutboxRepository(session).release(records, token)
 
 
 class OutboxListener:
@@ -181,13 +148,45 @@ class OutboxListener:
                 self._stopped.wait(1.0)
 
 
+@dataclass(eq=False)
+class _Slot:
+    """The outbox records one transaction wrote, each with the (sub)transaction that wrote it."""
+
+    opened: float = field(default_factory=time.monotonic)
+    state: Literal["open", "committed", "dropped", "abandoned"] = "open"
+    entries: list[tuple[OutboxRecord, object]] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[OutboxRecord]:
+        return [record for record, _ in self.entries]
+
+
+def _within(transaction: object, ancestor: object) -> bool:
+    current: Any = transaction
+    while current is not None:
+        if current is ancestor:
+            return True
+        current = current.parent
+    return False
+
+
 class RelayWorker:
-    """Runs the relay on a background thread: at once when kicked after a commit, else every `sweep_every`."""
+    """Runs the relay on a background thread: hand-offs as their transactions commit (see
+    :func:`enable_handoff`), a sweep when kicked (a commit without hand-off, a NOTIFY) and every
+    `sweep_every`. After a failed publish, hand-offs are given back to the sweep (in order) until a sweep
+    succeeds, so per-key order holds through a broker outage."""
 
     def __init__(self, relay: Relay, *, sweep_every: float = 1.0, name: str = "outbox-relay") -> None:
         self.relay, self.sweep_every, self.name = relay, sweep_every, name
+        self.token = f"handoff-{uuid.uuid4().hex}"  # the claim every handed-off row is written with
+        self.lease = relay.lease
         self._wake = threading.Event()
+        self._sweep_due = threading.Event()
         self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._slots: deque[_Slot] = deque()  # in the order the transactions first wrote outbox rows
+        self._late: list[_Slot] = []  # abandoned slots that committed after all: give back, then sweep
+        self._degraded = False  # a publish failed: give hand-offs back until a sweep succeeds
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -195,6 +194,8 @@ class RelayWorker:
         self._thread.start()
 
     def kick(self) -> None:
+        """Sweep now (claim whatever is unsent)."""
+        self._sweep_due.set()
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -203,16 +204,110 @@ class RelayWorker:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    # -- hand-off (tasktide.db.outbox.HandoffSink, and the session events enable_handoff listens to) --------
+    def written(self, session: Session, records: Sequence[OutboxRecord], within: object) -> None:
+        with self._lock:
+            slot: _Slot | None = session.info.get(SLOT_INFO)
+            if slot is None:
+                slot = session.info[SLOT_INFO] = _Slot()
+                self._slots.append(slot)
+            slot.entries.extend((record, within) for record in records)
+
+    def _committed(self, session: Session) -> None:
+        slot: _Slot | None = session.info.pop(SLOT_INFO, None)
+        if slot is None:
+            return
+        with self._lock:
+            if slot.state == "abandoned":
+                self._late.append(slot)
+                self._sweep_due.set()
+            slot.state = "committed"
+        self._wake.set()
+
+    def _rolled_back_savepoint(self, session: Session, transaction: SessionTransaction) -> None:
+        slot: _Slot | None = session.info.get(SLOT_INFO)
+        if slot is not None and transaction.nested:
+            with self._lock:
+                slot.entries = [(r, t) for r, t in slot.entries if not _within(t, transaction)]
+
+    def _ended(self, session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is not None:
+            return
+        slot: _Slot | None = session.info.pop(SLOT_INFO, None)  # still there: never committed
+        if slot is not None:
+            with self._lock:
+                slot.state = "dropped"
+            self._wake.set()
+
+    def _ready(self) -> tuple[list[OutboxRecord], list[_Slot]]:
+        """Records of the committed slots at the head of the queue (dropping rolled-back ones), in order;
+        plus abandoned slots that committed late."""
+        records: list[OutboxRecord] = []
+        with self._lock:
+            while self._slots:
+                head = self._slots[0]
+                if head.state == "open":
+                    if time.monotonic() - head.opened < HEAD_WAIT_S:
+                        break
+                    head.state = "abandoned"  # its rows stay claimed until the lease lapses, or it commits
+                if head.state == "committed":
+                    records.extend(head.records)
+                self._slots.popleft()
+                if len(records) >= self.relay.batch:
+                    break
+            late, self._late = self._late, []
+        return records, late
+
+    def _hand_off(self) -> None:
+        records, late = self._ready()
+        for slot in late:
+            self.relay._release(slot.records, self.token)
+        if not records:
+            return
+        if self._degraded:
+            self.relay._release(records, self.token)
+            self._sweep_due.set()
+            return
+        try:
+            self.relay.publish(records, self.token)
+        except Exception:
+            self._degraded = True
+            self._sweep_due.set()
+            raise
+
     def _run(self) -> None:
         failures = 0
+        next_sweep = time.monotonic() + self.sweep_every
         while not self._stopped.is_set():
-            self._wake.wait(self.sweep_every if failures == 0 else min(30.0, self.sweep_every * 2**failures))
+            timeout = max(0.0, next_sweep - time.monotonic())
+            with self._lock:
+                if self._slots and self._slots[0].state == "open":  # wake to abandon it if it stays open
+                    timeout = min(timeout, max(0.0, self._slots[0].opened + HEAD_WAIT_S - time.monotonic()))
+            self._wake.wait(timeout)
             self._wake.clear()
             if self._stopped.is_set():
                 break
             try:
-                self.relay.run_once()
+                self._hand_off()
+                if self._sweep_due.is_set() or time.monotonic() >= next_sweep:
+                    self._sweep_due.clear()
+                    self.relay.run_once()
+                    self._degraded = False
+                    next_sweep = time.monotonic() + self.sweep_every
                 failures = 0
             except Exception as exc:
                 failures += 1
+                self._sweep_due.clear()  # retried after the backoff (or at the next kick)
+                next_sweep = time.monotonic() + min(30.0, self.sweep_every * 2**failures)
                 log.warning("outbox relay failed (attempt %d), events stay queued: %s", failures, exc)
+
+
+def enable_handoff(sessions: sessionmaker[Session], worker: RelayWorker) -> None:
+    """Make every session of `sessions` hand the outbox rows it commits to `worker` (see the module
+    docstring): they are written claimed by the worker, which publishes them after the commit."""
+    from sqlalchemy import event
+
+    sessions.configure(info={**sessions.kw.get("info", {}), HANDOFF_INFO: worker})
+    event.listen(sessions, "after_commit", worker._committed)
+    event.listen(sessions, "after_soft_rollback", worker._rolled_back_savepoint)
+    event.listen(sessions, "after_transaction_end", worker._ended)
