@@ -285,3 +285,10 @@ def test_to_binary_http_none_extension_is_not_a_header() -> None:
     event = codec.CloudEvent({**codec.attributes(_event()), "traceparent": None}, {"n": 1})
     headers, _ = codec.to_binary_http(event)
     assert "ce-traceparent" not in headers and headers["ce-id"] == "evt-1"
+
+
+def test_to_kafka_structured_record_value_is_compact_with_attributes_in_order_then_data() -> None:
+    _, _, value = codec.to_kafka_structured_record(_event())
+    doc = json.loads(value)
+    assert value == json.dumps(doc, separators=(",", ":")).encode()  # the relay's records stay small
+    assert list(doc) == [*codec.attributes(_event()), "data"]

@@ -18,11 +18,11 @@ in front of it and fixes its output where it departs from the protocol bindings:
 - with ``raw_data=True`` the payload is kept as the bytes that arrived and sent on byte for byte;
 - a structured document is parsed once (the SDK's HTTP path parses it twice and re-serialises `data`),
   then built by ``cloudevents.conversion.from_dict``;
-- in Kafka, the SDK's ``to_structured`` sets `content-type` to the *data*'s type and drops
-  `datacontenttype` from the document, and its ``from_structured`` turns every header into an attribute:
-  both contradict the Kafka binding, so structured records carry `content-type:
-  application/cloudevents+json` and the same JSON document as HTTP structured mode, read by the same
-  parser. Binary records keep `ce_partitionkey` beside the key, and the key is not read back as an
+- in Kafka, the SDK's ``to_structured`` sets `content-type` to the *data*'s type and moves
+  `datacontenttype` out of the document, and its ``from_structured`` turns every header into an
+  attribute: both contradict the Kafka binding, so structured records carry `content-type:
+  application/cloudevents+json` and the whole JSON document, read by the same parser as HTTP structured
+  mode. Binary records keep `ce_partitionkey` beside the key, and the key is not read back as an
   attribute.
 """
 
@@ -410,16 +410,32 @@ def _as_bytes(value: str | bytes | None) -> bytes | None:
 
 
 def to_kafka_structured_record(event: CloudEvent, key: str | None = None) -> KafkaRecord:
-    """Kafka structured mode, what the relay writes: the value is the whole event as one JSON document
-    (the HTTP structured body), header ``content-type: application/cloudevents+json``. A Knative
-    KafkaSource and a Dapr ``pubsub.kafka`` subscription both read it as the same CloudEvent. The ``ce_*``
-    headers of binary mode stay beside it as a copy of the attributes for header-based tools (readers pick
-    structured mode by content-type first, as the CloudEvents Kafka binding says)."""
-    record_key = _partition_key(key)(event)
+    """Kafka structured mode, what the relay writes: the value is the whole event as one compact JSON
+    document (the JSON event format, as in HTTP structured mode), header ``content-type:
+    application/cloudevents+json``. A Knative KafkaSource and a Dapr ``pubsub.kafka`` subscription both
+    read it as the same CloudEvent. The ``ce_*`` headers of binary mode stay beside it as a copy of the
+    attributes for header-based tools (readers pick structured mode by content-type first, as the
+    CloudEvents Kafka binding says)."""
+    content_type = event.get("datacontenttype")
+
+    def envelope(doc: dict[str, Any]) -> bytes:
+        # The SDK moved `datacontenttype` out of the document into the header: back in its place.
+        restored = {
+            name: doc.get(name, content_type)
+            for name in event.get_attributes()
+            if name in doc or name == "datacontenttype"
+        }
+        restored.update(doc)  # then `data` / `data_base64`
+        return json.dumps(restored, separators=(",", ":"), default=str).encode()
+
+    with _sdk("cannot encode the CloudEvent"):
+        message = kafka.to_structured(event, _embedded_data(content_type), envelope, _partition_key(key))
     mirrored = [(f"ce_{name}", value.encode()) for name, value in attributes(event).items()]
-    mirrored = [(name, value) for name, value in mirrored if name != "ce_datacontenttype"]
-    _, value = to_structured_http(event)
-    return record_key, [*mirrored, ("content-type", STRUCTURED_CONTENT_TYPE.encode())], value
+    headers = [(name, value) for name, value in mirrored if name != "ce_datacontenttype"]
+    headers.append(
+        ("content-type", STRUCTURED_CONTENT_TYPE.encode())
+    )  # not the data's type, as the SDK has it
+    return _as_bytes(message.key), headers, _as_bytes(message.value) or b""
 
 
 def from_kafka_record(
