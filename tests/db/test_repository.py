@@ -151,6 +151,16 @@ def test_repository_claim_due_reminders_claims_each_once(sessions: sessionmaker[
         assert TaskRepository(session).claim_due_reminders(NOW) == []
 
 
+def test_repository_claim_due_reminders_takes_at_most_the_limit(sessions: sessionmaker[Session]) -> None:
+    """On Postgres `IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` claimed every due reminder (the
+    semi-join re-ran the subquery per row); the claim is a materialised CTE now."""
+    for i in range(5):
+        store(sessions, make(title=f"t{i}", due_at="2030-03-01T12:30:00Z", reminders=["PT45M"]))
+    with sessions() as session, session.begin():
+        repo = TaskRepository(session)
+        assert [len(repo.claim_due_reminders(NOW, limit=2)) for _ in range(4)] == [2, 2, 1, 0]
+
+
 def test_repository_concurrent_claims_never_share_a_reminder(sessions: sessionmaker[Session]) -> None:
     for i in range(60):
         store(sessions, make(title=f"t{i}", due_at="2030-03-01T12:30:00Z", reminders=["PT45M"]))

@@ -267,24 +267,25 @@ class TaskRepository:
 
     # -- reminders -------------------------------------------------------------------------------
     def claim_due_reminders(self, now: datetime, limit: int = 500) -> list[ClaimedReminder]:
-        """Atomically mark due reminders fired and return them; concurrent scanners never share one."""
-        due = select(ReminderRow.id).where(ReminderRow.fired_at.is_(None), ReminderRow.remind_at <= now)
-        due = due.order_by(ReminderRow.remind_at).limit(limit)
-        if self.session.get_bind().dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        stmt = (
-            update(ReminderRow)
-            .where(ReminderRow.id.in_(due.scalar_subquery()), ReminderRow.fired_at.is_(None))
-            .values(fired_at=now)
-            .returning(
-                ReminderRow.id,
-                ReminderRow.task_id,
-                ReminderRow.user_id,
-                ReminderRow.offset,
-                ReminderRow.remind_at,
-                ReminderRow.due_at,
-            )
-            .execution_options(synchronize_session=False)
+        """Atomically mark at most `limit` due reminders fired and return them; concurrent scanners never
+        share one. On Postgres the locked candidates are a materialised CTE the UPDATE joins: as an
+        `IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` the planner's semi-join re-ran the subquery for
+        each row and claimed every due reminder, whatever the limit."""
+        due = select(REMINDERS.c.id).where(REMINDERS.c.fired_at.is_(None), REMINDERS.c.remind_at <= now)
+        due = due.order_by(REMINDERS.c.remind_at).limit(limit)
+        stmt = update(REMINDERS).where(REMINDERS.c.fired_at.is_(None))
+        if self._postgres:
+            locked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+            stmt = stmt.where(REMINDERS.c.id == locked.c.id)
+        else:  # SQLite: writers serialise at BEGIN IMMEDIATE
+            stmt = stmt.where(REMINDERS.c.id.in_(due.scalar_subquery()))
+        stmt = stmt.values(fired_at=now).returning(
+            REMINDERS.c.id,
+            REMINDERS.c.task_id,
+            REMINDERS.c.user_id,
+            REMINDERS.c.offset,
+            REMINDERS.c.remind_at,
+            REMINDERS.c.due_at,
         )
         return [ClaimedReminder(*row) for row in self.session.execute(stmt).all()]
 
