@@ -5,9 +5,10 @@
 
 const TASK_EVENTS = [
   "com.tasktide.task.created", "com.tasktide.task.updated", "com.tasktide.task.completed",
-  "com.tasktide.task.reopened", "com.tasktide.task.deleted",
+  "com.tasktide.task.reopened", "com.tasktide.task.deleted", "com.tasktide.task.skipped",
 ];
 const REMINDER_EVENT = "com.tasktide.reminder.due";
+const NOTIFICATION_EVENT = "com.tasktide.notification.sent"; // the notifier wrote the in-app notification
 const state = { token: null, user: null, source: null, skip: null, recurrenceText: false, reload: null };
 const $ = (id) => document.getElementById(id);
 
@@ -295,7 +296,9 @@ function connectStream() {
     scheduleReload();
   };
   for (const type of TASK_EVENTS) source.addEventListener(type, onTask);
-  source.addEventListener(REMINDER_EVENT, () => { $("live").textContent = "Live: a reminder is due."; loadInbox(); });
+  const onNotification = () => { $("live").textContent = "Live: a reminder is due."; loadInbox(); };
+  source.addEventListener(REMINDER_EVENT, onNotification);
+  source.addEventListener(NOTIFICATION_EVENT, onNotification);
   source.addEventListener("open", () => { document.body.dataset.stream = "open"; });
   source.addEventListener("error", () => { document.body.dataset.stream = "reconnecting"; });
 }
@@ -328,7 +331,14 @@ async function sendChat(event) {
     const body = { message };
     const id = sessionStorage.getItem("tasktide-conversation");
     if (id) body.conversation_id = id;
-    const reply = await api("POST", userPath("/chat"), body);
+    let reply;
+    try {
+      reply = await api("POST", userPath("/chat"), body);
+    } catch (error) {
+      if (error.status !== 404 || !body.conversation_id) throw error;
+      delete body.conversation_id; // the conversation expired or belongs to another user: start anew
+      reply = await api("POST", userPath("/chat"), body);
+    }
     sessionStorage.setItem("tasktide-conversation", reply.conversation_id);
     $("chat-log").append(el("li", { class: "agent" }, reply.reply));
     scheduleReload();
