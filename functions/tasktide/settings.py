@@ -88,6 +88,7 @@ class Settings(BaseModel):
     log_format: Literal["auto", "json", "text"] = "auto"
     outbox_retention: float = 7 * 24 * 3600  # seconds a sent outbox row is kept (its event id dedupes)
     state_retention: float = 24 * 3600  # seconds an expired state row is kept before it is deleted
+    idempotency_retention: float = 24 * 3600  # seconds an Idempotency-Key is remembered (then purged)
     max_body_bytes: int = 64 * 1024
     body_read_timeout: float = 10.0  # seconds for a whole request body (slow clients get 408)
     max_json_depth: int = 32  # deeper request bodies are answered 400

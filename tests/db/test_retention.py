@@ -46,7 +46,7 @@ def test_purge_old_sent_outbox_and_expired_state_deleted_and_counted(services: S
         )
     before = metrics.RETENTION_DELETED.labels("outbox")._value.get()
     deleted = retention.purge(services.sessions, 7 * 24 * 3600, 24 * 3600, now=now)
-    assert deleted == {"outbox": 1, "dapr_state": 1}
+    assert deleted == {"outbox": 1, "dapr_state": 1, "idempotency_keys": 0}
     assert metrics.RETENTION_DELETED.labels("outbox")._value.get() == before + 1
     with services.sessions() as session:
         left = sorted(session.scalars(select(OutboxRow.event_id)))

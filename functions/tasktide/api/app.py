@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tasktide.api import board, mcp_server, problems
 from tasktide.api.docs import install_docs
+from tasktide.api.idempotency import IdempotencyKeys
 from tasktide.api.routes import health, history, notifications, stream, tasks
 from tasktide.edges.bodyguard import BufferedBody
 from tasktide.messaging.stream import StreamHub
@@ -126,6 +127,9 @@ def create_app(services: Services, hub: StreamHub | None = None, lifespan: Lifes
     board.install(app)
 
     settings = services.settings
+    app.add_middleware(
+        IdempotencyKeys
+    )  # inside the body guard: Idempotency-Key on POST/PATCH (api/idempotency)
     app.add_middleware(
         BufferedBody,
         timeout=settings.body_read_timeout,

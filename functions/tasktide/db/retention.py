@@ -1,8 +1,8 @@
-"""Retention: sent outbox rows and expired state rows are deleted after a configured age.
+"""Retention: sent outbox rows, expired state rows and old idempotency keys are deleted after a set age.
 
-Consumes: the settings ``outbox_retention`` / ``state_retention`` (seconds) and a database session factory;
-run by every `outbox-sweep` tick (the relay function). Emits: DELETEs in batches of ``BATCH`` rows (bounded
-per tick) and ``tasktide_retention_deleted_total{table}``.
+Consumes: the settings ``outbox_retention`` / ``state_retention`` / ``idempotency_retention`` (seconds) and
+a database session factory; run by every `outbox-sweep` tick (the relay function). Emits: DELETEs in
+batches of ``BATCH`` rows (bounded per tick) and ``tasktide_retention_deleted_total{table}``.
 
 A sent outbox row's event id also dedupes re-emitted events (the notifier's `notification.sent`), so keep
 ``outbox_retention`` longer than any redelivery window (the default is 7 days).
@@ -16,6 +16,7 @@ from sqlalchemy import delete, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tasktide.dapr.embedded import state_table
+from tasktide.db import idempotency
 from tasktide.db.models import OutboxRow
 from tasktide.observability import metrics
 
@@ -23,11 +24,15 @@ BATCH = 1000
 
 
 def purge(
-    sessions: sessionmaker[Session], outbox_age: float, state_age: float, now: datetime | None = None
+    sessions: sessionmaker[Session],
+    outbox_age: float,
+    state_age: float,
+    now: datetime | None = None,
+    idempotency_age: float = 24 * 3600,
 ) -> dict[str, int]:
     """Delete at most BATCH old rows of each table; the number deleted per table."""
     now = now or datetime.now(UTC)
-    deleted = {"outbox": 0, "dapr_state": 0}
+    deleted = {"outbox": 0, "dapr_state": 0, "idempotency_keys": 0}
     with sessions() as session, session.begin():
         cutoff = now - timedelta(seconds=outbox_age)
         ids = select(OutboxRow.id).where(OutboxRow.sent_at.is_not(None), OutboxRow.sent_at < cutoff)
@@ -44,6 +49,7 @@ def purge(
                 delete(state_table).where(state_table.c.key.in_(keys.limit(BATCH).scalar_subquery()))
             )
             deleted["dapr_state"] = int(getattr(result, "rowcount", 0) or 0)
+        deleted["idempotency_keys"] = idempotency.purge(session, idempotency_age, now)
     for table, count in deleted.items():
         if count:
             metrics.RETENTION_DELETED.labels(table).inc(count)

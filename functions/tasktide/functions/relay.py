@@ -27,7 +27,12 @@ def relay(event: Any) -> None:
             raise RuntimeError("relay has no publisher: set TASKTIDE_KAFKA_BOOTSTRAP")
         sent = services.relay.run_once()
         settings = services.settings
-        purged = retention.purge(services.sessions, settings.outbox_retention, settings.state_retention)
+        purged = retention.purge(
+            services.sessions,
+            settings.outbox_retention,
+            settings.state_retention,
+            idempotency_age=settings.idempotency_retention,
+        )
         if any(purged.values()):
             _kit.log.info("retention deleted %s", purged)
         metrics.EVENTS_CONSUMED.labels("relay", _kit.attr(event, "type") or "", "ok").inc()

@@ -179,7 +179,7 @@ NOTIFICATIONS: Final = Counter(
 )
 RETENTION_DELETED: Final = Counter(
     "tasktide_retention_deleted_total",
-    "Rows deleted by retention, by table (outbox: sent rows; dapr_state: expired rows).",
+    "Rows deleted by retention, by table (outbox: sent rows; dapr_state: expired rows; idempotency_keys).",
     ["table"],
 )
 DEAD_LETTERS: Final = Counter(
