@@ -51,6 +51,7 @@ services: install
 	bash .ci/prometheus.sh
 	bash .ci/actionlint.sh install
 	bash .ci/kustomize.sh install
+	bash .ci/knative-validate.sh install
 	bash .ci/chromium.sh install
 	bash .ci/helm.sh install
 	bash .ci/daprd.sh install
