@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     rates = [int(r) for r in args.rates.split(",") if r]
     results = run_all(args.duration, rates, args.subjects.split(","))
-    shown = [a for a in (argv or []) if a != "--write-doc"]
+    shown = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--write-doc"]
     text = render(results, shown, load_start)
     print(text)
     if args.write_doc:

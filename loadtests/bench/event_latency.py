@@ -278,8 +278,9 @@ def render(paths: list[Measured], argv: list[str], load: tuple[float, float]) ->
         f"{WARMUP} warm-up rounds each. `raw`: kafka-python `send().get()` with acks=all, then a group-less "
         "consumer sees the record, on a fresh 1-partition topic of the local broker. The other rows drive a "
         "`tasktide dev --kafka` subprocess on Postgres: `POST /api/{user}/tasks` (outbox row committed with "
-        "the task, relay kicked after commit, KafkaPublisher acks=all) until a group-less kafka-python "
-        "consumer in the benchmark sees the `task.created` record on `task-events`, and until "
+        "the task and handed to the in-process relay at commit, no claim query; KafkaPublisher acks=all) "
+        "until a group-less kafka-python consumer in the benchmark sees the `task.created` record on "
+        "`task-events`, and until "
         "the audit function's row for it commits (KafkaSource -> Broker `default` -> Trigger `audit` "
         "-> `POST /services/tasktide-audit` -> database; seen through a benchmark-only `AFTER INSERT` "
         "trigger's NOTIFY, so nothing polls the server). The `seg:` rows split each sample into its parts "
@@ -294,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--bootstrap", default=os.environ.get("TASKTIDE_TEST_KAFKA", "127.0.0.1:9092"))
+    local = f"127.0.0.1:{os.environ.get('TASKTIDE_KAFKA_PORT', '9092')}"  # eventing/local/kafka.sh's port
+    parser.add_argument("--bootstrap", default=os.environ.get("TASKTIDE_TEST_KAFKA", local))
     parser.add_argument("--messages", type=int, default=500, help="raw round trips")
     parser.add_argument("--tasks", type=int, default=200, help="tasks created through the API")
     parser.add_argument("--write-doc", action="store_true", help=f"replace '## {SECTION}' in docs")

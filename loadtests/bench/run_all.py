@@ -21,14 +21,21 @@ import benchlib
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
-    # name: (full-size arguments, --quick arguments for a smoke run)
-    "api_load": ([], ["--duration", "5", "--rates", "50,200"]),
-    "create_tasks": ([], ["--requests", "200", "--baseline-rows", "200"]),
-    "reminder_scan": (["--tasks", "200000"], ["--tasks", "100000", "--runs", "3"]),
-    "cold_start": ([], ["--runs", "2"]),
+    # name: (`make bench` arguments, sized so the whole run takes about 10 minutes on 2 cores;
+    #        --quick arguments for a smoke run)
+    "api_load": (
+        ["--duration", "10", "--rates", "50,100,200,300", "--subjects", "plain-1w,tasktide"],
+        ["--duration", "5", "--rates", "50,200", "--subjects", "plain-1w,tasktide"],
+    ),
+    "create_tasks": (
+        ["--requests", "500", "--baseline-rows", "500", "--backends", "postgres"],
+        ["--requests", "200", "--baseline-rows", "200", "--backends", "postgres"],
+    ),
+    "reminder_scan": (["--tasks", "100000", "--runs", "3"], ["--tasks", "20000", "--runs", "2"]),
+    "cold_start": (["--runs", "3"], ["--runs", "2"]),
     "reminder_lateness": ([], ["--tasks", "50", "--spread", "5", "--lead", "8"]),
-    "event_latency": ([], ["--messages", "50", "--tasks", "20"]),
-    "dapr_state": ([], ["--ops", "200", "--warmup", "20", "--starts", "2"]),
+    "event_latency": (["--messages", "200", "--tasks", "200"], ["--messages", "50", "--tasks", "20"]),
+    "dapr_state": (["--ops", "300", "--warmup", "30", "--starts", "2"], ["--ops", "100", "--starts", "1"]),
 }
 ORDER = (
     "Machine",
