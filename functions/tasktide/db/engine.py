@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool, QueuePool
 
@@ -85,6 +87,14 @@ def track_pool(engine: Engine) -> None:
     event.listen(engine, "checkout", lambda *_: update(0))
     event.listen(engine, "checkin", lambda *_: update(1))
     update(0)
+
+
+def dialect_insert(session: Session, table: Table) -> Insert:
+    """An INSERT of the session's dialect (Postgres or SQLite), so `on_conflict_do_nothing` /
+    `on_conflict_do_update` are at hand: one statement where a SELECT-then-INSERT would take two."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)  # type: ignore[return-value]  # the same on_conflict_* methods
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -42,16 +43,8 @@ class ReadIn(BaseModel):
     read: bool = True
 
 
-def _out(row: Notification) -> NotificationOut:
-    return NotificationOut(
-        id=row.id,
-        task_id=row.task_id,
-        title=row.title,
-        body=row.body,
-        created_at=row.created_at,
-        read_at=row.read_at,
-        read=row.read_at is not None,
-    )
+def _out(found: Notification) -> NotificationOut:
+    return NotificationOut.model_validate({**dataclasses.asdict(found), "read": found.read_at is not None})
 
 
 @router.get("/notification-settings")
