@@ -80,6 +80,8 @@ def test_dapr_cli_run_file_matches_cli_ports_and_targets() -> None:
         assert apps[app_id].get("env", {}).get("FUNCTION_TARGET") == APPS[app_id]
         command = " ".join(apps[app_id]["command"])
         assert f"127.0.0.1:{app_port}" in command or f"127.0.0.1 --port {app_port}" in command
+        if APPS[app_id] is not None:  # functions: the body-guarded ASGI app, as `tasktide serve` runs it
+            assert "asgi_app_from_env()" in command and "FunctionWorker" in command
     assert run["common"]["configFilePath"] == ".local/dapr-run/config.yaml"
 
 
@@ -102,3 +104,17 @@ def test_dapr_subscriptions_mirror_triggers_subscribers() -> None:
     assert {s["scopes"][0] for s in subscriptions} == triggers
     assert all(s["spec"]["pubsubname"] == pubsub["metadata"]["name"] for s in subscriptions)
     assert {s["scopes"][0] for s in subscriptions} <= set(pubsub["scopes"])
+
+
+def test_dapr_mode_function_runs_the_containers_guarded_asgi_server() -> None:
+    """Dapr mode serves a function as `tasktide serve` does: the body-guarded ASGI app on uvicorn workers."""
+    from tasktide.dapr.mode import App
+    from tasktide.entrypoints.serve import command
+
+    argv = App("tasktide-audit", "audit").argv()
+    served = command({"FUNCTION_TARGET": "audit"})
+    assert "tasktide.functions._server:asgi_app_from_env()" in argv
+    assert "tasktide.functions._server:app_from_env()" not in argv
+    worker = served[served.index("--worker-class") + 1]
+    assert argv[argv.index("--worker-class") + 1] == worker
+    assert argv[argv.index("--config") + 1] == served[served.index("--config") + 1]

@@ -62,9 +62,12 @@ class App:
                 *(sys.executable, "-m", "uvicorn", "tasktide.entrypoints.serve:api_app", "--factory"),
                 *("--host", LOOPBACK, "--port", str(self.port), "--no-access-log"),
             ]
+        # As the container (`tasktide serve`): the ASGI app behind the body guard (deadline, size, depth)
+        # under uvicorn workers, so a slow client cannot hold one of the function's threads.
         return [
-            *(sys.executable, "-m", "gunicorn", "tasktide.functions._server:app_from_env()"),
+            *(sys.executable, "-m", "gunicorn", "tasktide.functions._server:asgi_app_from_env()"),
             *("--config", "python:tasktide.functions._gunicorn_conf", "--bind", bind),
+            *("--worker-class", "tasktide.functions._worker.FunctionWorker"),
             *("--workers", "1", "--threads", "4", "--timeout", "0"),
         ]
 
