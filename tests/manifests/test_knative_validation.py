@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from .corpus import REPO_ROOT, Manifest, built
+from tasktide.router.manifests import load_documents
+
+from .corpus import REPO_ROOT, Manifest, built, from_origin
 
 SCRIPT = REPO_ROOT / ".ci" / "knative-validate.sh"
 CLUSTER_CONFIG = REPO_ROOT / ".ci" / "knative-validate" / "cluster-config.yaml"
@@ -56,9 +58,10 @@ def _write(tmp_path: Path, name: str, docs: list[dict[str, Any]]) -> Path:
     return path
 
 
-def _validate(*files: Path) -> tuple[int, dict[str, Any], str]:
+def _validate(*files: Path, defaulted: bool = False) -> tuple[int, dict[str, Any], str]:
+    flags = ["-json", "-defaulted"] if defaulted else ["-json"]
     done = subprocess.run(
-        [_validator(), "-config", str(CLUSTER_CONFIG), "-json", *map(str, files)],
+        [_validator(), "-config", str(CLUSTER_CONFIG), *flags, *map(str, files)],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -91,6 +94,22 @@ def test_knative_validation_every_rendered_object_passes_setdefaults_and_validat
     # Only kinds outside Knative are skipped (core Kubernetes, Dapr, Strimzi), each with its reason.
     assert all(".knative.dev/" not in kind for kind in report["skipped"]), report["skipped"]
     assert set(report["skippedReasons"].values()) <= {"not a Knative kind"}, report["skippedReasons"]
+
+
+def test_knative_validation_router_reads_each_kafka_source_order_as_knative_defaults_it(
+    tmp_path: Path,
+) -> None:
+    # KafkaSource.SetDefaults makes an absent spec.ordering "ordered"; the router must not run it otherwise.
+    docs = [m.doc for m in from_origin("eventing")]
+    code, report, _ = _validate(_write(tmp_path, "eventing", docs), defaulted=True)
+    assert code == 0, _lines(report)
+    knative = {
+        d["metadata"]["name"]: d["spec"]["ordering"] == "ordered"
+        for d in report["defaulted"]
+        if d["kind"] == "KafkaSource"
+    }
+    router = {s.name: s.ordered for s in load_documents(docs).kafka_sources}
+    assert knative == router and len(router) == 2, (knative, router)
 
 
 def _rendered(kind: str, name: str) -> dict[str, Any]:
