@@ -208,10 +208,14 @@ class TaskRepository:
 
     def add_occurrence(self, task: Task) -> bool:
         """Insert the next occurrence; False when `(series_id, occurrence)` already exists."""
+        return self._once(lambda: self.add(task))
+
+    def _once(self, write: Callable[[], None]) -> bool:
+        """Run `write` in a savepoint; False (and nothing of it kept) when it breaks a unique constraint."""
         written = self.events_written
         try:
             with self.session.begin_nested():
-                self.add(task)
+                write()
         except IntegrityError:
             self.events_written = written
             return False
@@ -255,15 +259,8 @@ class TaskRepository:
         self._write([(OUTBOX, rows_for(self.session, event))])
 
     def add_event_once(self, event: Envelope) -> bool:
-        """`add_event` in a savepoint; False (and nothing written) when the event id is in the outbox."""
-        written = self.events_written
-        try:
-            with self.session.begin_nested():
-                self.add_event(event)
-        except IntegrityError:
-            self.events_written = written
-            return False
-        return True
+        """`add_event`; False (and nothing written) when the event id is in the outbox already."""
+        return self._once(lambda: self.add_event(event))
 
     # -- reminders -------------------------------------------------------------------------------
     def claim_due_reminders(self, now: datetime, limit: int = 500) -> list[ClaimedReminder]:
@@ -357,11 +354,4 @@ def _sorted(stmt: Select[Any], sort: str) -> Select[Any]:
     return stmt.order_by(*clauses, order, TASKS.c.created_at.asc(), TASKS.c.id.asc())
 
 
-def as_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
-__all__: Sequence[str] = ("SORTS", "ClaimedReminder", "TaskQuery", "TaskRepository", "as_uuid")
+__all__: Sequence[str] = ("SORTS", "ClaimedReminder", "TaskQuery", "TaskRepository")
