@@ -5,6 +5,10 @@ board -> API -> API's daprd (HTTPEndpoint tasktide-agent) -> agent -> agent's da
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,7 @@ import yaml
 from tasktide.agent import forward
 from tasktide.agent.app import create_agent_app
 from tasktide.api.app import create_app
+from tasktide.api.auth import encode_token
 from tasktide.dapr import selfhosted
 from tasktide.dapr.daprd import free_port
 from tasktide.entrypoints import serve
@@ -137,6 +142,40 @@ def test_serve_command_agent_role_runs_the_agent_factory() -> None:
     assert argv[1:5] == ["-m", "uvicorn", "tasktide.entrypoints.serve:agent_app", "--factory"]
     assert argv[argv.index("--port") + 1] == "8080" and argv[argv.index("--host") + 1] == "0.0.0.0"
     assert serve.command({})[1:3] == ["-m", "tasktide.entrypoints.apiserver"]
+
+
+def test_serve_agent_role_process_answers_health_and_chat_503_without_model(tmp_path: Path) -> None:
+    port, secret = free_port(), "agent-serve-secret-0123456789abcdef"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TASKTIDE_", "DAPR_"))},
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "TASKTIDE_ROLE": "agent",
+        "PORT": str(port),
+        "TASKTIDE_JWT_SECRET": secret,
+        "TASKTIDE_DATABASE_URL": f"sqlite:///{tmp_path / 'agent.db'}",
+    }
+    tasktide = str(Path(sys.executable).with_name("tasktide"))
+    proc = subprocess.Popen([tasktide, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "exited"
+            try:
+                health = httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the agent never answered"
+                time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {encode_token('alice', secret)}"}
+        turn = httpx.post(f"{base}/api/alice/chat", json=HI, headers=headers, timeout=10)
+        tasks = httpx.get(f"{base}/api/alice/tasks", headers=headers, timeout=10)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert health.json() == {"status": "ok"}
+    assert turn.status_code == 503 and "TASKTIDE_MODEL_NAME" in turn.json()["detail"]
+    assert tasks.status_code == 404
 
 
 def test_httpendpoint_manifest_is_the_agent_knative_url_for_the_api_only() -> None:
