@@ -37,6 +37,9 @@ import (
 	"os"
 	"sort"
 	"strings"
+	// PingSource timezones are checked with time.LoadLocation: carry the zone database (the webhook's
+	// image has one) so the result does not depend on the host's /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"go.uber.org/zap"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -549,7 +552,7 @@ func main() {
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	defaulted := flag.Bool("defaulted", false, "with -json: add every validated object as SetDefaults left it")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [-config FILE] [-json] FILE... (\"-\" or none: stdin)\n", os.Args[0])
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [-config FILE] [-json [-defaulted]] FILE... (\"-\" or none: stdin)\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
