@@ -67,6 +67,14 @@ class Relay:
     ) -> None:
         self.sessions, self.publisher = sessions, publisher
         self.batch, self.lease = batch, timedelta(seconds=lease_seconds)
+        # Every relay statement (claim, mark, release, backlog) is ONE statement, atomic on its own: on
+        # Postgres it runs in autocommit, one round trip instead of BEGIN, statement, COMMIT.
+        self.statements = sessions
+        bind = sessions.kw.get("bind")
+        if bind is not None and bind.dialect.name == "postgresql":
+            from sqlalchemy.orm import sessionmaker as make_sessions
+
+            self.statements = make_sessions(bind.execution_options(isolation_level="AUTOCOMMIT"))
 
     def run_once(self) -> int:
         """Publish until the outbox is empty (or a publish fails, which is raised); returns the count sent."""
@@ -96,19 +104,19 @@ class Relay:
             metrics.EVENTS_EMITTED.labels(str(record.event.get("type", "")), record.topic).inc()
 
     def update_backlog(self) -> tuple[int, float]:
-        return measure_backlog(self.sessions)
+        return measure_backlog(self.statements)
 
     def _claim(self) -> tuple[str, list[OutboxRecord]]:
         token = uuid.uuid4().hex
-        with self.sessions() as session:
+        with self.statements() as session:
             return token, OutboxRepository(session).claim(token, batch=self.batch, lease=self.lease)
 
     def _mark_sent(self, records: Sequence[OutboxRecord], token: str) -> None:
-        with self.sessions() as session:
+        with self.statements() as session:
             OutboxRepository(session).mark_sent(records, token)
 
     def _release(self, records: Sequence[OutboxRecord], token: str) -> None:
-        with self.sessions() as session:
+        with self.statements() as session:
             OutboxRepository(session).release(records, token)
 
 
