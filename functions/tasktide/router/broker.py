@@ -55,6 +55,7 @@ from tasktide.router.manifests import DeliverySpec, Destination, KafkaSource, Ma
 log = logging.getLogger(__name__)
 
 HOP_LIMIT = 8  # local safety net only: the Kafka Broker produces replies to its topic without any hop count
+KEEP_ALIVE = 200  # idle connections kept to subscribers
 Resolver = Callable[[Destination], str]
 T = TypeVar("T")
 
@@ -166,7 +167,11 @@ class LocalBroker:
         self.manifests = manifests
         self._resolve = resolve
         self.dead_letter_sink = dead_letter_sink
-        self._client = client or httpx.AsyncClient()
+        # keep-alive for every delivery that can be in flight at once (httpx keeps 20 by default, so a
+        # burst of 50 would open and close connections on every request)
+        self._client = client or httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=KEEP_ALIVE)
+        )
         self._owns_client = client is None
         self._http_dls = HttpDeadLetterSink(self._client)
         self._sleep = sleep
