@@ -51,7 +51,6 @@ __all__ = [
     "InvalidEvent",
     "UnsupportedEvent",
     "attributes",
-    "data_bytes",
     "event_data",
     "from_dict",
     "from_http",
@@ -210,17 +209,23 @@ def _data_marshaller(content_type: str | None) -> Callable[[object], bytes]:
     return lambda data: _encode_data(data, content_type)
 
 
+def _decoded(data: object, content_type: str | None) -> object:
+    """Raw bytes of a JSON or text type decoded (what ``raw_data=True`` kept); anything else as it is."""
+    if isinstance(data, bytes | bytearray) and (
+        _is_json(content_type) or _media(content_type).startswith("text/")
+    ):
+        return _decode_data(bytes(data), content_type)
+    return data
+
+
 def _embedded_data(content_type: str | None) -> Callable[[object], object]:
     """Structured mode: JSON (and text) data embedded as `data`, other bytes left to become `data_base64`."""
 
     def marshal(data: object) -> object:
-        if isinstance(data, bytes | bytearray):
-            if _is_json(content_type) or _media(content_type).startswith("text/"):
-                return _decode_data(bytes(data), content_type)
-            return bytes(data)
-        if data is not None and not _is_json(content_type):
-            return str(data)
-        return data
+        data = _decoded(data, content_type)
+        if data is None or isinstance(data, bytes | bytearray) or _is_json(content_type):
+            return data
+        return str(data)
 
     return marshal
 
@@ -228,17 +233,7 @@ def _embedded_data(content_type: str | None) -> Callable[[object], object]:
 def event_data(event: CloudEvent) -> object:
     """The event payload: decoded JSON, ``str`` for text, ``bytes`` otherwise, or ``None`` (raw bytes kept
     by ``raw_data=True`` are decoded by the event's ``datacontenttype``)."""
-    data: object = event.get_data()
-    if isinstance(data, bytes | bytearray):
-        content_type = event.get("datacontenttype")
-        if _is_json(content_type) or _media(content_type).startswith("text/"):
-            return _decode_data(bytes(data), content_type)
-    return data
-
-
-def data_bytes(event: CloudEvent) -> bytes:
-    """The payload as it goes on the wire (raw bytes are passed through untouched)."""
-    return _encode_data(event.get_data(), event.get("datacontenttype"))
+    return _decoded(event.get_data(), event.get("datacontenttype"))
 
 
 def attributes(event: CloudEvent) -> dict[str, str]:
