@@ -215,12 +215,13 @@ def test_api_app_kafka_set_runs_no_relay_and_no_follower(api_env: pytest.MonkeyP
 
 
 def test_api_app_relay_in_process_setting_runs_the_relay(api_env: pytest.MonkeyPatch) -> None:
+    from tasktide.db.outbox import HANDOFF_INFO
     from tasktide.entrypoints.serve import api_app
 
     api_env.setenv("TASKTIDE_RELAY_IN_PROCESS", "true")
     services = api_app().state.services
     try:
         assert services.relay is not None and services.relay_worker is not None
-        assert services.after_commit == [services.relay_worker.kick]
+        assert services.sessions.kw["info"][HANDOFF_INFO] is services.relay_worker  # commits handed off
     finally:
         services.close()
