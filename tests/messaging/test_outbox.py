@@ -336,7 +336,7 @@ def test_relay_worker_handoff_rolled_back_transaction_publishes_nothing(
         raise ZeroDivisionError
     (kept,) = create_tasks(sessions, 1)
 
-    wait_for(lambda: len(publisher.records) == 2)
+    wait_for(lambda: len(publisher.records) == 2 and unsent(sessions) == 0)  # published, then marked
 
     assert {r.key for r in publisher.records} == {kept}
     assert len(outbox_rows(sessions)) == 2 and unsent(sessions) == 0
