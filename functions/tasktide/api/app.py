@@ -125,6 +125,7 @@ def create_app(services: Services, hub: StreamHub | None = None, lifespan: Lifes
     app.include_router(problems.misdirected)
     mcp_server.install(app)
     board.install(app)
+    problems.document(app)  # every route's possible problems in the OpenAPI
 
     settings = services.settings
     app.add_middleware(

@@ -198,9 +198,70 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "Error")
         if exc.status_code == 404 and detail == "Not Found":
             detail = not_found_hint(request.url.path)
-        return problem_response(exc.status_code, detail, headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only the first route's (RFC 9110 15.5.6)
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem_response(exc.status_code, detail, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return problem_response(500, "An unexpected error occurred; it has been logged.")
+
+
+_PROBE_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app accepts for this request's path (405's ``Allow``): each route
+    (included routers too) is asked whether it would fully match the path with that method."""
+    from starlette.routing import Match
+
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _PROBE_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+
+
+def _problems_of(path: str, method: str) -> set[int]:
+    codes = {400}  # a NUL in the URL, JSON nested too deeply, a malformed Idempotency-Key
+    if path.startswith("/api/{user_id}"):
+        codes |= {401, 403, 404, 422, 503}
+        if method in ("post", "patch"):
+            codes |= {409}  # an Idempotency-Key still in flight (422: used with another body)
+    if method in ("post", "put", "patch"):
+        codes |= {413}
+    return codes
+
+
+def document(app: FastAPI) -> None:
+    """Put every problem an operation can answer into the OpenAPI (schemathesis checks the status codes):
+    400 anywhere; on the per-user routes 401/403 (token), 404, 422 and 503 (database outage, `Retry-After`);
+    413 on bodies; 409 for an Idempotency-Key in flight on POST and PATCH. Added to the generated document,
+    so it holds for every route, whichever router declares it."""
+    from tasktide.api.schemas import ProblemOut
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault(
+            "ProblemOut", ProblemOut.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+        content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemOut"}}}
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                for code in sorted(_problems_of(path, method)):
+                    responses.setdefault(
+                        str(code), {"description": TITLES.get(code, "Error"), "content": content}
+                    )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
