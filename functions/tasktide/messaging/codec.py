@@ -297,10 +297,18 @@ def _structured_attributes(doc: Mapping[str, Any]) -> dict[str, Any]:
     return attrs
 
 
-def from_dict(doc: Mapping[str, Any]) -> CloudEvent:
-    """A CloudEvent from its structured-mode dict (the JSON document, parsed): what the outbox stores."""
+def from_dict(doc: Mapping[str, Any], *, raw_data: bool = False) -> CloudEvent:
+    """A CloudEvent from its structured-mode dict (the JSON document, parsed): what the outbox stores.
+    ``raw_data``: the data as the bytes it would be sent as (see :func:`from_http`)."""
+    attrs = _structured_attributes(doc)
+    data = attrs["data"]
+    if raw_data and data is not None and not isinstance(data, bytes):
+        if isinstance(data, str) and not _is_json(attrs.get("datacontenttype")):
+            attrs["data"] = data.encode()
+        else:
+            attrs["data"] = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
     with _sdk("not a CloudEvent"):
-        return conversion.from_dict(CloudEvent, _structured_attributes(doc))
+        return conversion.from_dict(CloudEvent, attrs)
 
 
 def to_dict(event: CloudEvent) -> dict[str, Any]:
@@ -314,16 +322,7 @@ def _from_structured(body: bytes, raw_data: bool) -> CloudEvent:
     doc = _loads(body, "structured CloudEvent body")
     if not isinstance(doc, dict):
         raise InvalidEvent("structured CloudEvent body must be a JSON object")
-    attrs = _structured_attributes(doc)
-    data = attrs["data"]
-    if raw_data and data is not None and not isinstance(data, bytes):
-        content_type = attrs.get("datacontenttype")
-        if isinstance(data, str) and not _is_json(content_type):
-            attrs["data"] = data.encode()
-        else:
-            attrs["data"] = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    with _sdk("not a CloudEvent"):
-        return conversion.from_dict(CloudEvent, attrs)
+    return from_dict(doc, raw_data=raw_data)
 
 
 # -- HTTP ------------------------------------------------------------------------------------------------
@@ -427,9 +426,8 @@ def to_kafka_structured_record(event: CloudEvent, key: str | None = None) -> Kaf
         message = kafka.to_structured(event, _embedded_data(content_type), envelope, _partition_key(key))
     mirrored = [(f"ce_{name}", value.encode()) for name, value in attributes(event).items()]
     headers = [(name, value) for name, value in mirrored if name != "ce_datacontenttype"]
-    headers.append(
-        ("content-type", STRUCTURED_CONTENT_TYPE.encode())
-    )  # not the data's type, as the SDK has it
+    # The envelope's media type, not the data's (which the SDK puts there).
+    headers.append(("content-type", STRUCTURED_CONTENT_TYPE.encode()))
     return _as_bytes(message.key), headers, _as_bytes(message.value) or b""
 
 
