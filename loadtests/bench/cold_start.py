@@ -162,14 +162,26 @@ def import_profile(module: str) -> ImportProfile:
     return ImportProfile(total_us / 1000, modules, heaviest)
 
 
-def measure(path: str, runs: int, once: Callable[[], float | tuple[float, float]]) -> Measured:
-    once()  # warm the page cache and .pyc files; not counted
-    results = [once() for _ in range(runs)]
-    samples = tuple((r[0] if isinstance(r, tuple) else r) * 1000 for r in results)
-    rss = tuple(r[1] for r in results if isinstance(r, tuple))
-    memory = f"  RSS {benchlib.median(rss):.1f} MiB" if rss else ""
-    print(f"{path:70} median {benchlib.median(samples):8.1f} ms  {[round(s) for s in samples]}{memory}")
-    return Measured(path, samples, rss)
+Once = Callable[[], float | tuple[float, float]]
+
+
+def measure(paths: list[tuple[str, Once]], runs: int) -> list[Measured]:
+    """Each path once unrecorded (page cache, `.pyc` files), then `runs` rounds of every path in turn, so
+    that a burst of other work on the shared machine hits the paths alike, not one path's block of runs."""
+    for _, once in paths:
+        once()
+    results: dict[str, list[float | tuple[float, float]]] = {name: [] for name, _ in paths}
+    for _ in range(runs):
+        for name, once in paths:
+            results[name].append(once())
+    measured = []
+    for name, _ in paths:
+        samples = tuple((r[0] if isinstance(r, tuple) else r) * 1000 for r in results[name])
+        rss = tuple(r[1] for r in results[name] if isinstance(r, tuple))
+        memory = f"  RSS {benchlib.median(rss):.1f} MiB" if rss else ""
+        print(f"{name:70} median {benchlib.median(samples):8.1f} ms  {[round(s) for s in samples]}{memory}")
+        measured.append(Measured(name, samples, rss))
+    return measured
 
 
 def run_all(runs: int, workdir: Path) -> tuple[list[Measured], ImportProfile, ImportProfile]:
@@ -218,15 +230,16 @@ def run_all(runs: int, workdir: Path) -> tuple[list[Measured], ImportProfile, Im
         env = {**base_env, "PORT": str(port)}
         return until_served([f"{venv_bin}/tasktide", "serve"], env, healthz, port)
 
-    results = [
-        measure("baseline: `python -c pass` (start + exit)", runs, python_pass),
-        measure("baseline: functions-framework hello, first CloudEvent 2xx", runs, ff_hello),
-        measure(
-            "`python -c 'import tasktide.functions.audit'` (start + import + exit)", runs, python_import_audit
-        ),
-        measure("`FUNCTION_TARGET=audit tasktide serve`, first CloudEvent 2xx", runs, audit),
-        measure("`tasktide serve` (API, SQLite), first `/healthz` 2xx", runs, api),
-    ]
+    results = measure(
+        [
+            ("baseline: `python -c pass` (start + exit)", python_pass),
+            ("baseline: functions-framework hello, first CloudEvent 2xx", ff_hello),
+            ("`python -c 'import tasktide.functions.audit'` (start + import + exit)", python_import_audit),
+            ("`FUNCTION_TARGET=audit tasktide serve`, first CloudEvent 2xx", audit),
+            ("`tasktide serve` (API, SQLite), first `/healthz` 2xx", api),
+        ],
+        runs,
+    )
     return results, import_profile("tasktide.functions.audit"), import_profile("tasktide.entrypoints.serve")
 
 
@@ -272,9 +285,10 @@ def render(
     return f"""Command: `{benchlib.command_line("cold_start.py", argv)}`
 
 Time from `subprocess.Popen` to the first 2xx answer (requests retried every {POLL_S * 1000:.0f} ms while
-the port refuses connections), median of {runs} runs after one unrecorded warm-up run (page cache and
-`.pyc` files warm), and the resident set (VmRSS) of the process that answered (the gunicorn or uvicorn
-worker) right after that answer. Functions run exactly as a Knative Service runs them (`tasktide serve`
+the port refuses connections), median of {runs} rounds (each round runs every path once, in turn, so load
+bursts hit all paths alike) after one unrecorded warm-up run of each (page cache and `.pyc` files warm),
+and the resident set (VmRSS) of the process that answered (the gunicorn or uvicorn worker) right after
+that answer. Functions run exactly as a Knative Service runs them (`tasktide serve`
 execs `gunicorn 'tasktide.functions._server:asgi_app_from_env()'` with uvicorn workers:
 functions-framework's app plus `/healthz` and `/metrics`), with `TASKTIDE_DATABASE_URL` a
 SQLite file migrated beforehand; the first CloudEvent is a real `com.tasktide.task.created`, so the
@@ -293,15 +307,16 @@ Interpretation: the audit function serves its first event {fn.median_ms / hello.
 as a bare functions-framework hello function ({fn.median_ms - hello.median_ms:+.0f} ms) with
 {fn_rss / hello_rss:.2f}x its worker's memory; the API answers `/healthz`
 {app.median_ms / py.median_ms:.0f}x as late as a bare interpreter starts. Importing the audit module
-alone costs
-{imp.median_ms - py.median_ms:.0f} ms over a bare interpreter; SQLAlchemy (core, ORM, dialect) is the
-largest share, and the audit function needs it: its handler writes through an ORM session. The
-`tasktide` launcher itself imports nothing heavy before it execs gunicorn, the function server imports
-the services container, SQLAlchemy and kafka-python only when a handler first needs them, and settings are
-read without pydantic-settings. What is left after the hello baseline and that import,
-{fn.median_ms - hello.median_ms - (imp.median_ms - py.median_ms):.0f} ms (a difference of medians, so
-noisy), is uvicorn's worker, a2wsgi and the body guard, and the first event itself: building the services
-container and engine, the first connection and the first compilation of the INSERT.
+alone costs {imp.median_ms - py.median_ms:.0f} ms over a bare interpreter
+({imp.median_ms / hello.median_ms:.2f}x the whole hello path), without SQLAlchemy: the `tasktide` launcher
+imports nothing heavy before it execs gunicorn, the function server and the handler module import the
+services container, SQLAlchemy and kafka-python only when an event first needs them, and settings are read
+without pydantic-settings. The audit handler does need them at its first event (it writes through a
+SQLAlchemy unit of work), so most of what is left,
+{fn.median_ms - hello.median_ms - (imp.median_ms - py.median_ms):.0f} ms after the hello baseline and that
+import (a difference of medians, so noisy), is SQLAlchemy's core and ORM with the models, then uvicorn's
+worker, a2wsgi and the body guard, and the first event itself: building the services container and
+engine, the first connection and the first INSERT.
 """
 
 
