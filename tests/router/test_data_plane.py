@@ -323,6 +323,34 @@ async def test_dispatch_ordered_retrying_event_holds_its_partition(subscribers: 
     assert [codec.attributes(d.event)["subject"] for d in rt.dead_letters] == ["stuck0"]
 
 
+async def test_publish_from_topic_ordered_source_to_broker_holds_back_no_unordered_trigger(
+    subscribers: Subscribers,
+) -> None:
+    # an ordered KafkaSource (spec.ordering absent: Knative defaults it to ordered) hands its events to the
+    # Broker in order and at once, as the Broker ingress answers it; the unordered Trigger decides from there
+    sleep = GatedSleep()
+    source = {
+        "kind": "KafkaSource",
+        "metadata": {"name": "src", "namespace": "tasktide"},
+        "spec": {"topics": ["t"], "sink": {"ref": {"kind": "Broker", "name": "default"}}},
+    }
+    docs = [*documents(trigger("lane", ordered=False)), source]
+    rt = EventRuntime.create(subscribers.base_url, manifests=load_documents(docs), sleep=sleep)
+    subscribers.behaviours["lane"] = Behaviour(fail_subjects=frozenset({"stuck"}))
+    await rt.start()
+    try:
+        assert rt.manifests.kafka_sources[0].ordered
+        for subject in ("stuck", "other"):
+            e = codec.new_event("test.lane", "/t", {}, subject=subject, extensions={"partitionkey": "same"})
+            await rt.publish_to_topic("t", e)
+        received = await subscribers.wait_for("lane", 2)  # while "stuck" waits in its backoff
+        assert {str(e["subject"]) for e in received} == {"stuck", "other"}
+    finally:
+        sleep.open()
+        await rt.drain()
+        await rt.stop()
+
+
 # -- the CloudEvents HTTP binding at the ingress -----------------------------------------------------------
 
 

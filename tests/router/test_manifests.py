@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tasktide.router.manifests import KafkaSink, ManifestError, Manifests, load_manifests, parse_duration
+from tasktide.router.manifests import (
+    KafkaSink,
+    ManifestError,
+    Manifests,
+    load_documents,
+    load_manifests,
+    parse_duration,
+)
 
 from .conftest import FIXTURES
 
@@ -138,3 +145,24 @@ def test_find_kustomize_env_pointing_nowhere_raises(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("TASKTIDE_KUSTOMIZE", str(tmp_path / "missing"))
     with pytest.raises(KustomizeNotFound, match=r"\.ci/kustomize\.sh"):
         find_kustomize()
+
+
+@pytest.mark.parametrize(("ordering", "ordered"), [(None, True), ("ordered", True), ("unordered", False)])
+def test_load_documents_kafka_source_ordering_defaults_as_knative(
+    ordering: str | None, ordered: bool
+) -> None:
+    # Knative's KafkaSource SetDefaults turns an absent spec.ordering into `ordered`; a Trigger's is unordered
+    spec: dict[str, object] = {"topics": ["t"], "sink": {"ref": {"kind": "Broker", "name": "default"}}}
+    if ordering is not None:
+        spec["ordering"] = ordering
+    docs = [
+        {"kind": "KafkaSource", "metadata": {"name": "src"}, "spec": spec},
+        {
+            "kind": "Trigger",
+            "metadata": {"name": "t"},
+            "spec": {"broker": "default", "subscriber": {"uri": "http://x/"}},
+        },
+    ]
+    loaded = load_documents(docs)
+    assert loaded.kafka_sources[0].ordered is ordered
+    assert loaded.triggers[0].ordered is False

@@ -269,9 +269,11 @@ class LocalBroker:
 
     async def publish_from_topic(self, topic: str, event: codec.CloudEvent) -> None:
         """Emulate the KafkaSources reading ``topic`` (background delivery; an ordered KafkaSource hands one
-        event at a time per ``partitionkey`` to its sink)."""
+        event at a time per ``partitionkey`` to a sink that is no Broker; a Broker takes the events in order
+        at once, as its ingress does, and its Triggers' own order decides from there)."""
         for source in (s for s in self.manifests.kafka_sources if topic in s.topics):
-            if source.ordered:
+            to_broker = source.sink.ref is not None and source.sink.ref.kind == "Broker"
+            if source.ordered and not to_broker:
                 key = (source.name, str(codec.attributes(event).get("partitionkey", event["id"])))
                 name = f"source-{source.name}-{event['id']}"
                 self._in_lane(

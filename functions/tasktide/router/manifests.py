@@ -169,7 +169,7 @@ class KafkaSource:
     sink: Destination
     namespace: str = "default"
     delivery: DeliverySpec | None = None
-    ordered: bool = False  # spec.ordering: ordered (default unordered)
+    ordered: bool = False  # spec.ordering: ordered (absent in a manifest: ordered, as Knative defaults it)
 
 
 @dataclass(frozen=True)
@@ -264,8 +264,10 @@ def _env(spec: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def _ordering(value: object, what: str) -> bool:
-    if value is None or value == "unordered":
+def _ordering(value: object, what: str, *, default: bool = False) -> bool:
+    if value is None:
+        return default
+    if value == "unordered":
         return False
     if value == "ordered":
         return True
@@ -316,7 +318,8 @@ def _parse(
                 sink=_destination(spec.get("sink"), ns),
                 namespace=ns,
                 delivery=_delivery(spec.get("delivery"), ns),
-                ordered=_ordering(spec.get("ordering"), f"KafkaSource {name}"),
+                # Knative's SetDefaults makes an absent spec.ordering `ordered` (a Trigger's is unordered)
+                ordered=_ordering(spec.get("ordering"), f"KafkaSource {name}", default=True),
             )
         )
     elif kind == "PingSource":
