@@ -1,20 +1,18 @@
-"""Settings read from the environment (prefix ``TASKTIDE_``), lazily, never at import.
+"""Settings read from the environment (prefix ``TASKTIDE_``) by pydantic-settings, lazily, never at import.
 
-A plain pydantic model that reads its own environment variables (names case-insensitive, explicit keyword
-arguments win, a validation alias names its variable in full), as pydantic-settings would for these
-scalar fields: pydantic-settings costs every process (each function's cold start) tens of milliseconds of
-imports for sources this project does not use.
+pydantic-settings costs a function's cold start some milliseconds of imports (measured in
+docs/benchmarks.md); we keep the library rather than a hand-written environment reader.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "tasktide-dev-secret-do-not-use-in-production"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,16 +32,13 @@ def parse_seconds(text: str) -> float:
     return float(match["n"]) * _UNIT_SECONDS[match["unit"]]
 
 
-ENV_PREFIX = "TASKTIDE_"
-
-
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Every knob of the system; each field maps to ``TASKTIDE_<NAME>``.
 
     The container's gunicorn sizing (``TASKTIDE_WORKERS``, ``TASKTIDE_THREADS``) is read by ``tasktide serve``
     before any Python app exists, so it lives in ``serve.py``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TASKTIDE_", extra="ignore")
 
     database_url: str = "sqlite:///./tasktide.db"
     host: str = "127.0.0.1"
@@ -109,22 +104,6 @@ class Settings(BaseModel):
     # API, or the chat agent alone (the `tasktide-agent` Service).
     role: Literal["api", "agent"] = "api"
     agent_timeout: float = 150.0  # seconds one forwarded chat turn may take
-
-    @model_validator(mode="before")
-    @classmethod
-    def _environment(cls, data: Any) -> Any:
-        """Fill every field not given as an argument from ``TASKTIDE_<NAME>`` (or its alias)."""
-        given = dict(data) if isinstance(data, dict) else {}
-        environ = {name.upper(): value for name, value in os.environ.items()}
-        for name, field in cls.model_fields.items():
-            alias = field.validation_alias if isinstance(field.validation_alias, str) else None
-            key = alias or name
-            if key in given:
-                continue
-            variable = alias.upper() if alias else ENV_PREFIX + name.upper()
-            if variable in environ:
-                given[key] = environ[variable]
-        return given
 
     @field_validator("ping_every", mode="before")
     @classmethod
