@@ -311,7 +311,8 @@ alone costs {imp.median_ms - py.median_ms:.0f} ms over a bare interpreter
 ({imp.median_ms / hello.median_ms:.2f}x the whole hello path), without SQLAlchemy: the `tasktide` launcher
 imports nothing heavy before it execs gunicorn, the function server and the handler module import the
 services container, SQLAlchemy and kafka-python only when an event first needs them (settings are
-pydantic-settings, as the house style asks, read at the first event). The audit handler does need them at its first event (it writes through a
+pydantic-settings, as the house style asks, read at the first event). The audit handler does need
+them at its first event (it writes through a
 SQLAlchemy unit of work), so most of what is left,
 {fn.median_ms - hello.median_ms - (imp.median_ms - py.median_ms):.0f} ms after the hello baseline and that
 import (a difference of medians, so noisy), is SQLAlchemy's core and ORM with the models, then uvicorn's
