@@ -10,45 +10,21 @@ Serves `GET /healthz` and `GET /readyz` (no database: the agent holds none of it
 
 from __future__ import annotations
 
-import time
-
 from fastapi import FastAPI, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from tasktide.agent import chat
 from tasktide.api import problems
 from tasktide.edges.bodyguard import BufferedBody
 from tasktide.observability import metrics
+from tasktide.observability.red import RedMetrics
 from tasktide.services import Services
 
 FUNCTION = "agent"
 
 
-class AgentMetrics:
-    """Rate, errors and duration of the agent's chat requests (`function="agent"`)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope.get("path", "")).endswith("/chat"):
-            await self.app(scope, receive, send)
-            return
-        start, status = time.perf_counter(), 500
-
-        async def recording(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording)
-        finally:
-            metrics.REQUEST_DURATION.labels(FUNCTION).observe(time.perf_counter() - start)
-            metrics.REQUESTS.labels(FUNCTION, str(status)).inc()
-            if status >= 500:
-                metrics.REQUEST_ERRORS.labels(FUNCTION).inc()
+def _is_chat(scope: Scope) -> bool:
+    return str(scope.get("path", "")).endswith("/chat")
 
 
 def create_agent_app(services: Services) -> FastAPI:
@@ -84,5 +60,5 @@ def create_agent_app(services: Services) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         max_depth=settings.max_json_depth,
     )
-    app.add_middleware(AgentMetrics)
+    app.add_middleware(RedMetrics, function=FUNCTION, counted=_is_chat)
     return app

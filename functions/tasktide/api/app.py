@@ -3,7 +3,6 @@ metrics."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -17,7 +16,7 @@ from tasktide.api.idempotency import IdempotencyKeys
 from tasktide.api.routes import health, history, notifications, stream, tasks
 from tasktide.edges.bodyguard import BufferedBody
 from tasktide.messaging.stream import StreamHub
-from tasktide.observability import metrics
+from tasktide.observability.red import RedMetrics
 from tasktide.services import Services
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -68,34 +67,6 @@ class _TooLarge(StarletteHTTPException):
         super().__init__(413)
 
 
-class RedMetrics:
-    """Rate, errors and duration of the API's own requests (pure ASGI: no task group around the body)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start, status = time.perf_counter(), 500
-
-        async def recording(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording)
-        finally:
-            if _is_api_request(scope):
-                metrics.REQUEST_DURATION.labels("api").observe(time.perf_counter() - start)
-                metrics.REQUESTS.labels("api", str(status)).inc()
-                if status >= 500:
-                    metrics.REQUEST_ERRORS.labels("api").inc()
-
-
 def _is_api_request(scope: Scope) -> bool:
     """Functions and the broker ingress mounted by `tasktide dev` count themselves."""
     if str(scope.get("path", "")).startswith("/services/"):
@@ -137,6 +108,6 @@ def create_app(services: Services, hub: StreamHub | None = None, lifespan: Lifes
         max_bytes=settings.max_body_bytes,
         max_depth=settings.max_json_depth,
     )
-    app.add_middleware(RedMetrics)
+    app.add_middleware(RedMetrics, function="api", counted=_is_api_request)
     app.add_middleware(RequestGuard, limit=services.settings.max_body_bytes)
     return app

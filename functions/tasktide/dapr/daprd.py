@@ -134,11 +134,7 @@ class Daprd:
         )
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.http_url}/v1.0/healthz", timeout=1.0) as response:
-                return 200 <= int(response.status) < 300
-        except (urllib.error.URLError, OSError):
-            return False
+        return answers_2xx(f"{self.http_url}/v1.0/healthz")
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -167,13 +163,7 @@ class Daprd:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM this daprd by PID (its own session), SIGKILL if it has not exited within ``timeout``."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
+        stop_process(process, timeout)
         self._close_log()
 
     def _close_log(self) -> None:
@@ -187,3 +177,24 @@ class Daprd:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def answers_2xx(url: str) -> bool:
+    """A GET of ``url`` (a loopback health endpoint) answers 2xx within a second."""
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM a process we started (by its PID), SIGKILL it if it has not exited within ``timeout``."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)

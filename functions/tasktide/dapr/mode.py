@@ -16,18 +16,23 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasktide.dapr import selfhosted
-from tasktide.dapr.daprd import LOOPBACK, Daprd, DaprdError, daprd_binary, free_port
+from tasktide.dapr.daprd import (
+    LOOPBACK,
+    Daprd,
+    DaprdError,
+    answers_2xx,
+    daprd_binary,
+    free_port,
+    stop_process,
+)
 from tasktide.settings import REPO_ROOT
 
 # app id -> FUNCTION_TARGET (None: the task API)
@@ -72,22 +77,7 @@ class App:
         ]
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://{LOOPBACK}:{self.port}/healthz", timeout=1.0) as response:
-                return 200 <= int(response.status) < 300
-        except (urllib.error.URLError, OSError):
-            return False
-
-
-def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout)
+        return answers_2xx(f"http://{LOOPBACK}:{self.port}/healthz")
 
 
 @dataclass
@@ -196,7 +186,7 @@ class DaprMode:
     def stop(self) -> None:
         for app, sidecar in reversed(list(self.running.values())):
             sidecar.stop()
-            _stop(app.process)
+            stop_process(app.process)
         self.running.clear()
 
     def __enter__(self) -> DaprMode:

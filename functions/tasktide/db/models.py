@@ -84,18 +84,18 @@ class TaskTagRow(Base):
     tag: Mapped[str] = mapped_column(String(40), primary_key=True)
 
 
+def _partial_index(name: str, column: str, *, where: str) -> Index:
+    """An index over the rows ``where`` holds, on Postgres and SQLite alike."""
+    return Index(name, column, postgresql_where=text(where), sqlite_where=text(where))
+
+
 class ReminderRow(Base):
     """One materialised reminder per (task, offset); `fired_at` set once when claimed by a scanner."""
 
     __tablename__ = "reminders"
     __table_args__ = (
         UniqueConstraint("task_id", "offset"),
-        Index(
-            "ix_reminders_due_unfired",
-            "remind_at",
-            postgresql_where=text("fired_at IS NULL"),
-            sqlite_where=text("fired_at IS NULL"),
-        ),
+        _partial_index("ix_reminders_due_unfired", "remind_at", where="fired_at IS NULL"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -113,12 +113,7 @@ class OutboxRow(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         UniqueConstraint("event_id", "topic"),
-        Index(
-            "ix_outbox_unsent",
-            "id",
-            postgresql_where=text("sent_at IS NULL"),
-            sqlite_where=text("sent_at IS NULL"),
-        ),
+        _partial_index("ix_outbox_unsent", "id", where="sent_at IS NULL"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -42,7 +42,15 @@ from tasktide.db.models import ReminderRow, TaskRow, TaskTagRow
 from tasktide.db.outbox import OUTBOX, OUTBOX_CHANNEL, rows_for
 from tasktide.domain.errors import Conflict
 from tasktide.domain.reminders import reminder_times
-from tasktide.domain.tasks import PRIORITY_RANK, Priority, RecurrenceBasis, Status, Task, format_datetime
+from tasktide.domain.tasks import (
+    PRIORITY_RANK,
+    Priority,
+    RecurrenceBasis,
+    Status,
+    Task,
+    format_datetime,
+    parse_datetime,
+)
 from tasktide.messaging.events import Envelope
 
 TASKS: Table = TaskRow.__table__  # type: ignore[assignment]
@@ -51,7 +59,7 @@ REMINDERS: Table = ReminderRow.__table__  # type: ignore[assignment]
 
 
 def _instants(values: list[str] | None) -> tuple[datetime, ...]:
-    return tuple(datetime.fromisoformat(v.replace("Z", "+00:00")) for v in values or ())
+    return tuple(parse_datetime(v) for v in values or ())
 
 
 def _texts(values: tuple[datetime, ...]) -> list[str] | None:

@@ -19,6 +19,7 @@ import functions_framework
 
 from tasktide.app.audit import Audit, Untrusted
 from tasktide.app.ports import AuditEntry
+from tasktide.domain.tasks import parse_datetime
 from tasktide.functions import _kit
 from tasktide.messaging import events
 
@@ -26,10 +27,9 @@ from tasktide.messaging import events
 def event_time(event: Any) -> datetime:
     raw = _kit.attr(event, "time")
     try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else datetime.now(UTC)
-    except ValueError:
-        parsed = datetime.now(UTC)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parse_datetime(raw) if raw else datetime.now(UTC)
+    except ValueError:  # the codec already refused a time that is not RFC 3339
+        return datetime.now(UTC)
 
 
 @functions_framework.cloud_event

@@ -56,10 +56,9 @@ class KafkaPublisher:
 
     def close(self) -> None:
         if self._producer is not None:
-            try:
-                self._producer.close(timeout=1)
-            except Exception:
-                log.debug("closing a broken producer failed", exc_info=True)
+            from tasktide.messaging.kafka_client import close_quietly
+
+            close_quietly(self._producer)
             self._producer = None
 
 

@@ -75,9 +75,15 @@ class RecordProducer:
             self._close_locked()
 
     def _close_locked(self) -> None:
-        if self._producer is not None:
-            try:
-                self._producer.close(timeout=1)
-            except Exception:
-                log.debug("closing a producer failed", exc_info=True)
-            self._producer = None
+        close_quietly(self._producer)
+        self._producer = None
+
+
+def close_quietly(producer: Any | None) -> None:
+    """Close a (possibly broken) kafka-python producer within a second; a failure is only logged."""
+    if producer is None:
+        return
+    try:
+        producer.close(timeout=1)
+    except Exception:
+        log.debug("closing a producer failed", exc_info=True)
