@@ -5,8 +5,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+
+from tasktide.db.engine import make_engine
+from tasktide.services import Services
 
 Auth = Callable[[str], dict[str, str]]
 PROBLEM = "application/problem+json"
@@ -240,6 +245,16 @@ def test_health_endpoints_report_ok(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
     assert "tasktide_requests_total" in client.get("/metrics").text
+
+
+def test_readyz_database_unreachable_returns_503_problem(
+    client: TestClient, services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "engine", make_engine(f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}"))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert "OperationalError" in response.json()["detail"]
 
 
 def test_create_task_nul_characters_return_422_not_500(client: TestClient, auth: Auth) -> None:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from tasktide.dapr.embedded import state_table
 from tasktide.db import retention
 from tasktide.db.models import OutboxRow
+from tasktide.db.state import state_table
 from tasktide.observability import metrics
 from tasktide.services import Services
 

@@ -1,8 +1,8 @@
 """Embedded adapters (no sidecar): secrets from a Dapr ``secretstores.local.file`` JSON file or the
-environment, state in a SQL table through SQLAlchemy Core (SQLite or Postgres).
+environment, state in a SQL table through the ``db.state`` repository (SQLite or Postgres).
 
 Consumes: an optional secrets JSON file, env ``TASKTIDE_SECRET_<NAME>``, a ``sqlalchemy.Engine``.
-Emits: ``EnvSecretStore`` (a ``SecretStore``) and ``SqlStateStore`` (a ``StateStore``) which owns the
+Emits: ``EnvSecretStore`` (a ``SecretStore``) and ``SqlStateStore`` (a ``StateStore``) on the
 ``dapr_state`` table (created on construction with ``MetaData.create_all`` for that table only).
 """
 
@@ -18,25 +18,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    ColumnElement,
-    DateTime,
-    Engine,
-    LargeBinary,
-    MetaData,
-    Table,
-    Text,
-    and_,
-    delete,
-    insert,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 
 from tasktide.dapr.ports import EtagMismatch, SecretNotFound, StateItem, StoreError
+from tasktide.db.state import StateRepository
 
 ENV_PREFIX = "TASKTIDE_SECRET_"
 DEFAULT_NESTED_SEPARATOR = ":"
@@ -116,34 +101,21 @@ class EnvSecretStore:
         return value
 
 
-metadata = MetaData()
-
-state_table = Table(
-    "dapr_state",
-    metadata,
-    Column("key", Text, primary_key=True),
-    Column("value", LargeBinary, nullable=False),
-    Column("etag", Text, nullable=False),
-    Column("expires_at", DateTime(timezone=False), nullable=True),
-)
-
-
 def _new_etag() -> str:
     return uuid.uuid4().hex
 
 
 class SqlStateStore:
-    """``StateStore`` on a SQL table. Expired rows read as absent and are overwritten atomically.
+    """``StateStore`` on the ``dapr_state`` table (``db.state.StateRepository``). Expired rows read as
+    absent and are overwritten atomically.
 
     First-write-wins is an INSERT that may fail on the primary key (never read-then-write); an expired
     row is then taken over with a single conditional UPDATE.
     """
 
     def __init__(self, engine: Engine, *, clock: Clock = utc_now, create_table: bool = True) -> None:
-        self._engine = engine
+        self._rows = StateRepository(engine, create_table=create_table)
         self._clock = clock
-        if create_table:
-            metadata.create_all(engine, tables=[state_table])
 
     def _expires_at(self, now: datetime, ttl_seconds: int | None) -> datetime | None:
         if ttl_seconds is None:
@@ -152,97 +124,43 @@ class SqlStateStore:
             raise ValueError("ttl_seconds must be positive")
         return now + timedelta(seconds=ttl_seconds)
 
-    @staticmethod
-    def _live(now: datetime) -> ColumnElement[bool]:
-        return or_(state_table.c.expires_at.is_(None), state_table.c.expires_at > now)
-
     def get(self, key: str) -> StateItem | None:
-        now = self._clock()
-        query = select(state_table.c.value, state_table.c.etag).where(
-            and_(state_table.c.key == key, self._live(now))
-        )
-        with self._engine.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            return None
-        return StateItem(value=bytes(row.value), etag=str(row.etag))
-
-    def _insert(self, key: str, value: bytes, etag: str, expires_at: datetime | None) -> bool:
-        try:
-            with self._engine.begin() as conn:
-                conn.execute(
-                    insert(state_table).values(key=key, value=value, etag=etag, expires_at=expires_at)
-                )
-        except IntegrityError:
-            return False
-        return True
+        row = self._rows.get(key, self._clock())
+        return None if row is None else StateItem(value=row.value, etag=row.etag)
 
     def put_if_absent(self, key: str, value: bytes, *, ttl_seconds: int | None = None) -> bool:
         now = self._clock()
         expires_at = self._expires_at(now, ttl_seconds)
         etag = _new_etag()
         for _ in range(2):  # second round only if an expired row vanished between INSERT and UPDATE
-            if self._insert(key, value, etag, expires_at):
+            if self._rows.insert(key, value, etag, expires_at):
                 return True
-            takeover = (
-                update(state_table)
-                .where(
-                    and_(
-                        state_table.c.key == key,
-                        state_table.c.expires_at.is_not(None),
-                        state_table.c.expires_at <= now,
-                    )
-                )
-                .values(value=value, etag=etag, expires_at=expires_at)
-            )
-            with self._engine.begin() as conn:
-                if conn.execute(takeover).rowcount == 1:
-                    return True
-                still_there = conn.execute(select(state_table.c.key).where(state_table.c.key == key)).first()
-            if still_there is not None:
-                return False
+            taken = self._rows.take_over_expired(key, value, etag, expires_at, now)
+            if taken is not None:
+                return taken
         return False
 
     def put(self, key: str, value: bytes, *, etag: str | None, ttl_seconds: int | None = None) -> str:
         now = self._clock()
         expires_at = self._expires_at(now, ttl_seconds)
         new_etag = _new_etag()
-        values = {"value": value, "etag": new_etag, "expires_at": expires_at}
         if etag is not None:
-            conditional = (
-                update(state_table)
-                .where(and_(state_table.c.key == key, state_table.c.etag == etag, self._live(now)))
-                .values(**values)
-            )
-            with self._engine.begin() as conn:
-                if conn.execute(conditional).rowcount != 1:
-                    raise EtagMismatch(key)
+            if not self._rows.update(key, value, new_etag, expires_at, if_etag=etag, now=now):
+                raise EtagMismatch(key)
             return new_etag
-        unconditional = update(state_table).where(state_table.c.key == key).values(**values)
         for _ in range(3):  # UPDATE, else INSERT; a concurrent INSERT sends us back to UPDATE
-            with self._engine.begin() as conn:
-                if conn.execute(unconditional).rowcount == 1:
-                    return new_etag
-            if self._insert(key, value, new_etag, expires_at):
+            if self._rows.update(key, value, new_etag, expires_at):
+                return new_etag
+            if self._rows.insert(key, value, new_etag, expires_at):
                 return new_etag
         raise StoreError(f"could not write state key {key!r}: it kept being created and deleted concurrently")
 
     def delete(self, key: str, *, etag: str | None = None) -> None:
-        condition = state_table.c.key == key
-        if etag is not None:
-            condition = and_(condition, state_table.c.etag == etag, self._live(self._clock()))
-        with self._engine.begin() as conn:
-            deleted = conn.execute(delete(state_table).where(condition)).rowcount
-        if etag is not None and deleted != 1:
+        if etag is None:
+            self._rows.delete(key)
+        elif self._rows.delete(key, if_etag=etag, now=self._clock()) != 1:
             raise EtagMismatch(key)
 
     def purge_expired(self) -> int:
         """Delete expired rows (housekeeping; correctness never depends on it). Returns rows removed."""
-        now = self._clock()
-        with self._engine.begin() as conn:
-            result = conn.execute(
-                delete(state_table).where(
-                    and_(state_table.c.expires_at.is_not(None), state_table.c.expires_at <= now)
-                )
-            )
-        return int(result.rowcount)
+        return self._rows.purge_expired(self._clock())

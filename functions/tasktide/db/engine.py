@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -95,6 +95,12 @@ def dialect_insert(session: Session, table: Table) -> Insert:
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)  # type: ignore[return-value]  # the same on_conflict_* methods
+
+
+def ping(engine: Engine) -> None:
+    """One ``SELECT 1`` round trip; raises whatever the driver raises when the database is unreachable."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

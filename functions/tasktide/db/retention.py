@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, inspect, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tasktide.dapr.embedded import state_table
-from tasktide.db import idempotency
+from tasktide.db import idempotency, state
 from tasktide.db.models import OutboxRow
 from tasktide.observability import metrics
 
@@ -40,15 +39,7 @@ def purge(
             delete(OutboxRow).where(OutboxRow.id.in_(ids.limit(BATCH).scalar_subquery()))
         )
         deleted["outbox"] = int(getattr(result, "rowcount", 0) or 0)
-        if inspect(session.connection()).has_table(state_table.name):
-            expired = (now - timedelta(seconds=state_age)).replace(tzinfo=None)  # stored naive UTC
-            keys = select(state_table.c.key).where(
-                state_table.c.expires_at.is_not(None), state_table.c.expires_at < expired
-            )
-            result = session.execute(
-                delete(state_table).where(state_table.c.key.in_(keys.limit(BATCH).scalar_subquery()))
-            )
-            deleted["dapr_state"] = int(getattr(result, "rowcount", 0) or 0)
+        deleted["dapr_state"] = state.purge(session, state_age, now)
         deleted["idempotency_keys"] = idempotency.purge(session, idempotency_age, now)
     for table, count in deleted.items():
         if count:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Response
-from sqlalchemy import text
 
 from tasktide.api.deps import ServicesDep
 from tasktide.api.problems import problem_response
+from tasktide.db.engine import ping
 from tasktide.messaging.outbox import measure_backlog
 from tasktide.observability import metrics
 
@@ -24,8 +24,7 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=None)
 def readyz(services: ServicesDep) -> dict[str, str] | Response:
     try:
-        with services.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(services.engine)
     except Exception as exc:
         return problem_response(503, f"The database is not reachable: {type(exc).__name__}.")
     return {"status": "ready"}
