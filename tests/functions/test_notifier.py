@@ -23,9 +23,10 @@ from tasktide.services import Services
 
 @pytest.fixture
 def installed(services: Services) -> Iterator[Services]:
-    _kit.install(services)
-    yield services
-    _kit.install(None)
+    """``services`` bound to the functions called directly in this test (what a function server does
+    per app)."""
+    with _kit.serving(services):
+        yield services
 
 
 def add_task(services: Services, *, webhook: bool = False, email: bool = False) -> Task:

@@ -24,9 +24,10 @@ WEEKLY = {"title": "standup", "due_at": DUE.isoformat(), "recurrence": "FREQ=WEE
 
 @pytest.fixture
 def installed(services: Services) -> Iterator[Services]:
-    _kit.install(services)
-    yield services
-    _kit.install(None)
+    """``services`` bound to the functions called directly in this test (what a function server does
+    per app)."""
+    with _kit.serving(services):
+        yield services
 
 
 def completion(task: Task, kind: str = events.TASK_COMPLETED) -> codec.CloudEvent:

@@ -3,7 +3,6 @@ runs the same function as a Knative PingSource tick does."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,17 +11,9 @@ from sqlalchemy import select
 from tasktide.db.models import OutboxRow
 from tasktide.db.repository import TaskRepository
 from tasktide.domain.tasks import new_task
-from tasktide.functions import _kit
 from tasktide.functions._server import BINDING_ROUTES, create_function_app
 from tasktide.messaging.events import REMINDER_DUE
 from tasktide.services import Services
-
-
-@pytest.fixture
-def installed(services: Services) -> Iterator[Services]:
-    _kit.install(services)
-    yield services
-    _kit.install(None)
 
 
 def add_due_reminder(services: Services) -> None:
@@ -39,19 +30,19 @@ def announced(services: Services) -> int:
 
 
 @pytest.mark.parametrize("body", [b"", b"{}"], ids=["empty", "empty-object"])
-def test_fnserver_dapr_cron_binding_call_runs_reminder_scan(installed: Services, body: bytes) -> None:
-    add_due_reminder(installed)
-    client = create_function_app("reminders").test_client()
+def test_fnserver_dapr_cron_binding_call_runs_reminder_scan(services: Services, body: bytes) -> None:
+    add_due_reminder(services)
+    client = create_function_app("reminders", services=services).test_client()
 
     response = client.post("/reminders-tick", data=body, headers={"content-type": "application/json"})
 
     assert response.status_code < 300, response.text
-    assert announced(installed) == 1
+    assert announced(services) == 1
 
 
-def test_fnserver_ping_cloudevent_on_root_still_runs_reminder_scan(installed: Services) -> None:
-    add_due_reminder(installed)
-    client = create_function_app("reminders").test_client()
+def test_fnserver_ping_cloudevent_on_root_still_runs_reminder_scan(services: Services) -> None:
+    add_due_reminder(services)
+    client = create_function_app("reminders", services=services).test_client()
     headers = {
         "ce-specversion": "1.0",
         "ce-id": "tick-1",
@@ -63,7 +54,7 @@ def test_fnserver_ping_cloudevent_on_root_still_runs_reminder_scan(installed: Se
     response = client.post("/", data=b'{"job": "reminders-tick"}', headers=headers)
 
     assert response.status_code < 300, response.text
-    assert announced(installed) == 1
+    assert announced(services) == 1
 
 
 def test_fnserver_dapr_binding_options_probe_answers_200() -> None:

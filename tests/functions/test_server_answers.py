@@ -126,11 +126,10 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
-def installed(db_url: str) -> Iterator[Services]:
+def fn_services(db_url: str) -> Iterator[Services]:
+    """The container the in-process and dev-mounted function apps are made with."""
     services = Services.build(Settings(database_url=db_url))
-    _kit.install(services)
     yield services
-    _kit.install(None)
     services.engine.dispose()
 
 
@@ -151,13 +150,15 @@ def served(db_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-async def dev_client(installed: Services) -> AsyncIterator[httpx.AsyncClient]:
+async def dev_client(fn_services: Services) -> AsyncIterator[httpx.AsyncClient]:
     """The function as `tasktide dev` mounts it (a2wsgi), over ASGI."""
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    settings = Settings(database_url=installed.settings.database_url)
-    route = Route("/services/tasktide-audit", function_app("audit", settings), methods=["GET", "POST"])
+    settings = Settings(database_url=fn_services.settings.database_url)
+    route = Route(
+        "/services/tasktide-audit", function_app("audit", settings, fn_services), methods=["GET", "POST"]
+    )
     app = Starlette(routes=[route])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dev") as client:
         yield client
@@ -166,50 +167,50 @@ async def dev_client(installed: Services) -> AsyncIterator[httpx.AsyncClient]:
 # -- in-process ------------------------------------------------------------------------------------------
 
 
-def flask_post(headers: dict[str, str], body: bytes) -> httpx.Response:
-    client = create_function_app("audit").test_client()
+def flask_post(services: Services, headers: dict[str, str], body: bytes) -> httpx.Response:
+    client = create_function_app("audit", services=services).test_client()
     result = client.post("/", headers=headers, data=body)
     return httpx.Response(result.status_code, headers=dict(result.headers), content=result.get_data())
 
 
-def test_fnserver_handled_event_inprocess_answers_204_empty(installed: Services, db_url: str) -> None:
+def test_fnserver_handled_event_inprocess_answers_204_empty(fn_services: Services, db_url: str) -> None:
     doc = task_event()
-    assert_handled(flask_post(STRUCTURED, json.dumps(doc).encode()))
+    assert_handled(flask_post(fn_services, STRUCTURED, json.dumps(doc).encode()))
     headers, body = binary(task_event())
-    assert_handled(flask_post(headers, body))
+    assert_handled(flask_post(fn_services, headers, body))
 
 
 @pytest.mark.parametrize("bad", BAD, ids=[b.name for b in BAD])
-def test_fnserver_bad_input_inprocess_answers_4xx_problem(bad: Bad, installed: Services) -> None:
-    assert_problem(flask_post(bad.headers, bad.body), bad.status)
+def test_fnserver_bad_input_inprocess_answers_4xx_problem(bad: Bad, fn_services: Services) -> None:
+    assert_problem(flask_post(fn_services, bad.headers, bad.body), bad.status)
 
 
-def test_fnserver_model_invalid_data_is_counted_invalid(installed: Services) -> None:
+def test_fnserver_model_invalid_data_is_counted_invalid(fn_services: Services) -> None:
     def invalid() -> float:
         labels = {"function": "audit", "type": TASK_CREATED, "outcome": "invalid"}
         return metrics.REGISTRY.get_sample_value("tasktide_events_consumed_total", labels) or 0.0
 
     before = invalid()
     headers, _ = binary(task_event())
-    assert_problem(flask_post(headers, b'{"task": null}'), 400)
+    assert_problem(flask_post(fn_services, headers, b'{"task": null}'), 400)
     assert invalid() == before + 1
 
 
 def test_fnserver_transient_failure_answers_500_problem(
-    installed: Services, monkeypatch: pytest.MonkeyPatch
+    fn_services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken() -> Services:
         raise RuntimeError("database is down")
 
     monkeypatch.setattr(_kit, "services", broken)
     headers, body = binary(task_event())
-    response = flask_post(headers, body)
+    response = flask_post(fn_services, headers, body)
     assert_problem(response, 500)
     assert "database is down" not in response.text
 
 
-def test_fnserver_get_answers_405_problem(installed: Services) -> None:
-    client = create_function_app("audit").test_client()
+def test_fnserver_get_answers_405_problem(fn_services: Services) -> None:
+    client = create_function_app("audit", services=fn_services).test_client()
     result = client.get("/")
     assert result.status_code == 405
     assert result.headers["content-type"].startswith(PROBLEM_JSON)

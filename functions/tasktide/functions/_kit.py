@@ -49,19 +49,13 @@ class BadEvent(Exception):
 @contextmanager
 def serving(services: Services | None) -> Iterator[None]:
     """Run the calls inside with ``services``: `tasktide.functions._server` binds the container its app
-    was made with (e.g. the one `tasktide dev` shares with the API); ``None`` leaves the process default."""
+    was made with (e.g. the one `tasktide dev` shares with the API), a test the one it calls a function
+    with; ``None`` leaves the process default."""
     token = _bound.set(services)
     try:
         yield
     finally:
         _bound.reset(token)
-
-
-def install(services: Services | None) -> None:
-    """Set (or with ``None`` forget) the process default container: for tests that call a function
-    directly; a server binds its container per app with :func:`serving` instead."""
-    global _default
-    _default = services
 
 
 def services() -> Services:
