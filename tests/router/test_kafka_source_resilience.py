@@ -394,3 +394,23 @@ async def test_kafka_source_consumers_rebalancing_deliver_every_record_and_commi
         await asyncio.gather(*(asyncio.to_thread(c.stop) for c in consumers))
         admin.delete_topics([topic])
         admin.close()
+
+
+async def test_kafka_source_consumer_settings_fetch_answers_within_20ms_and_on_any_byte() -> None:
+    """kafka-python lets a fetch wait 500 ms by default: a record it misses then waits that long."""
+    built: list[dict[str, Any]] = []
+
+    def factory(**settings: Any) -> Any:
+        built.append(settings)
+        return object()
+
+    source = KafkaSource(
+        name="src", topics=("t",), consumer_group="g", sink=Destination(uri="http://unused.invalid/")
+    )
+    consumer = KafkaSourceConsumer(
+        source, "127.0.0.1:1", Recorder(), asyncio.get_running_loop(), consumer_factory=factory
+    )
+    consumer._new_consumer()
+
+    assert built[0]["fetch_max_wait_ms"] <= 20
+    assert built[0]["fetch_min_bytes"] == 1

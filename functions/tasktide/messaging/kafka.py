@@ -89,7 +89,14 @@ class TopicFollower:
     def _follow(self) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+        from tasktide.messaging.kafka_client import CONSUMER_FETCH_SETTINGS
+
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            **CONSUMER_FETCH_SETTINGS,
+        )
         try:
             partitions = consumer.partitions_for_topic(self.topic) or set()
             assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]

@@ -28,6 +28,14 @@ BOOTSTRAP_TIMEOUT_SETTING = (
     else "api_version_auto_timeout_ms"
 )
 
+# Fetch settings of every latency-sensitive consumer (the router's KafkaSources, the SSE feed's follower).
+# kafka-python's defaults let the broker hold a fetch up to 500 ms (`fetch_max_wait_ms`) until
+# `fetch_min_bytes` arrive; a fetch that misses a record (sent just before a seek, a rebalance or a commit
+# reordered it) then stalls delivery for that long. Answering after at most 20 ms bounds such a stall;
+# an idle consumer makes about 50 empty fetches a second for it. One byte: answer as soon as anything is
+# there.
+CONSUMER_FETCH_SETTINGS: dict[str, int] = {"fetch_max_wait_ms": 20, "fetch_min_bytes": 1}
+
 
 def make_producer(bootstrap: str, *, timeout_s: float, client_id: str, **settings: Any) -> KafkaProducer:
     """A producer with acks=all and idempotence whose every wait (bootstrap, metadata, request) is bounded

@@ -48,7 +48,7 @@ from kafka import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from tasktide.messaging import codec
-from tasktide.messaging.kafka_client import BOOTSTRAP_TIMEOUT_SETTING
+from tasktide.messaging.kafka_client import BOOTSTRAP_TIMEOUT_SETTING, CONSUMER_FETCH_SETTINGS
 from tasktide.observability import metrics
 from tasktide.router.manifests import KafkaSource
 
@@ -231,6 +231,7 @@ class KafkaSourceConsumer:
             "group_id": self.source.consumer_group,
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
+            **CONSUMER_FETCH_SETTINGS,
         }
         if factory is None:
             from kafka import KafkaConsumer
