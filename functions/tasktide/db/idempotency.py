@@ -94,19 +94,16 @@ class IdempotencyStore:
     def claim(self, user_id: str, key: str, fingerprint: str, now: datetime | None = None) -> Claim:
         """Claim ``key`` for a request with ``fingerprint`` (first writer wins), or say why not."""
         now = now or datetime.now(UTC)
+        claimed = {  # a new row, or an expired or abandoned one taken over
+            "fingerprint": fingerprint,
+            "state": IN_FLIGHT,
+            "created_at": now,
+            "locked_until": now + timedelta(seconds=self.lock),
+        }
         for _ in range(3):
             try:
                 with self._session() as session, session.begin():
-                    session.add(
-                        IdempotencyKeyRow(
-                            user_id=user_id,
-                            key=key,
-                            fingerprint=fingerprint,
-                            state=IN_FLIGHT,
-                            created_at=now,
-                            locked_until=now + timedelta(seconds=self.lock),
-                        )
-                    )
+                    session.add(IdempotencyKeyRow(user_id=user_id, key=key, **claimed))
                 return Claim("new")
             except IntegrityError:
                 pass
@@ -125,15 +122,7 @@ class IdempotencyStore:
                             IdempotencyKeyRow.created_at == row.created_at,
                             IdempotencyKeyRow.state == row.state,
                         )
-                        .values(
-                            fingerprint=fingerprint,
-                            state=IN_FLIGHT,
-                            status=None,
-                            headers=None,
-                            body=None,
-                            created_at=now,
-                            locked_until=now + timedelta(seconds=self.lock),
-                        )
+                        .values(**claimed, status=None, headers=None, body=None)
                     )
                     if int(getattr(taken, "rowcount", 0) or 0) == 1:
                         return Claim("new")

@@ -40,7 +40,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -330,15 +330,7 @@ class KafkaSourceConsumer:
 
     def _settle(self, consumer: Any) -> None:
         """Account for finished dispatches, re-dispatch the due retries, commit what advanced."""
-        while True:
-            try:
-                future = self._done.get_nowait()
-            except queue.Empty:
-                break
-            entry = self._in_flight.pop(future, None)
-            if entry is None:
-                continue  # of a consumer already shut
-            part, record = entry
+        for future, (part, record) in self._finished_dispatches():
             if self._owner_of(record) is not part:
                 continue  # revoked meanwhile: the partition's new owner delivers it again
             error = _error(future)
@@ -445,15 +437,23 @@ class KafkaSourceConsumer:
         except Exception as exc:
             log.debug("KafkaSource %s: closing the consumer failed: %s", self.source.name, exc)
 
-    def _drain_finished(self) -> None:
+    def _finished_dispatches(
+        self,
+    ) -> Iterator[tuple[concurrent.futures.Future[None], tuple[_Partition, Any]]]:
+        """Each dispatch finished since the last call, with its partition and record, taken off the books
+        (those of a consumer already shut are dropped)."""
         while True:
             try:
                 future = self._done.get_nowait()
             except queue.Empty:
                 return
             entry = self._in_flight.pop(future, None)
-            if entry is not None and _error(future) is None:
-                part, record = entry
+            if entry is not None:
+                yield future, entry
+
+    def _drain_finished(self) -> None:
+        for future, (part, record) in self._finished_dispatches():
+            if _error(future) is None:
                 part.pending.pop(record.offset, None)
 
     def _report_lag(self, consumer: Any) -> None:
