@@ -158,6 +158,23 @@ class _Parser:
             return int(match[1])
         return None
 
+    def nth_weekdays(self) -> bool:
+        """``last friday``, ``2nd mon and wed`` (BYDAY=-1FR / 2MO,2WE), ``first weekday`` (BYDAY=MO..FR with
+        BYSETPOS=1): sets those and says True; else False, the position kept."""
+        start = self.pos
+        ordinal = self.weekday_ordinal()
+        if ordinal is not None:
+            if self.peek() in _DAYS:
+                days = self.day_list()
+                assert days is not None
+                self.byday = [f"{ordinal}{day}" for day in days]
+                return True
+            if self.accept("weekday", "workday"):
+                self.byday, self.bysetpos = list(_WEEKDAYS), ordinal
+                return True
+        self.pos = start
+        return False
+
     def day_list(self) -> list[str] | None:
         """``monday``, ``mon, wed and fri``, ``tue & thu``; also ``weekdays`` / ``weekends`` inside."""
         days: list[str] = []
@@ -359,22 +376,14 @@ class _Parser:
         """``every last friday``, ``every 2nd monday``, ``every first weekday``, ``every 15th``,
         ``every last day of the month``, ``every 3rd of march``, ``every 3 march``."""
         start = self.pos
+        if self.nth_weekdays():
+            self.set_freq("MONTHLY")
+            self.of_month()
+            if self.bymonth and self.bysetpos is None:  # every 2nd monday of march (a weekday rule: monthly)
+                self.freq = "YEARLY"
+            return
         ordinal = self.weekday_ordinal()
         if ordinal is not None:
-            if self.peek() in _DAYS:
-                days = self.day_list()
-                assert days is not None
-                self.set_freq("MONTHLY")
-                self.byday = [f"{ordinal}{day}" for day in days]
-                self.of_month()
-                if self.bymonth:
-                    self.freq = "YEARLY"
-                return
-            if self.accept("weekday", "workday"):
-                self.set_freq("MONTHLY")
-                self.byday, self.bysetpos = list(_WEEKDAYS), ordinal
-                self.of_month()
-                return
             if self.accept("day") and ordinal in (1, -1):
                 self.set_freq("MONTHLY")
                 self.bymonthday = [ordinal]
@@ -429,24 +438,11 @@ class _Parser:
             raise self.stuck()
 
     def on_clause(self, start: int) -> None:
-        ordinal_start = self.pos
-        ordinal = self.weekday_ordinal()
-        if ordinal is not None:
-            if self.peek() in _DAYS:
-                days = self.day_list()
-                assert days is not None
-                self.byday = [f"{ordinal}{day}" for day in days]
-                if self.freq in (None, "DAILY", "WEEKLY"):
-                    self.freq = "MONTHLY"
-                self.of_month()
-                return
-            if self.accept("weekday", "workday"):
-                self.byday, self.bysetpos = list(_WEEKDAYS), ordinal
-                if self.freq in (None, "DAILY", "WEEKLY"):
-                    self.freq = "MONTHLY"
-                self.of_month()
-                return
-            self.pos = ordinal_start
+        if self.nth_weekdays():
+            if self.freq in (None, "DAILY", "WEEKLY"):
+                self.freq = "MONTHLY"
+            self.of_month()
+            return
         days = self.day_list()
         if days is not None:
             self.byday = days
