@@ -258,3 +258,25 @@ def test_uvicorn_access_record_json_with_redacted_query(json_logs: pytest.Captur
     assert line["path"] == "/api/u1/stream?access_token=[REDACTED]"
     assert (line["http_method"], line["status"], line["client"]) == ("GET", 200, "127.0.0.1:5000")
     assert access.handlers == [] and access.propagate
+
+
+def test_kafka_closed_socket_race_logged_at_debug_without_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure_logging("test", "INFO", "json")
+    transport = logging.getLogger(logs.KAFKA_TRANSPORT_LOGGER)
+    try:
+        None.recv(4096)  # type: ignore[attr-defined]
+    except AttributeError:
+        transport.exception(
+            "<KafkaTCPTransport [none] (closed)>: Error receiving network data closing socket"
+        )
+    try:
+        raise ConnectionResetError("peer reset")
+    except ConnectionResetError:
+        transport.exception("<KafkaTCPTransport [127.0.0.1:9092]>: Error receiving network data")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [line["msg"] for line in lines] == [
+        "<KafkaTCPTransport [127.0.0.1:9092]>: Error receiving network data"
+    ]
+    assert lines[0]["level"] == "ERROR"

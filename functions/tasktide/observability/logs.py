@@ -297,6 +297,23 @@ class AccessLogFields(logging.Filter):
         return True
 
 
+class KafkaClosedSocketRace(logging.Filter):
+    """kafka-python 3's network thread can read a transport that ``close()`` has just closed (its socket is
+    ``None``) and logs that as an ERROR with a traceback: a shutdown race inside the library, harmless (the
+    transport is already closed). It is logged at DEBUG without the traceback; every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, AttributeError) and "(closed)" in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.exc_info, record.exc_text = None, None
+            return logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+        return True
+
+
+KAFKA_TRANSPORT_LOGGER: Final = "kafka.net.transport"
+
+
 SERVER_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access")
 
 
@@ -310,6 +327,9 @@ def route_server_loggers() -> None:
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, AccessLogFields) for f in access.filters):
         access.addFilter(AccessLogFields())
+    transport = logging.getLogger(KAFKA_TRANSPORT_LOGGER)
+    if not any(isinstance(f, KafkaClosedSocketRace) for f in transport.filters):
+        transport.addFilter(KafkaClosedSocketRace())
 
 
 def json_handler(function: str) -> logging.Handler:
