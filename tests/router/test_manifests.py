@@ -166,3 +166,26 @@ def test_load_documents_kafka_source_ordering_defaults_as_knative(
     loaded = load_documents(docs)
     assert loaded.kafka_sources[0].ordered is ordered
     assert loaded.triggers[0].ordered is False
+
+
+@pytest.mark.parametrize(("value", "ordered"), [("Ordered", True), ("UNORDERED", False), ("ordered", True)])
+def test_load_documents_trigger_delivery_order_any_case_read_as_the_reconciler_does(
+    value: str, ordered: bool
+) -> None:
+    # The Kafka Trigger reconciler lowercases kafka.eventing.knative.dev/delivery.order before reading it
+    trigger = {
+        "kind": "Trigger",
+        "metadata": {"name": "t", "annotations": {"kafka.eventing.knative.dev/delivery.order": value}},
+        "spec": {"broker": "default", "subscriber": {"uri": "http://x/"}},
+    }
+    assert load_documents([trigger]).triggers[0].ordered is ordered
+
+
+def test_load_documents_trigger_delivery_order_unknown_raises() -> None:
+    trigger = {
+        "kind": "Trigger",
+        "metadata": {"name": "t", "annotations": {"kafka.eventing.knative.dev/delivery.order": "sorted"}},
+        "spec": {"broker": "default", "subscriber": {"uri": "http://x/"}},
+    }
+    with pytest.raises(ManifestError, match="delivery order"):
+        load_documents([trigger])

@@ -264,9 +264,11 @@ def _env(spec: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def _ordering(value: object, what: str, *, default: bool = False) -> bool:
+def _ordering(value: object, what: str, *, default: bool = False, fold_case: bool = False) -> bool:
     if value is None:
         return default
+    if fold_case and isinstance(value, str):  # the Kafka Trigger reconciler lowercases the annotation
+        value = value.lower()
     if value == "unordered":
         return False
     if value == "ordered":
@@ -306,7 +308,7 @@ def _parse(
                 filter_attributes={str(k): "" if v is None else str(v) for k, v in legacy.items()},
                 filters=parse_filters(spec.get("filters"), name),
                 delivery=_delivery(spec.get("delivery"), ns),
-                ordered=_ordering(annotations.get(ORDER_ANNOTATION), f"Trigger {name}"),
+                ordered=_ordering(annotations.get(ORDER_ANNOTATION), f"Trigger {name}", fold_case=True),
             )
         )
     elif kind == "KafkaSource":
