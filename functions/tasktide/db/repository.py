@@ -6,6 +6,12 @@ materialised reminders and its outbox events commit or roll back together.
 Statements are SQLAlchemy Core on the mapped tables (no ORM unit of work): on Postgres a create (task,
 tags, reminders and its events) is ONE statement of data-modifying CTEs, and every statement that writes
 outbox rows also sends `NOTIFY tasktide_outbox` (delivered at commit) so a listening relay wakes at once.
+
+A unit of work may let its first Postgres write wait (`DEFERRABLE` in the session's info): if that
+statement turns out to be the unit's only one (a create), the unit of work runs it alone in autocommit at
+commit (`run_deferred`): one round trip instead of BEGIN, the statement, COMMIT, and as atomic, since one
+statement is its own transaction. Anything else the session runs first begins the transaction, and the
+deferred statement goes first in it (`_write_deferred_first`), so the order of writes is kept.
 """
 
 from __future__ import annotations
@@ -19,13 +25,16 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Dialect,
+    Engine,
     Row,
     Select,
     Table,
     and_,
     bindparam,
     delete,
+    event,
     exists,
     func,
     insert,
@@ -35,7 +44,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from tasktide.app.ports import SORTS, ClaimedReminder, TaskQuery
 from tasktide.db.models import ReminderRow, TaskRow, TaskTagRow
@@ -175,6 +184,42 @@ def _cte_statement(shape: tuple[tuple[str, int, tuple[str, ...]], ...], dialect:
     return _Compiled(str(compiled), constants, processors)
 
 
+# Session info keys: the first write may wait for the commit (set by a unit of work); that write, as
+# (SQL, parameters), not sent yet.
+DEFERRABLE = "tasktide.deferrable"
+_DEFERRED = "tasktide.deferred"
+
+
+@event.listens_for(Session, "after_begin")
+def _write_deferred_first(session: Session, _transaction: SessionTransaction, connection: Connection) -> None:
+    """The session began its transaction for another statement: no more deferring, and a write that waited
+    goes first."""
+    session.info.pop(DEFERRABLE, None)
+    deferred = session.info.pop(_DEFERRED, None)
+    if deferred is not None:
+        connection.exec_driver_sql(*deferred)
+
+
+@lru_cache(maxsize=8)
+def _autocommit(engine: Engine) -> Engine:
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def run_deferred(session: Session) -> bool:
+    """Run the write `session` deferred, if any, alone in autocommit (the unit of work's only statement, so
+    atomic by itself); True if there was one. Call before committing the session (which then has no
+    connection, so its commit sends nothing, but its after-commit hooks run)."""
+    deferred = session.info.pop(_DEFERRED, None)
+    session.info.pop(DEFERRABLE, None)
+    if deferred is None:
+        return False
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    with _autocommit(engine).connect() as connection:
+        connection.exec_driver_sql(*deferred)
+    return True
+
+
 class TaskRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -210,6 +255,11 @@ class TaskRepository:
             for j, row in enumerate(rows)
             for column, value in row.items()
         }
+        info = self.session.info
+        if info.pop(DEFERRABLE, None) and self.session.get_nested_transaction() is None:
+            compiled = _cte_statement(shape, self.session.get_bind().dialect)
+            info[_DEFERRED] = (compiled.sql, compiled.params(params))  # see the module docstring
+            return
         connection = self.session.connection()
         compiled = _cte_statement(shape, connection.dialect)
         connection.exec_driver_sql(compiled.sql, compiled.params(params))
@@ -221,6 +271,7 @@ class TaskRepository:
     def _once(self, write: Callable[[], None]) -> bool:
         """Run `write` in a savepoint; False (and nothing of it kept) when it breaks a unique constraint."""
         written = self.events_written
+        self.session.info.pop(DEFERRABLE, None)  # the savepoint must see the write's error
         try:
             with self.session.begin_nested():
                 write()

@@ -4,6 +4,10 @@ One session, one transaction: the task, audit and notification repositories it o
 rows and outbox rows commit or roll back together. After a commit that wrote outbox rows the `after_commit`
 hook runs (the services container's: kick the relay); a read-only unit of work never begins a transaction
 of its own (on Postgres its sessions are autocommit: one round trip a read) and never commits.
+
+On Postgres a unit of work whose only statement is one write (a create: task, tags, reminders and outbox
+rows in one statement) sends it alone in autocommit at commit: one round trip, no BEGIN or COMMIT, and as
+atomic (see `tasktide.db.repository`); any other unit of work runs in one transaction as before.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tasktide.db.audit import AuditRepository
 from tasktide.db.notifications import NotificationRepository
-from tasktide.db.repository import TaskRepository
+from tasktide.db.repository import DEFERRABLE, TaskRepository, run_deferred
 
 
 class SqlUnitOfWork:
@@ -31,11 +35,15 @@ class SqlUnitOfWork:
         read_only: bool = False,
     ) -> None:
         self.sessions, self.after_commit, self.read_only = sessions, after_commit, read_only
+        bind = sessions.kw.get("bind")
+        self._postgres = bind is not None and bind.dialect.name == "postgresql"
 
     def __enter__(self) -> SqlUnitOfWork:
         self.session = self.sessions()
         if not self.read_only:
             self.session.begin()
+            if self._postgres:
+                self.session.info[DEFERRABLE] = True
         self.tasks = TaskRepository(self.session)
         self.audit = AuditRepository(self.session)
         self.notifications = NotificationRepository(self.session)
@@ -47,6 +55,7 @@ class SqlUnitOfWork:
         committed = False
         try:
             if kind is None and not self.read_only:
+                run_deferred(self.session)  # the only statement, if one waited: one round trip
                 self.session.commit()
                 committed = True
             else:
