@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PG_PORT ?= $(or $(TASKTIDE_PG_PORT),55432)
 KAFKA_PORT ?= $(or $(TASKTIDE_KAFKA_PORT),9092)
 
-.PHONY: run kustomize run-dapr test install lint typecheck pytest services stop-services loadtest bench clean
+.PHONY: run kustomize run-dapr test install lint typecheck pytest services stop-services loadtest bench clean screenshots
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)

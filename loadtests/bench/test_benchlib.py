@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import benchlib
 import pytest
+
+from loadtests.bench import benchlib
 
 DOC = """# Benchmarks
 

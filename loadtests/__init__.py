@@ -1,0 +1,1 @@
+"""Load tests (k6 scripts) and the benchmark scripts under `bench/` (docs/benchmarks.md)."""
