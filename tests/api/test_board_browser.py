@@ -96,6 +96,41 @@ def test_board_create_form_task_listed_and_stored(page: Page, dev: DevServer) ->
     assert task["reminders"] == ["PT15M", "P1D"] and task["due_at"] is not None
 
 
+def test_board_plain_language_repeats_stored_as_rrule(page: Page, dev: DevServer) -> None:
+    page.get_by_label("Title", exact=True).fill("Stretch")
+    page.get_by_label("Due", exact=True).fill("2030-01-07T09:00")
+    page.get_by_label("Repeats", exact=True).fill("every monday at 9")
+    page.keyboard.press("Enter")
+    expect(item(page, "Stretch")).to_be_visible()
+    (task,) = httpx.get(
+        f"{dev.base_url}/api/{USER}/tasks", params={"q": "Stretch"}, headers=dev.headers(USER)
+    ).json()
+    assert str(task["recurrence"]).startswith("FREQ=WEEKLY") and "BYDAY=MO" in str(task["recurrence"])
+
+
+def test_board_tag_filter_and_title_sort_list_matching_tasks_in_order(page: Page, dev: DevServer) -> None:
+    for title in ("Zeta chore", "Alpha chore", "Mid chore"):
+        httpx.post(
+            f"{dev.base_url}/api/{USER}/tasks",
+            json={"title": title, "tags": ["sortme"]},
+            headers=dev.headers(USER),
+        )
+    httpx.post(
+        f"{dev.base_url}/api/{USER}/tasks", json={"title": "Untagged chore"}, headers=dev.headers(USER)
+    )
+    try:
+        page.get_by_label("Sort by").select_option("title")
+        page.get_by_label("Tag", exact=True).fill("sortme")
+        page.get_by_label("Tag", exact=True).press("Enter")
+        listed = page.locator("#task-list li.task")
+        expect(listed).to_have_count(3)
+        expect(listed).to_contain_text(["Alpha chore", "Mid chore", "Zeta chore"])  # in this order
+    finally:  # the page is shared by the module's tests: back to every task, newest first
+        page.get_by_label("Tag", exact=True).fill("")
+        page.get_by_label("Sort by").select_option("-created_at")
+        page.get_by_label("Tag", exact=True).press("Enter")
+
+
 def test_board_checkbox_completes_task(page: Page, dev: DevServer) -> None:
     httpx.post(f"{dev.base_url}/api/{USER}/tasks", json={"title": "Pay rent"}, headers=dev.headers(USER))
     row = item(page, "Pay rent")
