@@ -324,3 +324,23 @@ async def test_fnserver_serve_via_router_handled_delivered_and_invalid_dead_lett
     assert (attrs["id"], attrs["knativeerrorcode"]) == (bad["id"], "400")
     problem = json.loads(base64.b64decode(attrs["knativeerrordata"]))
     assert problem["status"] == 400 and "TaskEventData" in problem["detail"]
+
+
+def test_fnserver_database_unreachable_serve_answers_5xx_problem_for_redelivery() -> None:
+    """A transient failure in the container is a 5xx problem: the dispatcher retries it (issue 9's table)."""
+    port, closed = free_port(), free_port()  # nothing listens on `closed`
+    unreachable = f"postgresql+psycopg://tasktide:tasktide@127.0.0.1:{closed}/tasktide"
+    proc = serve({"FUNCTION_TARGET": "audit", "PORT": str(port), "TASKTIDE_DATABASE_URL": unreachable})
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", proc)
+        headers, body = binary(task_event())
+        response = httpx.post(f"http://127.0.0.1:{port}/", content=body, headers=headers, timeout=30)
+        assert response.status_code >= 500
+        assert response.headers["content-type"].startswith(PROBLEM_JSON)
+        assert "Traceback" not in response.text and "tasktide:tasktide" not in response.text
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
