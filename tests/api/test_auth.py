@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 import pytest
 from fastapi.testclient import TestClient
 
+from tasktide.api import auth
 from tasktide.api.app import create_app
-from tasktide.api.auth import encode_token, key_id
+from tasktide.api.auth import Verified, VerifiedTokens, encode_token, key_id
 from tasktide.entrypoints.cli import main
 from tasktide.services import Services
 from tasktide.settings import Settings, get_settings
@@ -90,3 +94,74 @@ def test_token_command_signs_with_current_kid_and_refuses_long_ttl(
 
 def test_settings_default_lifetime_allows_a_day() -> None:
     assert Settings().jwt_max_ttl >= 24 * 3600
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every token whose signature `authorize` checks from now on."""
+    checked: list[str] = []
+    decode = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        checked.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(auth.jwt, "decode", counting)
+    return checked
+
+
+def fresh(secret: str = JWT_SECRET, kid: str | None = None) -> str:
+    """A token no earlier test has seen (a unique `jti`)."""
+    return raw({"jti": uuid.uuid4().hex}, secret=secret, kid=kid)
+
+
+def test_authorize_same_token_signature_checked_once(client: TestClient, decodes: list[str]) -> None:
+    token = fresh()
+    assert [get(client, token) for _ in range(3)] == [200, 200, 200]
+    assert decodes == [token]
+
+
+def test_authorize_remembered_token_on_another_users_path_forbidden(
+    client: TestClient, decodes: list[str]
+) -> None:
+    token = fresh()
+    headers = {"Authorization": f"Bearer {token}"}
+    assert get(client, token) == 200
+    assert client.get("/api/bob/tasks", headers=headers).status_code == 403
+    assert client.get("/api/bob/tasks", headers=headers).status_code == 403
+    assert decodes == [token]
+
+
+def test_authorize_remembered_token_past_exp_refused(
+    client: TestClient, decodes: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = fresh()  # expires in an hour
+    assert get(client, token) == 200
+    monkeypatch.setattr(auth, "clock", lambda: time.time() + 2 * 3600)
+    response = client.get("/api/alice/tasks", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401 and "expired" in response.json()["detail"]
+    assert decodes == [token]
+
+
+def test_authorize_remembered_token_of_a_removed_key_refused(
+    rotated: TestClient, client: TestClient, decodes: list[str]
+) -> None:
+    token = fresh(OLD_SECRET, kid=key_id(OLD_SECRET))
+    assert get(rotated, token) == 200  # OLD_SECRET is still accepted there
+    assert get(client, token) == 401  # this server has only JWT_SECRET: the remembered entry is dropped
+    assert get(rotated, token) == 200  # verified again where the key is configured
+    assert decodes == [token, token]  # the 401 came from the unknown kid, before any signature check
+
+
+def test_verified_tokens_full_forgets_least_recently_used() -> None:
+    tokens = VerifiedTokens(size=2)
+    policy = ("tasktide-api", "tasktide", 3600)
+    for name in ("a", "b"):
+        tokens.put(name, Verified("alice", time.time() + 60, JWT_SECRET, policy))
+    assert tokens.get("a", (JWT_SECRET,), policy) is not None  # "b" is now the least recently used
+    tokens.put("c", Verified("alice", time.time() + 60, JWT_SECRET, policy))
+    assert len(tokens) == 2
+    assert tokens.get("b", (JWT_SECRET,), policy) is None
+    assert tokens.get("a", (JWT_SECRET,), policy) is not None
+    assert tokens.get("a", (JWT_SECRET,), ("tasktide-api", "tasktide", 60)) is None  # policy changed
+    assert len(tokens) == 1
