@@ -57,16 +57,4 @@ build() {
   echo "daprd.sh: built ${BIN}" >&2
 }
 
-case "${1:-install}" in
-  install)
-    [[ -x "${BIN}" ]] || build
-    echo "${BIN}"
-    ;;
-  path)
-    echo "${BIN}"
-    ;;
-  *)
-    echo "usage: $0 [install|path]" >&2
-    exit 2
-    ;;
-esac
+cached_build_main "$@"

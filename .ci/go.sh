@@ -13,3 +13,21 @@ find_go() {
   echo "$(basename "$0"): go is not installed; it is needed once to build $1" >&2
   return 1
 }
+
+# The `install|path` command line of a script that builds one binary into a cache: it defines BIN and a
+# `build` function, sources this file and ends with `cached_build_main "$@"`.
+cached_build_main() {
+  case "${1:-install}" in
+    install)
+      [[ -x "${BIN}" ]] || build
+      echo "${BIN}"
+      ;;
+    path)
+      echo "${BIN}"
+      ;;
+    *)
+      echo "usage: $0 [install|path]" >&2
+      exit 2
+      ;;
+  esac
+}

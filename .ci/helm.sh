@@ -17,22 +17,12 @@ BIN="${OUT}/helm"
 # shellcheck source=.ci/go.sh
 source "$(dirname "${BASH_SOURCE[0]}")/go.sh"
 
-case "${1:-install}" in
-  install)
-    if [[ ! -x "${BIN}" ]]; then
-      find_go helm
-      mkdir -p "${OUT}"
-      echo "helm.sh: building helm ${VERSION} from the Go module proxy (first time only)" >&2
-      CGO_ENABLED=0 GOBIN="${OUT}" GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" \
-        "helm.sh/helm/v3/cmd/helm@${VERSION}"
-    fi
-    echo "${BIN}"
-    ;;
-  path)
-    echo "${BIN}"
-    ;;
-  *)
-    echo "usage: $0 [install|path]" >&2
-    exit 2
-    ;;
-esac
+build() {
+  find_go helm
+  mkdir -p "${OUT}"
+  echo "helm.sh: building helm ${VERSION} from the Go module proxy (first time only)" >&2
+  CGO_ENABLED=0 GOBIN="${OUT}" GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" \
+    "helm.sh/helm/v3/cmd/helm@${VERSION}"
+}
+
+cached_build_main "$@"
