@@ -159,10 +159,7 @@ class Services:
         from tasktide.db.engine import make_engine, session_factory, track_pool
 
         secrets = secret_store(settings)
-        url = settings.database_url
-        if "database_url" not in settings.model_fields_set:
-            url = read_secret(secrets, "database-url", None) or url
-        engine = make_engine(url)
+        engine = make_engine(database_url(settings, secrets))
         track_pool(engine)
         current, *retired = split_jwt_secrets(jwt_secret or resolve_jwt_secret(settings, secrets))
         previous = tuple(retired)
@@ -182,6 +179,13 @@ class Services:
                 Relay(services.sessions, KafkaPublisher(settings.kafka_bootstrap)), sweep_every=30
             )
         return services
+
+
+def database_url(settings: Settings, secrets: SecretStore) -> str:
+    """`TASKTIDE_DATABASE_URL` when set, else the `database-url` secret, else the embedded default."""
+    if "database_url" in settings.model_fields_set:
+        return settings.database_url
+    return read_secret(secrets, "database-url", None) or settings.database_url
 
 
 def split_jwt_secrets(value: str) -> list[str]:

@@ -96,3 +96,30 @@ def test_audit_data_not_a_task_event_raises_bad_event(installed: Services) -> No
     with pytest.raises(_kit.BadEvent):
         audit.audit(bad)
     assert history(installed) == []
+
+
+CONTAINER_PROBE = """
+import json, sys
+from tasktide.functions._server import app_from_env
+response = app_from_env().test_client().post(
+    "/", data=sys.stdin.buffer.read(), headers={"content-type": "application/cloudevents+json"}
+)
+print(json.dumps({"status": response.status_code, "sqlalchemy": "sqlalchemy" in sys.modules}))
+"""
+
+
+def test_audit_container_records_without_importing_sqlalchemy(services: Services) -> None:
+    """What `FUNCTION_TARGET=audit tasktide serve` runs: no container bound, so the DBAPI store."""
+    import os
+    import subprocess
+    import sys
+
+    task = live_task(services)
+    body = json.dumps(task_envelope(TASK_UPDATED, task, changed=["title"], actor="victim").to_json())
+    env = {**os.environ, "FUNCTION_TARGET": "audit", "TASKTIDE_DATABASE_URL": services.settings.database_url}
+    done = subprocess.run(
+        [sys.executable, "-c", CONTAINER_PROBE], input=body.encode(), env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert json.loads(done.stdout.decode().strip().splitlines()[-1]) == {"status": 204, "sqlalchemy": False}
+    assert history(services) == [(TASK_UPDATED, "victim")]

@@ -202,7 +202,7 @@ def test_fnserver_transient_failure_answers_500_problem(
     def broken() -> Services:
         raise RuntimeError("database is down")
 
-    monkeypatch.setattr(_kit, "services", broken)
+    monkeypatch.setattr(_kit, "audit_unit_of_work", broken)
     headers, body = binary(task_event())
     response = flask_post(fn_services, headers, body)
     assert_problem(response, 500)

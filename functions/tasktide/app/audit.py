@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from tasktide.app.ports import AuditEntry, TaskStore, UnitOfWorkFactory
+from tasktide.app.ports import AuditEntry, AuditUnitOfWorkFactory, TaskLookup
 from tasktide.app.tasks import RECURRING
 from tasktide.domain.errors import NotFound
 from tasktide.messaging import events
@@ -22,7 +22,7 @@ class Untrusted(Exception):
     """The event's claims contradict the database; redelivering it would not change the answer."""
 
 
-def untrusted(tasks: TaskStore, entry: AuditEntry) -> str | None:
+def untrusted(tasks: TaskLookup, entry: AuditEntry) -> str | None:
     """Why `entry`'s claims contradict the database, or None."""
     if entry.actor is not None and entry.actor != entry.user_id and entry.actor not in SYSTEM_ACTORS:
         return f"actor {entry.actor[:64]!r} is neither the task's owner nor a tasktide function"
@@ -31,13 +31,13 @@ def untrusted(tasks: TaskStore, entry: AuditEntry) -> str | None:
             task_id = uuid.UUID(entry.task_id)
         except ValueError:
             return None
-        if tasks.get(entry.user_id, task_id) is not None:
+        if tasks.exists(entry.user_id, task_id):
             return "a task.deleted event for a task that still exists"
     return None
 
 
 class Audit:
-    def __init__(self, uow: UnitOfWorkFactory) -> None:
+    def __init__(self, uow: AuditUnitOfWorkFactory) -> None:
         self.uow = uow
 
     def record(self, entry: AuditEntry) -> bool:
@@ -52,6 +52,6 @@ class Audit:
         """The task's trail, oldest first; `NotFound` when there is none and no such task of the user's."""
         with self.uow(read_only=True) as uow:
             entries = uow.audit.history(user_id, task_id)
-            if not entries and uow.tasks.get(user_id, task_id) is None:
+            if not entries and not uow.tasks.exists(user_id, task_id):
                 raise NotFound(f"Task {task_id} does not exist for user {user_id}.")
         return entries

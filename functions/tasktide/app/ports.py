@@ -83,7 +83,12 @@ class Notification:
     read_at: datetime | None = None
 
 
-class TaskStore(Protocol):
+class TaskLookup(Protocol):
+    def exists(self, user_id: str, task_id: uuid.UUID) -> bool:
+        """Whether the user has this task (one indexed read, nothing loaded)."""
+
+
+class TaskStore(TaskLookup, Protocol):
     """Tasks with their tags and materialised reminders, and the outbox their events go to."""
 
     def add(self, task: Task, *events: Envelope) -> None: ...
@@ -134,6 +139,25 @@ class UnitOfWork(Protocol):
     ) -> None: ...
 
 
+class AuditUnitOfWork(Protocol):
+    """What recording an audit entry needs: the log, and whether a task exists. `UnitOfWork` is one;
+    `tasktide.db.dbapi` is another, on the DBAPI driver alone (a function that starts without SQLAlchemy)."""
+
+    @property
+    def tasks(self) -> TaskLookup: ...
+    @property
+    def audit(self) -> AuditStore: ...
+
+    def __enter__(self) -> AuditUnitOfWork: ...
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class AuditUnitOfWorkFactory(Protocol):
+    def __call__(self, *, read_only: bool = False) -> AuditUnitOfWork: ...
+
+
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, read_only: bool = False) -> UnitOfWork:
         """A new unit of work; `read_only` ones never commit (single-statement reads, no BEGIN)."""
@@ -147,12 +171,15 @@ __all__: Sequence[str] = (
     "SORTS",
     "AuditEntry",
     "AuditStore",
+    "AuditUnitOfWork",
+    "AuditUnitOfWorkFactory",
     "ChannelSettings",
     "ClaimedReminder",
     "Clock",
     "Notification",
     "NotificationStore",
     "Precondition",
+    "TaskLookup",
     "TaskQuery",
     "TaskStore",
     "UnitOfWork",

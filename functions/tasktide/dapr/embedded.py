@@ -16,12 +16,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING, Any
 
 from tasktide.dapr.ports import EtagMismatch, SecretNotFound, StateItem, StoreError
-from tasktide.db.state import StateRepository
+
+if TYPE_CHECKING:  # SQLAlchemy only with the state store: reading a secret must not import it
+    from sqlalchemy import Engine
 
 ENV_PREFIX = "TASKTIDE_SECRET_"
 DEFAULT_NESTED_SEPARATOR = ":"
@@ -114,6 +114,8 @@ class SqlStateStore:
     """
 
     def __init__(self, engine: Engine, *, clock: Clock = utc_now, create_table: bool = True) -> None:
+        from tasktide.db.state import StateRepository
+
         self._rows = StateRepository(engine, create_table=create_table)
         self._clock = clock
 

@@ -280,6 +280,10 @@ class TaskRepository:
             return False
         return True
 
+    def exists(self, user_id: str, task_id: uuid.UUID) -> bool:
+        stmt = select(TASKS.c.id).where(TASKS.c.id == task_id, TASKS.c.user_id == user_id)
+        return self.session.execute(stmt).first() is not None
+
     def get(self, user_id: str, task_id: uuid.UUID, *, for_update: bool = False) -> Task | None:
         stmt = select(TASKS).where(TASKS.c.id == task_id, TASKS.c.user_id == user_id)
         if for_update:

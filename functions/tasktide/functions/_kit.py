@@ -24,12 +24,15 @@ from pydantic import BaseModel, ValidationError
 from tasktide.observability import logs, metrics
 
 if TYPE_CHECKING:  # the container (SQLAlchemy, the relay) is imported at the first event that needs it
+    from tasktide.app.ports import AuditUnitOfWorkFactory
+    from tasktide.db.dbapi import DbapiDatabase
     from tasktide.services import Services
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("tasktide.function")
 CRASH_AFTER_COMMIT_ENV = "TASKTIDE_CRASH_AFTER_COMMIT"
 _default: Services | None = None  # a function server's own container, built at its first event
+_light: DbapiDatabase | None = None  # the audit function's own database, without SQLAlchemy
 _bound: ContextVar[Services | None] = ContextVar("tasktide_function_services", default=None)
 
 
@@ -73,6 +76,24 @@ def services() -> Services:
         if os.environ.get("FUNCTION_TARGET") == "relay":  # the relay Service publishes on every NOTIFY
             _default.listen_outbox()
     return _default
+
+
+def audit_unit_of_work() -> AuditUnitOfWorkFactory:
+    """Units of work for recording audit entries: the bound (or already built) container's, else the
+    DBAPI driver's alone (`tasktide.db.dbapi`), so an audit container never imports SQLAlchemy."""
+    global _light
+    bound = _bound.get() or _default
+    if bound is not None:
+        return bound.unit_of_work
+    if _light is None:
+        from tasktide.dapr import secret_store
+        from tasktide.db.dbapi import DbapiDatabase
+        from tasktide.services import database_url
+        from tasktide.settings import get_settings
+
+        settings = get_settings()
+        _light = DbapiDatabase(database_url(settings, secret_store(settings)))
+    return _light
 
 
 def attr(event: Any, name: str) -> str | None:

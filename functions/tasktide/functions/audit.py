@@ -46,7 +46,7 @@ def audit(event: Any) -> None:
             recorded_at=datetime.now(UTC),
         )
         try:
-            recorded = Audit(_kit.services().unit_of_work).record(entry)
+            recorded = Audit(_kit.audit_unit_of_work()).record(entry)
         except Untrusted as reason:
             _kit.log.warning("not recording an event the database contradicts: %s", reason)
             _kit.outcome("audit", event, "untrusted_ignored")
