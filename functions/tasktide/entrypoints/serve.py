@@ -60,7 +60,7 @@ def agent_app() -> FastAPI:
 
 
 def command(environ: dict[str, str] | None = None) -> list[str]:
-    """The exact argv `tasktide serve` runs (gunicorn in its own process, anything else by exec) for this environment."""
+    """The exact argv `tasktide serve` runs for this environment (gunicorn in-process, the rest by exec)."""
     env = dict(os.environ if environ is None else environ)
     port = env.get("PORT", "8080")
     host = env.get("TASKTIDE_HOST") or DEFAULT_HOST
