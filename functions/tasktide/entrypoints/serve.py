@@ -88,7 +88,7 @@ def command(environ: dict[str, str] | None = None) -> list[str]:
 def serve() -> None:
     argv = command()
     if argv[0] == "gunicorn":  # run gunicorn in this process: one interpreter start fewer per cold start
-        from gunicorn.app.wsgiapp import run
+        from gunicorn.app.wsgiapp import run  # type: ignore[import-untyped]
 
         sys.argv = argv
         run()
