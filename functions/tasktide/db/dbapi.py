@@ -12,8 +12,10 @@ the encodings SQLAlchemy uses, so either adapter reads what the other wrote (pin
 
 Consumes `TASKTIDE_DATABASE_URL` in SQLAlchemy's form (`sqlite:///path`, `postgresql+psycopg://...`,
 `postgres://...`). A connection is opened at the first unit of work, not at import, and kept in a small
-pool (one per concurrent thread); a unit of work is one transaction (SQLite: `BEGIN IMMEDIATE`, as the
-engine's writers do).
+pool (one per concurrent thread). On SQLite a unit of work is one transaction (`BEGIN IMMEDIATE`, as the
+engine's writers do); on Postgres the connection is in autocommit, so recording an entry is one round trip
+(its only write is one idempotent `INSERT ... ON CONFLICT DO NOTHING`; the existence check a `task.deleted`
+entry needs reads committed rows before it).
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ class DbapiDatabase:
             return connection
         import psycopg  # only a Postgres-backed function pays for the driver
 
-        return psycopg.connect(self.conninfo or "", connect_timeout=self.connect_timeout)
+        return psycopg.connect(self.conninfo or "", autocommit=True, connect_timeout=self.connect_timeout)
 
     def checkout(self) -> Any:
         with self._lock:
