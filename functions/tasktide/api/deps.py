@@ -1,5 +1,6 @@
 """Annotated dependencies shared by the routes: the services container and the application's use cases,
-each over the container's unit of work (`tasktide.app`)."""
+each over the container's unit of work (`tasktide.app`). They are async (nothing in them blocks): FastAPI
+runs a sync dependency on the thread pool, one thread round trip each per request."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tasktide.app.tasks import Tasks
 from tasktide.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -21,15 +22,15 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_tasks(services: ServicesDep) -> Tasks:
+async def get_tasks(services: ServicesDep) -> Tasks:
     return Tasks(services.unit_of_work)
 
 
-def get_notifications(services: ServicesDep) -> Notifications:
+async def get_notifications(services: ServicesDep) -> Notifications:
     return Notifications(services.unit_of_work)
 
 
-def get_audit(services: ServicesDep) -> Audit:
+async def get_audit(services: ServicesDep) -> Audit:
     return Audit(services.unit_of_work)
 
 

@@ -45,9 +45,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 MAX_OCCURRENCES = 100
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """A body must be JSON (``application/json``, ``application/merge-patch+json``, any ``+json``): 415
-    for anything else, e.g. ``text/plain``, instead of a confusing validation error."""
+    for anything else, e.g. ``text/plain``, instead of a confusing validation error. Async: it runs on the
+    event loop, not the thread pool."""
     content_type = request.headers.get("content-type")
     if content_type is None or request.method not in ("POST", "PUT", "PATCH"):
         return
