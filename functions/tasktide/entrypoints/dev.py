@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
-from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tasktide.agent import chat
 from tasktide.api.app import create_app
@@ -123,17 +123,29 @@ def build_dev_app(settings: Settings) -> FastAPI:
     app = create_app(services, hub, lifespan)
     app.include_router(chat.router)  # the chat agent, in-process (its own Service on a cluster)
     function_settings, audiences = sender_auth(settings, runtime.manifests.services)
+    functions: dict[str, ASGIApp] = {}
     for service in runtime.manifests.services:
         target = service.env.get("FUNCTION_TARGET")
         if target:
             served = function_app(target, function_settings, services, audiences.get(service.name))
-            # A Route (not a Mount) so the exact Knative-style URL `/services/<name>` matches.
-            app.router.routes.append(Route(f"/services/{service.name}", served, methods=["GET", "POST"]))
-    app.include_router(
-        runtime.ingress_router
-    )  # last: `/{namespace}/{broker}` would shadow `/services/<name>`
+            functions[f"/services/{service.name}"] = served  # exactly the Knative-style URL
+    app.add_middleware(FunctionRoutes, functions=functions)  # added last: outermost, ahead of the API's
+    app.include_router(runtime.ingress_router)
     app.state.runtime = runtime
     return app
+
+
+class FunctionRoutes:
+    """ASGI: a request for exactly `/services/<name>` goes straight to that function's app (its own body
+    guard and sender check), past the API's middleware and routes, as a Knative Service has its own pod;
+    anything else goes on to the API."""
+
+    def __init__(self, app: ASGIApp, functions: dict[str, ASGIApp]) -> None:
+        self.app, self.functions = app, functions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        function = self.functions.get(scope.get("path", "")) if scope["type"] == "http" else None
+        await (function or self.app)(scope, receive, send)
 
 
 def quiet_internal_deliveries(record: logging.LogRecord) -> bool:
