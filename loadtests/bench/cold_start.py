@@ -1,7 +1,8 @@
 """Cold start: process start to first served request, for a function and for the API, against baselines.
 
-Consumes: the project's `.venv` (`tasktide`, `functions-framework`), a scratch SQLite file migrated once
-by `tasktide migrate` (a restart, not a first deploy).
+Consumes: the project's `.venv` (`tasktide`, `functions-framework`), a scratch SQLite file (or the database
+of `--database-url`, e.g. Postgres as on a cluster) migrated once by `tasktide migrate` (a restart, not
+a first deploy).
 Emits: medians over `--runs` of the time from `Popen` to
 - `FUNCTION_TARGET=audit tasktide serve` (gunicorn in-process) answering a structured
   `com.tasktide.task.created` CloudEvent with 2xx (the audit row is really written);
@@ -11,7 +12,7 @@ Emits: medians over `--runs` of the time from `Popen` to
 plus `python -X importtime -c "import tasktide.functions.audit"` (sum of self times, heaviest packages)
 and the `## Cold start` section of docs/benchmarks.md (with --write-doc).
 
-    .venv/bin/python loadtests/bench/cold_start.py [--runs 5] [--write-doc]
+    .venv/bin/python loadtests/bench/cold_start.py [--runs 5] [--write-doc | --database-url URL]
 """
 
 from __future__ import annotations
@@ -184,11 +185,13 @@ def measure(paths: list[tuple[str, Once]], runs: int) -> list[Measured]:
     return measured
 
 
-def run_all(runs: int, workdir: Path) -> tuple[list[Measured], ImportProfile, ImportProfile]:
+def run_all(
+    runs: int, workdir: Path, database_url: str | None = None
+) -> tuple[list[Measured], ImportProfile, ImportProfile]:
     python = sys.executable
     venv_bin = str(benchlib.VENV_BIN)
-    db = workdir / "cold.db"
-    db_url = f"sqlite:///{db}"
+    db_url = database_url or f"sqlite:///{workdir / 'cold.db'}"
+    db_name = "SQLite" if db_url.startswith("sqlite") else db_url.split(":", 1)[0]
     benchlib.migrate(db_url)
     hello = workdir / "hello.py"
     hello.write_text(HELLO)
@@ -236,7 +239,7 @@ def run_all(runs: int, workdir: Path) -> tuple[list[Measured], ImportProfile, Im
             ("baseline: functions-framework hello, first CloudEvent 2xx", ff_hello),
             ("`python -c 'import tasktide.functions.audit'` (start + import + exit)", python_import_audit),
             ("`FUNCTION_TARGET=audit tasktide serve`, first CloudEvent 2xx", audit),
-            ("`tasktide serve` (API, SQLite), first `/healthz` 2xx", api),
+            (f"`tasktide serve` (API, {db_name}), first `/healthz` 2xx", api),
         ],
         runs,
     )
@@ -329,10 +332,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--write-doc", action="store_true", help=f"replace '## {SECTION}' in docs")
+    parser.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL of a database to migrate and use instead of a scratch SQLite file "
+        "(e.g. postgresql+psycopg://..., as on a cluster)",
+    )
     args = parser.parse_args(argv)
     raw_argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--write-doc"]
+    if args.database_url and args.write_doc:
+        parser.error("--write-doc records the SQLite run only")
     with tempfile.TemporaryDirectory(prefix="tasktide-cold-") as tmp:
-        results, audit, api = run_all(args.runs, Path(tmp))
+        results, audit, api = run_all(args.runs, Path(tmp), args.database_url)
     print(f"import tasktide.functions.audit: {audit.total_ms:.0f} ms self-time total, {audit.heaviest}")
     body = render(raw_argv, args.runs, results, audit, api)
     if args.write_doc:
