@@ -4,7 +4,7 @@ Implements `tasktide.app.ports.AuditUnitOfWork` for a function container that on
 so its cold start and memory stay near a bare function's (docs/benchmarks.md, "Cold start"). It reads and
 writes the same `audit_log` and `tasks` tables as `tasktide.db.audit` and `tasktide.db.repository`, with
 the encodings SQLAlchemy uses, so either adapter reads what the other wrote (pinned by the contract test in
-`tests/db/test_audit_store.py`):
+`tests/app/test_audit.py`):
 
 - datetimes: UTC; on SQLite a naive `YYYY-MM-DD HH:MM:SS.ffffff` string (SQLAlchemy's DATETIME format),
   on Postgres `timestamptz`;
