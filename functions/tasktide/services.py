@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # SQLAlchemy, the relay and Kafka are imported when they are 
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
+    from tasktide.db.dbapi import DbapiDatabase
     from tasktide.db.unit_of_work import SqlUnitOfWork
     from tasktide.messaging.kafka import TopicFollower
     from tasktide.messaging.outbox import OutboxListener, Relay, RelayWorker
@@ -77,6 +78,14 @@ class Services:
         from tasktide.db.engine import session_factory
 
         return session_factory(self.engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+    @cached_property
+    def audit_log(self) -> DbapiDatabase:
+        """The audit function's units of work: the DBAPI driver alone on this database (on Postgres one
+        round trip a record, no ORM session), as its own container records (`tasktide.db.dbapi`)."""
+        from tasktide.db.dbapi import DbapiDatabase
+
+        return DbapiDatabase(self.engine.url.render_as_string(hide_password=False))
 
     @cached_property
     def state(self) -> StateStore:
@@ -150,6 +159,8 @@ class Services:
             self.relay_worker.stop()
         if self.updates_follower is not None:
             self.updates_follower.stop()
+        if "audit_log" in self.__dict__:
+            self.audit_log.dispose()
         self.engine.dispose()
 
     @classmethod

@@ -24,7 +24,6 @@ from pydantic import BaseModel, ValidationError
 from tasktide.observability import logs, metrics
 
 if TYPE_CHECKING:  # the container (SQLAlchemy, the relay) is imported at the first event that needs it
-    from tasktide.app.ports import AuditUnitOfWorkFactory
     from tasktide.db.dbapi import DbapiDatabase
     from tasktide.services import Services
 
@@ -78,13 +77,14 @@ def services() -> Services:
     return _default
 
 
-def audit_unit_of_work() -> AuditUnitOfWorkFactory:
-    """Units of work for recording audit entries: the bound (or already built) container's, else the
-    DBAPI driver's alone (`tasktide.db.dbapi`), so an audit container never imports SQLAlchemy."""
+def audit_unit_of_work() -> DbapiDatabase:
+    """Units of work for recording audit entries, on the DBAPI driver alone (`tasktide.db.dbapi`): the
+    bound (or already built) container's database, else the configured one, so an audit container never
+    imports SQLAlchemy."""
     global _light
     bound = _bound.get() or _default
     if bound is not None:
-        return bound.unit_of_work
+        return bound.audit_log
     if _light is None:
         from tasktide.dapr import secret_store
         from tasktide.db.dbapi import DbapiDatabase
