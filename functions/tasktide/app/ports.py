@@ -122,23 +122,6 @@ class NotificationStore(Protocol):
     ) -> Notification | None: ...
 
 
-class UnitOfWork(Protocol):
-    """One transaction: its stores commit together when the block ends without an error (and the
-    relay is kicked after the commit), or roll back."""
-
-    @property
-    def tasks(self) -> TaskStore: ...
-    @property
-    def audit(self) -> AuditStore: ...
-    @property
-    def notifications(self) -> NotificationStore: ...
-
-    def __enter__(self) -> UnitOfWork: ...
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-
-
 class AuditUnitOfWork(Protocol):
     """What recording an audit entry needs: the log, and whether a task exists. `UnitOfWork` is one;
     `tasktide.db.dbapi` is another, on the DBAPI driver alone (a function that starts without SQLAlchemy)."""
@@ -156,6 +139,18 @@ class AuditUnitOfWork(Protocol):
 
 class AuditUnitOfWorkFactory(Protocol):
     def __call__(self, *, read_only: bool = False) -> AuditUnitOfWork: ...
+
+
+class UnitOfWork(AuditUnitOfWork, Protocol):
+    """One transaction: its stores commit together when the block ends without an error (and the
+    relay is kicked after the commit), or roll back."""
+
+    @property
+    def tasks(self) -> TaskStore: ...
+    @property
+    def notifications(self) -> NotificationStore: ...
+
+    def __enter__(self) -> UnitOfWork: ...
 
 
 class UnitOfWorkFactory(Protocol):

@@ -138,7 +138,8 @@ class DbapiTaskLookup:
 
 
 class DbapiUnitOfWork:
-    """One transaction on a pooled connection: commit when the block ends without an error, else roll back."""
+    """A pooled connection for one block: on SQLite one transaction, committed when the block ends without
+    an error, else rolled back; on Postgres each statement commits by itself (autocommit)."""
 
     tasks: DbapiTaskLookup
     audit: DbapiAuditLog

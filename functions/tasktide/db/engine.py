@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool, QueuePool
 
+from tasktide.db.dbapi import SQLITE_PRAGMAS
 from tasktide.observability import metrics
 
 
@@ -47,10 +48,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # let SQLAlchemy's "begin" hook issue BEGIN IMMEDIATE
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    for pragma in SQLITE_PRAGMAS:  # the same as the DBAPI-only store's connections
+        cursor.execute(pragma)
     cursor.close()
 
 
