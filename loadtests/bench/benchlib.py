@@ -143,6 +143,46 @@ def dev_server(database_url: str, *extra: str, log_path: Path | None = None) -> 
         log.close()
 
 
+# -- Kafka ------------------------------------------------------------------------------------------
+def reset_kafka_source_groups(bootstrap: str, suffix: str = "") -> None:
+    """Commit the end offsets for the group `<consumerGroup><suffix>` of each KafkaSource of
+    eventing/kafka-sources.yaml, so a router consuming in it starts at the topic ends (records left by
+    earlier runs are not replayed)."""
+    import yaml
+    from kafka import KafkaConsumer, TopicPartition
+
+    manifest = REPO_ROOT / "eventing" / "kafka-sources.yaml"
+    for doc in yaml.safe_load_all(manifest.read_text()):
+        if not doc or doc.get("kind") != "KafkaSource":
+            continue
+        group = doc["spec"]["consumerGroup"] + suffix
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        try:
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in doc["spec"]["topics"]
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            consumer.assign(partitions)
+            consumer.seek_to_end(*partitions)
+            consumer.commit({tp: _offset(consumer.position(tp)) for tp in partitions})
+        except Exception as exc:  # e.g. another `tasktide dev --kafka` is a live member of the group
+            print(
+                f"warning: {group} not moved to the end ({exc}); old records may be replayed", file=sys.stderr
+            )
+        finally:
+            consumer.close(autocommit=False)
+
+
+def _offset(position: int) -> object:
+    from kafka.structs import OffsetAndMetadata
+
+    try:
+        return OffsetAndMetadata(position, "", -1)
+    except TypeError:  # kafka-python 2.x: (offset, metadata)
+        return OffsetAndMetadata(position, "")
+
+
 # -- statistics --------------------------------------------------------------------------------------
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) by linear interpolation between closest ranks."""

@@ -1,19 +1,24 @@
 """End-to-end event latency over a real Kafka, against a raw kafka-python produce -> consume baseline.
 
 Consumes: a Kafka broker (`--bootstrap`, default env TASKTIDE_TEST_KAFKA or 127.0.0.1:9092), the
-benchmark Postgres server (`TASKTIDE_BENCH_PG`, database `tasktide_bench_events`, recreated), and a
-`tasktide dev --kafka` subprocess (API, outbox relay, KafkaSources, Broker/Triggers, functions: one process).
-Emits: p50/p99 of three paths, measured one at a time (no concurrency):
+benchmark Postgres server (`TASKTIDE_BENCH_PG`, database `tasktide_bench_events`, recreated per shape), and
+tasktide in one or both shapes (`--shape`, default both, one after the other):
+  dev      one `tasktide dev --kafka` subprocess (API, outbox relay, KafkaSources, Broker/Triggers,
+           functions);
+  cluster  one process per concern as on a cluster: API, relay function, router, audit function
+           (`cluster_shape.py`, `router_proc.py`).
+Emits: p50/p99 of these paths, measured one at a time (no concurrency):
   raw    kafka-python `send().get()` (acks=all) -> the record is consumed, on a fresh 1-partition topic;
   kafka  API `POST /api/{user}/tasks` sent -> its `com.tasktide.task.created` record consumed from
          `task-events` (outbox commit + relay + Kafka);
-  audit  the same POST -> `GET .../history` lists the event (+ KafkaSource -> Broker -> Trigger -> the
-         `tasktide-audit` function over HTTP -> its database write);
+  audit  the same POST -> the audit function's row committed (+ KafkaSource -> Broker -> Trigger -> the
+         `tasktide-audit` function over HTTP -> its database write), seen through a NOTIFY trigger;
 a markdown table with the ratios to `raw`, and (with --write-doc) the `## Event latency` section of
-docs/benchmarks.md. Before starting the dev server it moves the KafkaSource consumer groups of
-eventing/kafka-sources.yaml to the end of their topics, so records left by earlier runs are not replayed.
+docs/benchmarks.md. Before a shape starts, the KafkaSource consumer groups it consumes in are moved to the
+end of their topics, so records left by earlier runs are not replayed.
 
-    .venv/bin/python loadtests/bench/event_latency.py [--messages 500] [--tasks 200] [--write-doc]
+    .venv/bin/python loadtests/bench/event_latency.py [--messages 500] [--tasks 200] [--shape both]
+        [--log-dir DIR] [--write-doc]
 """
 
 from __future__ import annotations
@@ -24,13 +29,15 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import benchlib
+import cluster_shape
 import httpx
-import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -44,6 +51,7 @@ AUDIT_CHANNEL = "bench_audit"
 
 @dataclass(frozen=True)
 class Measured:
+    shape: str
     name: str
     description: str
     latency: benchlib.Summary
@@ -139,40 +147,6 @@ class Arrivals:
         self.consumer.close()
 
 
-def reset_kafka_source_groups(bootstrap: str) -> None:
-    """Commit the end offsets for each KafkaSource group so the dev server starts at the topic ends."""
-    manifest = benchlib.REPO_ROOT / "eventing" / "kafka-sources.yaml"
-    for doc in yaml.safe_load_all(manifest.read_text()):
-        if not doc or doc.get("kind") != "KafkaSource":
-            continue
-        group = doc["spec"]["consumerGroup"]
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-        try:
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in doc["spec"]["topics"]
-                for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
-            consumer.assign(partitions)
-            consumer.seek_to_end(*partitions)
-            consumer.commit({tp: _offset(consumer.position(tp)) for tp in partitions})
-        except Exception as exc:  # e.g. another `tasktide dev --kafka` is a live member of the group
-            print(
-                f"warning: {group} not moved to the end ({exc}); old records may be replayed", file=sys.stderr
-            )
-        finally:
-            consumer.close(autocommit=False)
-
-
-def _offset(position: int) -> Any:
-    from kafka.structs import OffsetAndMetadata
-
-    try:
-        return OffsetAndMetadata(position, "", -1)
-    except TypeError:  # kafka-python 2.x: (offset, metadata)
-        return OffsetAndMetadata(position, "")
-
-
 class AuditCommits:
     """When each task's first audit row commits, from a Postgres trigger's NOTIFY (installed in the
     benchmark's own database only): the benchmark blocks on its LISTEN socket instead of polling the
@@ -218,46 +192,113 @@ class AuditCommits:
         self.conn.close()
 
 
-def api_paths(bootstrap: str, tasks: int, log_path: Path) -> tuple[list[float], list[float], list[float]]:
-    libpq_url = benchlib.recreate_database(DATABASE)
+@contextmanager
+def serving(shape: str, url: str, bootstrap: str, log_dir: Path | None) -> Iterator[str]:
+    """The API base URL of `shape`: `dev` one `tasktide dev --kafka` process, `cluster` one process per
+    concern (`cluster_shape.cluster`)."""
+    if shape == "dev":
+        benchlib.reset_kafka_source_groups(bootstrap)
+        log_path = log_dir / "dev.log" if log_dir else None
+        with benchlib.dev_server(url, "--kafka", bootstrap, log_path=log_path) as base:
+            yield base
+    else:
+        with cluster_shape.cluster(url, bootstrap, log_dir=log_dir) as running:
+            yield running.api
+
+
+def fresh_database(database: str = DATABASE) -> tuple[str, str]:
+    """Recreate and migrate `database`; its libpq and SQLAlchemy URLs."""
+    libpq_url = benchlib.recreate_database(database)
     url = benchlib.sqlalchemy_url(libpq_url)
     benchlib.migrate(url)
-    audits = AuditCommits(libpq_url)
-    reset_kafka_source_groups(bootstrap)
+    return libpq_url, url
+
+
+def measure(base: str, bootstrap: str, audits: AuditCommits, tasks: int, warmup: int = WARMUP) -> Samples:
+    """Create `warmup + tasks` tasks one at a time through the API at `base`; the three timestamps of each
+    one after the warm-up."""
     user = f"latency-{uuid.uuid4().hex[:8]}"
     headers = {"Authorization": f"Bearer {benchlib.token(user)}"}
-    post_s: list[float] = []
-    kafka_s: list[float] = []
-    audit_s: list[float] = []
-    with benchlib.dev_server(url, "--kafka", bootstrap, log_path=log_path) as base:
-        arrivals = Arrivals(bootstrap, TOPIC)
-        arrivals.start()
-        client = httpx.Client(base_url=base, headers=headers, timeout=30.0)
-        try:
-            for i in range(WARMUP + tasks):
-                started = time.perf_counter()
-                response = client.post(f"/api/{user}/tasks", json={"title": f"latency {i}"})
-                posted = time.perf_counter()
-                response.raise_for_status()
-                task_id = response.json()["id"]
-                on_kafka = arrivals.wait_for(task_id.encode())
-                audited = audits.wait_for(task_id)
-                if i >= WARMUP:
-                    post_s.append(posted - started)
-                    kafka_s.append(on_kafka - started)
-                    audit_s.append(audited - started)
-        finally:
-            client.close()
-            arrivals.stop()
-            audits.stop()
-    return post_s, kafka_s, audit_s
+    samples = Samples()
+    arrivals = Arrivals(bootstrap, TOPIC)
+    arrivals.start()
+    client = httpx.Client(base_url=base, headers=headers, timeout=30.0)
+    try:
+        for i in range(warmup + tasks):
+            started = time.perf_counter()
+            response = client.post(f"/api/{user}/tasks", json={"title": f"latency {i}"})
+            posted = time.perf_counter()
+            response.raise_for_status()
+            task_id = response.json()["id"]
+            on_kafka = arrivals.wait_for(task_id.encode())
+            audited = audits.wait_for(task_id)
+            if i >= warmup:
+                samples.post.append(posted - started)
+                samples.kafka.append(on_kafka - started)
+                samples.audit.append(audited - started)
+    finally:
+        client.close()
+        arrivals.stop()
+    return samples
+
+
+def api_paths(bootstrap: str, tasks: int, shape: str, log_dir: Path | None = None) -> Samples:
+    """`measure` against a fresh database and a freshly started `shape`."""
+    libpq_url, url = fresh_database()
+    audits = AuditCommits(libpq_url)
+    try:
+        with serving(shape, url, bootstrap, log_dir) as base:
+            return measure(base, bootstrap, audits, tasks)
+    finally:
+        audits.stop()
+
+
+@dataclass
+class Samples:
+    """Seconds from each POST sent to: its 201, its record on `task-events`, its audit row committed."""
+
+    post: list[float] = field(default_factory=list)
+    kafka: list[float] = field(default_factory=list)
+    audit: list[float] = field(default_factory=list)
+
+    def measured(self, shape: str) -> list[Measured]:
+        def of(values: list[float]) -> benchlib.Summary:
+            return benchlib.Summary.of_seconds(values)
+
+        relay = [k - p for k, p in zip(self.kafka, self.post, strict=True)]
+        delivery = [a - k for a, k in zip(self.audit, self.kafka, strict=True)]
+        return [
+            Measured(shape, "api-post", "POST sent -> 201 received", of(self.post)),
+            Measured(shape, "kafka", "POST sent -> record on task-events", of(self.kafka)),
+            Measured(shape, "audit", "POST sent -> audit function committed", of(self.audit)),
+            Measured(shape, "seg: relay", "201 received -> record on task-events (relay + Kafka)", of(relay)),
+            Measured(
+                shape,
+                "seg: delivery",
+                "record on task-events -> audit committed (KafkaSource, Broker, Trigger, function)",
+                of(delivery),
+            ),
+        ]
 
 
 # -- report -------------------------------------------------------------------------------------------------
+SHAPES = {
+    "dev": "`tasktide dev --kafka`: API, outbox relay (hand-off at commit, no claim query), KafkaSources, "
+    "Broker/Triggers and functions in ONE process (functions at `/services/<name>`)",
+    "cluster": "one process per concern, as on a cluster: the API (`tasktide serve`, relay not in process: "
+    "each commit NOTIFYs), the `tasktide-relay` function (`tasktide serve`, FUNCTION_TARGET=relay: LISTEN, "
+    "claim, produce, mark sent), a router process (`loadtests/bench/router_proc.py`: the KafkaSources, "
+    "Broker and Triggers of the manifests on the real Kafka, each delivery signed for its Service's "
+    "audience) and the `tasktide-audit` function (`tasktide serve`, FUNCTION_TARGET=audit, verifying the "
+    "token), all on 127.0.0.1 (`loadtests/bench/cluster_shape.py`)",
+}
+
+
 def render(paths: list[Measured], argv: list[str], load: tuple[float, float]) -> str:
     raw = paths[0].latency
     rows = [
         (
+            p.shape,
             p.name,
             p.description,
             p.latency.count,
@@ -270,24 +311,25 @@ def render(paths: list[Measured], argv: list[str], load: tuple[float, float]) ->
         for p in paths
     ]
     table = benchlib.table(
-        ["path", "from -> to", "n", "p50 ms", "p99 ms", "mean ms", "p50 / raw p50", "p99 / raw p99"], rows
+        ["shape", "path", "from -> to", "n", "p50 ms", "p99 ms", "mean ms", "p50 / raw p50", "p99 / raw p99"],
+        rows,
     )
+    shapes = sorted({p.shape for p in paths[1:]}, key=list(SHAPES).index)
+    described = "".join(f"\n- `{shape}`: {SHAPES[shape]}." for shape in shapes)
     return (
         f"Command: `{benchlib.command_line('event_latency.py', argv)}`\n\n"
         "One message or task at a time (no concurrency), after "
         f"{WARMUP} warm-up rounds each. `raw`: kafka-python `send().get()` with acks=all, then a group-less "
-        "consumer sees the record, on a fresh 1-partition topic of the local broker. The other rows drive a "
-        "`tasktide dev --kafka` subprocess on Postgres: `POST /api/{user}/tasks` (outbox row committed with "
-        "the task and handed to the in-process relay at commit, no claim query; KafkaPublisher acks=all) "
-        "until a group-less kafka-python consumer in the benchmark sees the `task.created` record on "
-        "`task-events`, and until "
-        "the audit function's row for it commits (KafkaSource -> Broker `default` -> Trigger `audit` "
-        "-> `POST /services/tasktide-audit` -> database; seen through a benchmark-only `AFTER INSERT` "
-        "trigger's NOTIFY, so nothing polls the server). The `seg:` rows split each sample into its parts "
-        "(per-sample differences). "
-        f"{os.cpu_count()} CPUs; 1-minute load average "
-        f"{load[0]:.1f} before and {load[1]:.1f} after the run (other work on the machine widens p99).\n\n"
-        f"{table}\n"
+        "consumer sees the record, on a fresh 1-partition topic of the local broker. The other rows drive "
+        "tasktide on Postgres, in each shape below: `POST /api/{user}/tasks` (outbox row committed with "
+        "the task; KafkaPublisher acks=all) until a group-less kafka-python consumer in the benchmark sees "
+        "the `task.created` record on `task-events`, and until the audit function's row for it commits "
+        "(KafkaSource -> Broker `default` -> Trigger `audit` -> the `tasktide-audit` function over HTTP -> "
+        "database; seen through a benchmark-only `AFTER INSERT` trigger's NOTIFY, so nothing polls the "
+        "server). The `seg:` rows split each sample into its parts (per-sample differences). "
+        f"{os.cpu_count()} CPUs, shared by every process of a shape; 1-minute load average "
+        f"{load[0]:.1f} before and {load[1]:.1f} after the run (other work on the machine widens p99).\n"
+        f"{described}\n\n{table}\n"
     )
 
 
@@ -298,31 +340,20 @@ def main(argv: list[str] | None = None) -> int:
     local = f"127.0.0.1:{os.environ.get('TASKTIDE_KAFKA_PORT', '9092')}"  # eventing/local/kafka.sh's port
     parser.add_argument("--bootstrap", default=os.environ.get("TASKTIDE_TEST_KAFKA", local))
     parser.add_argument("--messages", type=int, default=500, help="raw round trips")
-    parser.add_argument("--tasks", type=int, default=200, help="tasks created through the API")
+    parser.add_argument("--tasks", type=int, default=200, help="tasks created through the API, per shape")
+    parser.add_argument("--shape", choices=("dev", "cluster", "both"), default="both")
     parser.add_argument("--write-doc", action="store_true", help=f"replace '## {SECTION}' in docs")
-    parser.add_argument("--log", type=Path, default=Path(os.devnull), help="dev server output")
+    parser.add_argument("--log-dir", type=Path, default=None, help="each server's output, one file each")
     args = parser.parse_args(argv)
     raw_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write-doc"]
+    if args.log_dir:
+        args.log_dir.mkdir(parents=True, exist_ok=True)
 
     load_before = os.getloadavg()[0]
     raw = raw_round_trip(args.bootstrap, args.messages)
-    post, kafka, audit = api_paths(args.bootstrap, args.tasks, args.log)
-    paths = [
-        Measured("raw", "kafka-python produce -> consume", benchlib.Summary.of_seconds(raw)),
-        Measured("api-post", "POST sent -> 201 received", benchlib.Summary.of_seconds(post)),
-        Measured("kafka", "POST sent -> record on task-events", benchlib.Summary.of_seconds(kafka)),
-        Measured("audit", "POST sent -> audit function committed", benchlib.Summary.of_seconds(audit)),
-        Measured(
-            "seg: relay",
-            "201 received -> record on task-events (relay + Kafka)",
-            benchlib.Summary.of_seconds([k - p for k, p in zip(kafka, post, strict=True)]),
-        ),
-        Measured(
-            "seg: delivery",
-            "record on task-events -> audit committed (KafkaSource, Broker, Trigger, function)",
-            benchlib.Summary.of_seconds([a - k for a, k in zip(audit, kafka, strict=True)]),
-        ),
-    ]
+    paths = [Measured("-", "raw", "kafka-python produce -> consume", benchlib.Summary.of_seconds(raw))]
+    for shape in ("dev", "cluster") if args.shape == "both" else (args.shape,):
+        paths += api_paths(args.bootstrap, args.tasks, shape, args.log_dir).measured(shape)
     body = render(paths, raw_argv, (load_before, os.getloadavg()[0]))
     print(body)
     if args.write_doc:

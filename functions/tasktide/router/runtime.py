@@ -1,9 +1,9 @@
 """``EventRuntime``: the whole local eventing plane behind one start/stop.
 
-Consumes a base URL (where ``/services/<name>`` functions are served), the manifest directories, an optional
-Kafka bootstrap (Kafka mode: KafkaSource consumers + Kafka dead-letter sink; otherwise embedded: in-process
-topics + in-memory dead letters) and an optional PingSource interval override. Emits the broker ingress
-router and deliveries to subscribers.
+Consumes a base URL (where ``/services/<name>`` functions are served) or a resolver of Destinations, the
+manifest directories, an optional Kafka bootstrap (Kafka mode: KafkaSource consumers + Kafka dead-letter
+sink; otherwise embedded: in-process topics + in-memory dead letters) and an optional PingSource interval
+override. Emits the broker ingress router and deliveries to subscribers.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import httpx
 from fastapi import APIRouter
 
 from tasktide.messaging import codec
-from tasktide.router.broker import LocalBroker, service_resolver
+from tasktide.router.broker import LocalBroker, Resolver, service_resolver
 from tasktide.router.dead_letters import (
     DeadLetter,
     DeadLetterLog,
@@ -57,8 +57,12 @@ class EventRuntime:
         sleep: Sleep = asyncio.sleep,
         producer: TopicProducer | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        resolver: Resolver | None = None,
     ) -> EventRuntime:
         """Build (but do not start) the runtime; nothing connects until :meth:`start`.
+
+        Service refs resolve to ``{base_url}/services/<name>`` (every function in one process, as
+        ``tasktide dev`` serves them) unless ``resolver`` maps them (e.g. each Service to its own process).
 
         Kafka mode (``kafka_bootstrap``): ``producer`` (default a :class:`KafkaEventProducer`) writes dead
         letters and :meth:`publish_to_topic`; each KafkaSource consumer keeps at most ``max_in_flight``
@@ -70,7 +74,8 @@ class EventRuntime:
         if kafka_bootstrap and producer is None:
             producer = KafkaEventProducer(kafka_bootstrap)
         sink: DeadLetterSink = KafkaDeadLetterSink(producer, log) if producer is not None else log
-        broker = LocalBroker(manifests, service_resolver(base_url), sink, client=client, sleep=sleep)
+        resolve = resolver or service_resolver(base_url)
+        broker = LocalBroker(manifests, resolve, sink, client=client, sleep=sleep)
         ping = PingScheduler(
             manifests.ping_sources, lambda dest, event: broker.send_to(dest, event, None), ping_every
         )
