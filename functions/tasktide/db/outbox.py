@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Table, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from tasktide.db.models import OutboxRow
@@ -82,6 +82,42 @@ def rows_for(session: Session, event: Envelope) -> list[dict[str, object]]:
     return rows
 
 
+def _claim_statement(skip_locked: bool) -> Any:
+    c = OUTBOX.c
+    candidates = (
+        select(c.id)
+        .where(c.sent_at.is_(None), or_(c.claimed_until.is_(None), c.claimed_until < bindparam("now")))
+        .order_by(c.id)
+        .limit(bindparam("batch"))
+    )
+    if skip_locked:
+        candidates = candidates.with_for_update(skip_locked=True)
+    return (
+        update(OUTBOX)
+        .where(c.id.in_(candidates.scalar_subquery()))
+        .values(claim_token=bindparam("token"), claimed_until=bindparam("until"))
+        .returning(c.id, c.topic, c.key, c.event)
+    )
+
+
+# The relay's statements, built once: Core statements on the table with bound parameters (no ORM bulk
+# update, no statement built per call), so each costs little more than its round trip. Rows are matched
+# by id (claimed rows) or by event id (handed-off rows, see `_matching`), narrowed to the claim's token.
+_CLAIM = {True: _claim_statement(skip_locked=True), False: _claim_statement(skip_locked=False)}
+_MATCHING = and_(
+    or_(
+        OUTBOX.c.id.in_(bindparam("ids", expanding=True)),
+        OUTBOX.c.event_id.in_(bindparam("event_ids", expanding=True)),
+    ),
+    OUTBOX.c.claim_token == bindparam("token"),
+)
+_MARK_SENT = update(OUTBOX).where(_MATCHING).values(sent_at=bindparam("sent_at"), claimed_until=None)
+_RELEASE = (
+    update(OUTBOX).where(_MATCHING, OUTBOX.c.sent_at.is_(None)).values(claimed_until=None, claim_token=None)
+)
+_BACKLOG = select(func.count(OUTBOX.c.id), func.min(OUTBOX.c.created_at)).where(OUTBOX.c.sent_at.is_(None))
+
+
 class OutboxRepository:
     """The relay's statements; each method is its own transaction on `session` (begun here)."""
 
@@ -91,64 +127,36 @@ class OutboxRepository:
     def claim(self, token: str, *, batch: int, lease: timedelta) -> list[OutboxRecord]:
         """Claim up to `batch` unsent rows whose lease (if any) lapsed, oldest first, for `token`."""
         now = datetime.now(UTC)
-        candidates = (
-            select(OutboxRow.id)
-            .where(
-                OutboxRow.sent_at.is_(None),
-                or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now),
-            )
-            .order_by(OutboxRow.id)
-            .limit(batch)
-        )
-        if self.session.get_bind().dialect.name == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
+        statement = _CLAIM[self.session.get_bind().dialect.name == "postgresql"]
+        params = {"now": now, "batch": batch, "token": token, "until": now + lease}
         with self.session.begin():
-            rows = self.session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id.in_(candidates.scalar_subquery()))
-                .values(claim_token=token, claimed_until=now + lease)
-                .returning(OutboxRow.id, OutboxRow.topic, OutboxRow.key, OutboxRow.event)
-                .execution_options(synchronize_session=False)
-            ).all()
+            rows = self.session.execute(statement, params).all()
         return sorted((OutboxRecord(*row) for row in rows), key=lambda r: r.id or 0)
 
     def mark_sent(self, records: Sequence[OutboxRecord], token: str) -> None:
         """Mark `records` sent, if `token` still holds them (a lapsed, re-claimed row is not touched)."""
         with self.session.begin():
             self.session.execute(
-                update(OutboxRow)
-                .where(_matching(records), OutboxRow.claim_token == token)
-                .values(sent_at=datetime.now(UTC), claimed_until=None)
-                .execution_options(synchronize_session=False)
+                _MARK_SENT, {**_matching(records), "token": token, "sent_at": datetime.now(UTC)}
             )
 
     def release(self, records: Sequence[OutboxRecord], token: str) -> None:
         """Give `records` back (unsent, unclaimed), if `token` still holds them."""
         with self.session.begin():
-            self.session.execute(
-                update(OutboxRow)
-                .where(_matching(records), OutboxRow.sent_at.is_(None), OutboxRow.claim_token == token)
-                .values(claimed_until=None, claim_token=None)
-                .execution_options(synchronize_session=False)
-            )
+            self.session.execute(_RELEASE, {**_matching(records), "token": token})
 
     def backlog(self) -> tuple[int, datetime | None]:
         """Unsent rows and the creation time of the oldest."""
-        stmt = select(func.count(OutboxRow.id), func.min(OutboxRow.created_at))
-        count, oldest = self.session.execute(stmt.where(OutboxRow.sent_at.is_(None))).one()
+        count, oldest = self.session.execute(_BACKLOG).one()
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=UTC)
         return int(count), oldest
 
 
-def _matching(records: Sequence[OutboxRecord]) -> Any:
+def _matching(records: Sequence[OutboxRecord]) -> dict[str, list[Any]]:
     """Claimed rows by id; handed-off records (no id) by event id (an event's rows, one per topic, are
     written and handed off together, and the claim token narrows it to this hand-off's)."""
-    ids = [r.id for r in records if r.id is not None]
-    event_ids = sorted({r.event_id for r in records if r.id is None})
-    clauses = []
-    if ids:
-        clauses.append(OutboxRow.id.in_(ids))
-    if event_ids:
-        clauses.append(OutboxRow.event_id.in_(event_ids))
-    return or_(*clauses) if clauses else OutboxRow.id.is_(None)
+    return {
+        "ids": [r.id for r in records if r.id is not None],
+        "event_ids": sorted({r.event_id for r in records if r.id is None}),
+    }

@@ -77,15 +77,20 @@ class Relay:
             self.statements = make_sessions(bind.execution_options(isolation_level="AUTOCOMMIT"))
 
     def run_once(self) -> int:
-        """Publish until the outbox is empty (or a publish fails, which is raised); returns the count sent."""
+        """Publish until the outbox is empty (or a publish fails, which is raised); returns the count sent.
+
+        A claim that comes back short of a full batch found everything unsent and unclaimed, so no further
+        (empty) claim follows: a row committed after it comes with its own wake-up (NOTIFY, hand-off or
+        kick) or waits for the next sweep."""
         sent = 0
         try:
             while True:
                 token, records = self._claim()
-                if not records:
+                if records:
+                    self.publish(records, token)
+                    sent += len(records)
+                if len(records) < self.batch:
                     break
-                self.publish(records, token)
-                sent += len(records)
         finally:
             self.update_backlog()
         return sent
