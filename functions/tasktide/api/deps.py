@@ -1,12 +1,20 @@
 """Annotated dependencies shared by the routes: the services container and the application's use cases,
 each over the container's unit of work (`tasktide.app`). They are async (nothing in them blocks): FastAPI
-runs a sync dependency on the thread pool, one thread round trip each per request."""
+runs a sync dependency on the thread pool, one thread round trip each per request.
+
+The routes are async too and hand their use case to `DbCalls`: a call that blocks (a transaction, a lock
+wait, a heavier query) runs on the thread pool, one round trip; a call that is one short statement with no
+lock to wait for (a create, a get by key) runs on the event loop when the database is Postgres, with no
+thread round trip at all. (A sync route costs two: FastAPI validates its return value on the pool too.)"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from tasktide.app.audit import Audit
 from tasktide.app.notifications import Notifications
@@ -20,6 +28,35 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class DbCalls:
+    """Where a route runs its use case: `one_statement` inline when `inline` (Postgres), else on the pool;
+    `blocking` always on the pool. SQLite never runs inline: its writers wait for one another's lock."""
+
+    inline: bool
+
+    async def one_statement(self, call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.inline:
+            return call(*args, **kwargs)
+        return await run_in_threadpool(call, *args, **kwargs)
+
+    async def blocking(self, call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        return await run_in_threadpool(call, *args, **kwargs)
+
+
+_INLINE, _POOLED = DbCalls(inline=True), DbCalls(inline=False)
+
+
+async def get_db_calls(services: ServicesDep) -> DbCalls:
+    return _INLINE if services.engine.dialect.name == "postgresql" else _POOLED
+
+
+DbCallsDep = Annotated[DbCalls, Depends(get_db_calls)]
 
 
 async def get_tasks(services: ServicesDep) -> Tasks:

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
 from tasktide.api.auth import CurrentUser
-from tasktide.api.deps import ServicesDep, TasksDep
+from tasktide.api.deps import DbCallsDep, ServicesDep, TasksDep
 from tasktide.api.problems import Problem
 from tasktide.api.schemas import (
     CompleteIn,
@@ -97,21 +97,27 @@ def _respond(response: Response, task: Task) -> TaskOut:
 
 
 @router.post("", status_code=201)
-def create_task(
-    user_id: CurrentUser, body: TaskIn, request: Request, response: Response, tasks: TasksDep
+async def create_task(
+    user_id: CurrentUser,
+    body: TaskIn,
+    request: Request,
+    response: Response,
+    tasks: TasksDep,
+    db: DbCallsDep,
 ) -> TaskOut:
-    task = tasks.create(user_id, to_fields(body), trace=_traceparent(request))
+    task = await db.one_statement(tasks.create, user_id, to_fields(body), trace=_traceparent(request))
     response.headers["Location"] = str(request.url_for("get_task", user_id=user_id, task_id=task.id).path)
     return _respond(response, task)
 
 
 @router.get("")
-def list_tasks(
+async def list_tasks(
     user_id: CurrentUser,
     request: Request,
     response: Response,
     services: ServicesDep,
     tasks: TasksDep,
+    db: DbCallsDep,
     filters: Annotated[TaskFilters, Query()],
 ) -> list[TaskOut]:
     for name, value in (("due_from", filters.due_from), ("due_to", filters.due_to)):
@@ -135,7 +141,7 @@ def list_tasks(
         limit=limit + 1,
         offset=offset,
     )
-    found = tasks.search(user_id, query)
+    found = await db.blocking(tasks.search, user_id, query)
     if len(found) > limit:
         found = found[:limit]
         # relative (or under the configured public URL): the client's Host header is never reflected
@@ -146,27 +152,35 @@ def list_tasks(
 
 
 @router.get("/{task_id}")
-def get_task(user_id: CurrentUser, task_id: uuid.UUID, response: Response, tasks: TasksDep) -> TaskOut:
-    return _respond(response, tasks.get(user_id, task_id))
+async def get_task(
+    user_id: CurrentUser, task_id: uuid.UUID, response: Response, tasks: TasksDep, db: DbCallsDep
+) -> TaskOut:
+    return _respond(response, await db.one_statement(tasks.get, user_id, task_id))
 
 
 @router.put("/{task_id}")
-def replace_task(
+async def replace_task(
     user_id: CurrentUser,
     task_id: uuid.UUID,
     body: TaskIn,
     request: Request,
     response: Response,
     tasks: TasksDep,
+    db: DbCallsDep,
 ) -> TaskOut:
-    task = tasks.replace(
-        user_id, task_id, to_fields(body), check=_if_match(request), trace=_traceparent(request)
+    task = await db.blocking(
+        tasks.replace,
+        user_id,
+        task_id,
+        to_fields(body),
+        check=_if_match(request),
+        trace=_traceparent(request),
     )
     return _respond(response, task)
 
 
 @router.patch("/{task_id}")
-def patch_task(
+async def patch_task(
     user_id: CurrentUser,
     task_id: uuid.UUID,
     body: Annotated[
@@ -175,6 +189,7 @@ def patch_task(
     request: Request,
     response: Response,
     tasks: TasksDep,
+    db: DbCallsDep,
     scope: Annotated[
         Literal["occurrence", "series"],
         Query(
@@ -193,7 +208,8 @@ def patch_task(
                 errors=[{"field": "completed", "message": "not a boolean"}],
             )
         patch.setdefault("status", "completed" if completed else "pending")
-    task = tasks.patch(
+    task = await db.blocking(
+        tasks.patch,
         user_id,
         task_id,
         patch,
@@ -205,28 +221,36 @@ def patch_task(
 
 
 @router.post("/{task_id}/skip")
-def skip_task(
-    user_id: CurrentUser, task_id: uuid.UUID, request: Request, response: Response, tasks: TasksDep
+async def skip_task(
+    user_id: CurrentUser,
+    task_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    tasks: TasksDep,
+    db: DbCallsDep,
 ) -> SkipOut:
     """Skip this pending occurrence of a recurring task: its rule instance becomes an EXDATE of the
     series, the occurrence is removed (`com.tasktide.task.skipped`) and the next one is created
     (`com.tasktide.task.created`), as completing it now would. 409 for a one-off or completed task."""
-    skipped, nxt = tasks.skip(user_id, task_id, check=_if_match(request), trace=_traceparent(request))
+    skipped, nxt = await db.blocking(
+        tasks.skip, user_id, task_id, check=_if_match(request), trace=_traceparent(request)
+    )
     if nxt is not None:
         response.headers["Location"] = str(request.url_for("get_task", user_id=user_id, task_id=nxt.id).path)
     return SkipOut(skipped=TaskOut.of(skipped), next=TaskOut.of(nxt) if nxt is not None else None)
 
 
 @router.get("/{task_id}/occurrences")
-def task_occurrences(
+async def task_occurrences(
     user_id: CurrentUser,
     task_id: uuid.UUID,
     tasks: TasksDep,
+    db: DbCallsDep,
     count: Annotated[int, Query(ge=1, le=MAX_OCCURRENCES, description="How many due times")] = 10,
 ) -> OccurrencesOut:
     """The series' next `count` due times from this occurrence on (a pending one lists itself first),
     in UTC and in the task's zone, so a rule can be checked before it is trusted."""
-    task = tasks.get(user_id, task_id)
+    task = await db.one_statement(tasks.get, user_id, task_id)
     zone = ZoneInfo(task.timezone)
     return OccurrencesOut(
         task_id=task.id,
@@ -241,22 +265,27 @@ def task_occurrences(
 
 
 @router.patch("/{task_id}/complete")
-def complete_task(
+async def complete_task(
     user_id: CurrentUser,
     task_id: uuid.UUID,
     request: Request,
     response: Response,
     tasks: TasksDep,
+    db: DbCallsDep,
     body: Annotated[CompleteIn | None, Body()] = None,
 ) -> TaskOut:
     completed = body.completed if body is not None else None  # None: toggle
-    task = tasks.complete(user_id, task_id, completed, check=_if_match(request), trace=_traceparent(request))
+    task = await db.blocking(
+        tasks.complete, user_id, task_id, completed, check=_if_match(request), trace=_traceparent(request)
+    )
     return _respond(response, task)
 
 
 @router.delete("/{task_id}", status_code=204)
-def delete_task(user_id: CurrentUser, task_id: uuid.UUID, request: Request, tasks: TasksDep) -> Response:
-    tasks.delete(user_id, task_id, check=_if_match(request), trace=_traceparent(request))
+async def delete_task(
+    user_id: CurrentUser, task_id: uuid.UUID, request: Request, tasks: TasksDep, db: DbCallsDep
+) -> Response:
+    await db.blocking(tasks.delete, user_id, task_id, check=_if_match(request), trace=_traceparent(request))
     return Response(status_code=204)
 
 
