@@ -67,7 +67,7 @@ class UrlSigner(senderauth.Signer):
     def headers(self, url: str) -> dict[str, str]:
         for base, audience in self.audiences.items():
             if url == base or url.startswith(base.rstrip("/") + "/"):
-                return {"Authorization": f"Bearer {senderauth.sign(self.key, audience)}"}
+                return {"Authorization": f"Bearer {self.token(audience)}"}
         return {}
 
 

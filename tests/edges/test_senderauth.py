@@ -116,6 +116,37 @@ def test_senderauth_signer_signs_only_function_paths() -> None:
     assert senderauth.outgoing_headers("http://127.0.0.1:8080/services/tasktide-notifier") == {}
 
 
+def test_senderauth_signer_reuses_a_token_until_half_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_000_000.0]
+    monkeypatch.setattr(senderauth.time, "time", lambda: now[0])
+    signer = Signer(KEY, {"/services/tasktide-notifier": AUDIENCE}, ttl=300)
+    first = signer.token(AUDIENCE)
+    now[0] += 149
+    assert signer.token(AUDIENCE) == first
+    now[0] += 2
+    renewed = signer.token(AUDIENCE)
+    assert renewed != first
+    claims = jwt.decode(renewed, KEY, ["HS256"], audience=AUDIENCE, options={"verify_exp": False})
+    assert claims["exp"] == int(now[0]) + 300
+
+
+def test_senderauth_verifier_remembers_a_verified_token_never_past_its_exp(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = Verifier(AUDIENCE, (KEY,))
+    token = bearer(senderauth.sign(KEY, AUDIENCE, ttl=10))
+    decoded: list[str] = []
+    real = senderauth.jwt.decode
+    monkeypatch.setattr(senderauth.jwt, "decode", lambda *a, **k: decoded.append("x") or real(*a, **k))
+    verifier.verify(token)
+    verifier.verify(token)
+    assert decoded == ["x"]  # the second call trusted the first's result
+    later = time.time() + 11
+    monkeypatch.setattr(senderauth.time, "time", lambda: later)
+    verifier.verify(token)  # past the token's exp: decoded again (PyJWT's own clock judges it)
+    assert decoded == ["x", "x"]
+
+
 async def _echo(request: Request) -> Response:
     await request.body()
     return Response(status_code=204)
