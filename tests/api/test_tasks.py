@@ -25,6 +25,17 @@ def create(client: TestClient, auth: Auth, user: str = "alice", **fields: object
     return result
 
 
+def test_create_task_behind_root_path_location_matches_url_for(services: Services, auth: Auth) -> None:
+    from tasktide.api.app import create_app
+
+    with TestClient(create_app(services), root_path="/edge") as client:
+        response = client.post("/api/alice/tasks", json={"title": "Behind a proxy"}, headers=auth("alice"))
+        assert response.status_code == 201, response.text
+        task_id = response.json()["id"]
+        assert response.headers["location"] == f"/edge/api/alice/tasks/{task_id}"
+        assert client.get(response.headers["location"].removeprefix("/edge"), headers=auth("alice")).is_success
+
+
 def test_create_task_valid_body_returns_201_with_location_and_etag(client: TestClient, auth: Auth) -> None:
     response = client.post(
         "/api/alice/tasks",

@@ -87,6 +87,12 @@ def _if_match(request: Request) -> Precondition | None:
     return check
 
 
+def _task_path(request: Request, user_id: str, task_id: uuid.UUID) -> str:
+    """The path of `get_task` for this task, as `request.url_for(...).path` gives it (the root path, then
+    the route's own template filled in), without searching every route for the name."""
+    return f"{request.scope.get('root_path', '')}{router.prefix.format(user_id=user_id)}/{task_id}"
+
+
 def _traceparent(request: Request) -> str | None:
     return request.headers.get("traceparent")
 
@@ -106,7 +112,7 @@ async def create_task(
     db: DbCallsDep,
 ) -> TaskOut:
     task = await db.one_statement(tasks.create, user_id, to_fields(body), trace=_traceparent(request))
-    response.headers["Location"] = str(request.url_for("get_task", user_id=user_id, task_id=task.id).path)
+    response.headers["Location"] = _task_path(request, user_id, task.id)
     return _respond(response, task)
 
 
@@ -236,7 +242,7 @@ async def skip_task(
         tasks.skip, user_id, task_id, check=_if_match(request), trace=_traceparent(request)
     )
     if nxt is not None:
-        response.headers["Location"] = str(request.url_for("get_task", user_id=user_id, task_id=nxt.id).path)
+        response.headers["Location"] = _task_path(request, user_id, nxt.id)
     return SkipOut(skipped=TaskOut.of(skipped), next=TaskOut.of(nxt) if nxt is not None else None)
 
 
