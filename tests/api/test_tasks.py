@@ -33,7 +33,8 @@ def test_create_task_behind_root_path_location_matches_url_for(services: Service
         assert response.status_code == 201, response.text
         task_id = response.json()["id"]
         assert response.headers["location"] == f"/edge/api/alice/tasks/{task_id}"
-        assert client.get(response.headers["location"].removeprefix("/edge"), headers=auth("alice")).is_success
+        path = response.headers["location"].removeprefix("/edge")
+        assert client.get(path, headers=auth("alice")).is_success
 
 
 def test_create_task_valid_body_returns_201_with_location_and_etag(client: TestClient, auth: Auth) -> None:
