@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from tasktide.api.auth import CurrentUser
-from tasktide.api.deps import AuditDep
+from tasktide.api.deps import AuditDep, DbCallsDep
 from tasktide.api.schemas import ProblemOut
 
 router = APIRouter(prefix="/api/{user_id}/tasks", tags=["history"])
@@ -28,8 +28,10 @@ class HistoryEntry(BaseModel):
 
 
 @router.get("/{task_id}/history", responses=NOT_FOUND)
-def task_history(user_id: CurrentUser, task_id: uuid.UUID, audit: AuditDep) -> list[HistoryEntry]:
+async def task_history(
+    user_id: CurrentUser, task_id: uuid.UUID, audit: AuditDep, db: DbCallsDep
+) -> list[HistoryEntry]:
     return [
         HistoryEntry(event_id=e.event_id, type=e.type, time=e.time, actor=e.actor, changed=list(e.changed))
-        for e in audit.history(user_id, task_id)
+        for e in await db.blocking(audit.history, user_id, task_id)
     ]

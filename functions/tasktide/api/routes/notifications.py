@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from tasktide.api.auth import CurrentUser
-from tasktide.api.deps import NotificationsDep, ServicesDep
+from tasktide.api.deps import DbCallsDep, NotificationsDep, ServicesDep
 from tasktide.api.problems import Problem
 from tasktide.app.ports import ChannelSettings, Notification
 from tasktide.edges import egress
@@ -48,17 +48,20 @@ def _out(found: Notification) -> NotificationOut:
 
 
 @router.get("/notification-settings")
-def get_settings(user_id: CurrentUser, notifications: NotificationsDep) -> NotificationSettings:
-    channels = notifications.channels(user_id)
+async def get_settings(
+    user_id: CurrentUser, notifications: NotificationsDep, db: DbCallsDep
+) -> NotificationSettings:
+    channels = await db.blocking(notifications.channels, user_id)
     return NotificationSettings.model_validate({"webhook_url": channels.webhook_url, "email": channels.email})
 
 
 @router.put("/notification-settings")
-def put_settings(
+async def put_settings(
     user_id: CurrentUser,
     body: NotificationSettings,
     services: ServicesDep,
     notifications: NotificationsDep,
+    db: DbCallsDep,
 ) -> NotificationSettings:
     if body.webhook_url is not None:
         try:  # names are resolved and checked again on every send (DNS can change)
@@ -70,26 +73,30 @@ def put_settings(
                 errors=[{"field": "webhook_url", "message": str(exc)}],
             ) from None
     webhook_url = str(body.webhook_url) if body.webhook_url else None
-    notifications.set_channels(user_id, ChannelSettings(webhook_url=webhook_url, email=body.email))
+    channels = ChannelSettings(webhook_url=webhook_url, email=body.email)
+    await db.blocking(notifications.set_channels, user_id, channels)
     return body
 
 
 @router.get("/notifications")
-def list_notifications(
+async def list_notifications(
     user_id: CurrentUser,
     notifications: NotificationsDep,
+    db: DbCallsDep,
     unread: bool = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[NotificationOut]:
-    return [_out(found) for found in notifications.recent(user_id, unread=unread, limit=limit)]
+    found = await db.blocking(notifications.recent, user_id, unread=unread, limit=limit)
+    return [_out(n) for n in found]
 
 
 @router.patch("/notifications/{notification_id}")
-def mark_notification(
+async def mark_notification(
     user_id: CurrentUser,
     notification_id: uuid.UUID,
     notifications: NotificationsDep,
+    db: DbCallsDep,
     body: ReadIn | None = None,
 ) -> NotificationOut:
     read = True if body is None else body.read
-    return _out(notifications.mark(user_id, notification_id, read=read))
+    return _out(await db.blocking(notifications.mark, user_id, notification_id, read=read))
