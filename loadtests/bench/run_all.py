@@ -24,7 +24,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     # name: (`make bench` arguments, sized so the whole run takes about 10 minutes on 2 cores;
     #        --quick arguments for a smoke run)
     "api_load": (
-        ["--duration", "10", "--rates", "50,100,200,300", "--subjects", "plain-1w,tasktide"],
+        [
+            *("--duration", "10", "--rates", "50,100,200,300", "--subjects", "plain-1w,tasktide"),
+            *("--read-rates", "100,300"),
+        ],
         ["--duration", "5", "--rates", "50,200", "--subjects", "plain-1w,tasktide"],
     ),
     "create_tasks": (
