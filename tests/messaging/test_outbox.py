@@ -251,6 +251,37 @@ def test_relay_worker_kick_publishes_and_retries_after_failure(sessions: session
     assert unsent(sessions) == 0
 
 
+class MeasuringRelay(Relay):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.measured: list[tuple[int, float]] = []
+
+    def update_backlog(self) -> tuple[int, float]:
+        backlog = super().update_backlog()
+        self.measured.append(backlog)
+        return backlog
+
+
+def test_relay_worker_many_kicks_measure_the_backlog_once_after_them(sessions: sessionmaker[Session]) -> None:
+    relay = MeasuringRelay(sessions, RecordingPublisher())
+    worker = RelayWorker(relay, sweep_every=3600)
+    worker.start()
+    try:
+        for _ in range(5):  # five commits, each kicking the relay, well within one BACKLOG_EVERY_S
+            create_tasks(sessions, 1)
+            worker.kick()
+            time.sleep(0.02)
+        deadline = time.monotonic() + 10
+        while not relay.measured and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+    finally:
+        worker.stop()
+
+    assert unsent(sessions) == 0
+    assert relay.measured == [(0, 0.0)]
+
+
 def test_outbox_listener_postgres_notify_kicks_relay_without_waiting_for_sweep(postgres_url: str) -> None:
     """The `tasktide-relay` Service's mode: a create committed by another process is published at once
     (the sweep is an hour away), woken by the NOTIFY the create's statement sends at commit."""

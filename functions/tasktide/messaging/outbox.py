@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SLOT_INFO = "tasktide.outbox.slot"  # Session.info key of the open transaction's hand-off slot
 HEAD_WAIT_S = 5.0  # a transaction open this long after writing outbox rows no longer holds up the others
+BACKLOG_EVERY_S = 1.0  # a RelayWorker measures the backlog at most this often (and this soon after a sweep)
 
 __all__ = ["OUTBOX_CHANNEL", "OutboxListener", "OutboxRecord", "Publisher", "Relay", "RelayWorker"]
 
@@ -76,8 +77,9 @@ class Relay:
 
             self.statements = make_sessions(bind.execution_options(isolation_level="AUTOCOMMIT"))
 
-    def run_once(self) -> int:
+    def run_once(self, *, measure: bool = True) -> int:
         """Publish until the outbox is empty (or a publish fails, which is raised); returns the count sent.
+        Then (unless not ``measure``) measure the backlog into the outbox gauges.
 
         A claim that comes back short of a full batch found everything unsent and unclaimed, so no further
         (empty) claim follows: a row committed after it comes with its own wake-up (NOTIFY, hand-off or
@@ -92,7 +94,8 @@ class Relay:
                 if len(records) < self.batch:
                     break
         finally:
-            self.update_backlog()
+            if measure:
+                self.update_backlog()
         return sent
 
     def publish(self, records: Sequence[OutboxRecord], token: str) -> None:
@@ -187,7 +190,9 @@ class RelayWorker:
     """Runs the relay on a background thread: hand-offs as their transactions commit (see
     :func:`enable_handoff`), a sweep when kicked (a commit without hand-off, a NOTIFY) and every
     `sweep_every`. After a failed publish, hand-offs are given back to the sweep (in order) until a sweep
-    succeeds, so per-key order holds through a broker outage."""
+    succeeds, so per-key order holds through a broker outage. The backlog gauges are measured
+    :data:`BACKLOG_EVERY_S` after a sweep, once for every sweep in between, so a relay woken by every
+    commit does not add a count query to each (the API measures them at every scrape too)."""
 
     def __init__(self, relay: Relay, *, sweep_every: float = 1.0, name: str = "outbox-relay") -> None:
         self.relay, self.sweep_every, self.name = relay, sweep_every, name
@@ -294,8 +299,11 @@ class RelayWorker:
     def _run(self) -> None:
         failures = 0
         next_sweep = time.monotonic() + self.sweep_every
+        measure_at: float | None = None  # when the backlog of the sweeps since the last measure is measured
         while not self._stopped.is_set():
             timeout = max(0.0, next_sweep - time.monotonic())
+            if measure_at is not None:
+                timeout = min(timeout, max(0.0, measure_at - time.monotonic()))
             with self._lock:
                 if self._slots and self._slots[0].state == "open":  # wake to abandon it if it stays open
                     timeout = min(timeout, max(0.0, self._slots[0].opened + HEAD_WAIT_S - time.monotonic()))
@@ -307,7 +315,8 @@ class RelayWorker:
                 self._hand_off()
                 if self._sweep_due.is_set() or time.monotonic() >= next_sweep:
                     self._sweep_due.clear()
-                    self.relay.run_once()
+                    measure_at = measure_at or time.monotonic() + BACKLOG_EVERY_S  # failed sweeps too
+                    self.relay.run_once(measure=False)
                     self._degraded = False
                     next_sweep = time.monotonic() + self.sweep_every
                 failures = 0
@@ -316,6 +325,12 @@ class RelayWorker:
                 self._sweep_due.clear()  # retried after the backoff (or at the next kick)
                 next_sweep = time.monotonic() + min(30.0, self.sweep_every * 2**failures)
                 log.warning("outbox relay failed (attempt %d), events stay queued: %s", failures, exc)
+            if measure_at is not None and time.monotonic() >= measure_at:
+                measure_at = None
+                try:
+                    self.relay.update_backlog()
+                except Exception as exc:
+                    log.warning("measuring the outbox backlog failed: %s", exc)
 
 
 def enable_handoff(sessions: sessionmaker[Session], worker: RelayWorker) -> None:
