@@ -34,5 +34,5 @@ class AuditRepository:
         )
         return [
             AuditEntry(**{**{name: r._mapping[name] for name in _FIELDS}, "changed": tuple(r.changed)})
-            for r in self.session.execute(stmt)
+            for r in self.session.execute(stmt).all()
         ]

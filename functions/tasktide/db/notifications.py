@@ -51,7 +51,7 @@ class NotificationRepository:
         if unread:
             stmt = stmt.where(NOTIFICATIONS.c.read_at.is_(None))
         stmt = stmt.order_by(NOTIFICATIONS.c.created_at.desc(), NOTIFICATIONS.c.id.desc()).limit(limit)
-        return [_notification(row) for row in self.session.execute(stmt)]
+        return [_notification(row) for row in self.session.execute(stmt).all()]
 
     def mark_read(
         self, user_id: str, notification_id: uuid.UUID, read: bool, *, now: datetime

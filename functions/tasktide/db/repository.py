@@ -311,7 +311,7 @@ class TaskRepository:
     def search(self, user_id: str, query: TaskQuery, *, now: datetime) -> list[Task]:
         stmt = _filtered(select(TASKS).where(TASKS.c.user_id == user_id), query, now)
         stmt = _sorted(stmt, query.sort).limit(query.limit).offset(query.offset)
-        return [_to_task(row) for row in self.session.execute(stmt)]
+        return [_to_task(row) for row in self.session.execute(stmt).all()]
 
     def series_has_occurrence(self, series_id: uuid.UUID, occurrence: int) -> bool:
         stmt = select(TaskRow.id).where(TaskRow.series_id == series_id, TaskRow.occurrence == occurrence)

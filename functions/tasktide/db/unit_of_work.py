@@ -58,7 +58,7 @@ class SqlUnitOfWork:
                 run_deferred(self.session)  # the only statement, if one waited: one round trip
                 self.session.commit()
                 committed = True
-            else:
+            elif not self.read_only:  # a read-only one has nothing to undo: `close` releases it alone
                 self.session.rollback()
         finally:
             self.session.close()
