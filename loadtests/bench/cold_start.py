@@ -44,6 +44,46 @@ import functions_framework
 def hello(event):
     return None
 '''
+# The hello again, doing what any function on the brief's fixed stack must on its first event: read its
+# settings with pydantic-settings, validate the event's data with a pydantic model, count it with
+# prometheus_client and make one round trip to its database with the driver (sqlite3, or psycopg on
+# Postgres). Not a tasktide function: the floor a tasktide function cannot go below on this stack.
+HELLO_STACK = '''"""functions-framework hello + the fixed stack's first-event work: the cold-start floor."""
+
+import functions_framework
+import prometheus_client
+from pydantic import BaseModel
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EVENTS = prometheus_client.Counter("stack_events", "events", ["type"])
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STACK_")
+    database: str = ""
+
+
+class Data(BaseModel):
+    title: str = ""
+
+
+@functions_framework.cloud_event
+def hello(event):
+    settings = Settings()
+    Data.model_validate(event.data or {})
+    if settings.database.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(settings.database) as conn:
+            conn.execute("SELECT 1")
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(settings.database)
+        conn.execute("SELECT 1")
+        conn.close()
+    EVENTS.labels(event["type"]).inc()
+'''
 
 
 @dataclass(frozen=True)
@@ -195,6 +235,10 @@ def run_all(
     benchlib.migrate(db_url)
     hello = workdir / "hello.py"
     hello.write_text(HELLO)
+    hello_stack = workdir / "hello_stack.py"
+    hello_stack.write_text(HELLO_STACK)
+    libpq = "postgresql://" + db_url.split("://", 1)[1] if "postgresql" in db_url else None
+    stack_database = libpq or db_url.removeprefix("sqlite:///")
     base_env = {
         **os.environ,
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
@@ -223,6 +267,16 @@ def run_all(
         ]
         return until_served(argv, base_env, post_event(hello_event), port)
 
+    def ff_hello_stack() -> tuple[float, float]:
+        port = benchlib.free_port()
+        argv = [
+            f"{venv_bin}/functions-framework",
+            *("--target", "hello", "--source", str(hello_stack), "--signature-type", "cloudevent"),
+            *("--host", "127.0.0.1", "--port", str(port)),
+        ]
+        env = {**base_env, "STACK_DATABASE": stack_database}
+        return until_served(argv, env, post_event(hello_event), port)
+
     def audit() -> tuple[float, float]:
         port = benchlib.free_port()
         env = {**base_env, "FUNCTION_TARGET": "audit", "PORT": str(port)}
@@ -237,6 +291,10 @@ def run_all(
         [
             ("baseline: `python -c pass` (start + exit)", python_pass),
             ("baseline: functions-framework hello, first CloudEvent 2xx", ff_hello),
+            (
+                f"floor: the hello + pydantic-settings, pydantic, prometheus, one {db_name} query",
+                ff_hello_stack,
+            ),
             ("`python -c 'import tasktide.functions.audit'` (start + import + exit)", python_import_audit),
             ("`FUNCTION_TARGET=audit tasktide serve`, first CloudEvent 2xx", audit),
             (f"`tasktide serve` (API, {db_name}), first `/healthz` 2xx", api),
@@ -249,7 +307,7 @@ def run_all(
 def render(
     argv: list[str], runs: int, results: list[Measured], audit: ImportProfile, api: ImportProfile
 ) -> str:
-    py, hello, imp, fn, app = results
+    py, hello, floor, imp, fn, app = results
 
     def rss(m: Measured) -> str:
         return "-" if m.median_rss_mib is None else f"{m.median_rss_mib:.1f}"
@@ -285,6 +343,7 @@ def render(
         "RSS vs ff hello",
     ]
     fn_rss, hello_rss = fn.median_rss_mib or 0.0, hello.median_rss_mib or 1.0
+    floor_rss = floor.median_rss_mib or 1.0
     return f"""Command: `{benchlib.command_line("cold_start.py", argv)}`
 
 Time from `subprocess.Popen` to the first 2xx answer (requests retried every {POLL_S * 1000:.0f} ms while
@@ -308,7 +367,12 @@ average at the end of the run: {load:.1f} ({os.cpu_count()} CPUs).
 
 Interpretation: the audit function serves its first event {fn.median_ms / hello.median_ms:.1f}x as late
 as a bare functions-framework hello function ({fn.median_ms - hello.median_ms:+.0f} ms) with
-{fn_rss / hello_rss:.2f}x its worker's memory; the API answers `/healthz`
+{fn_rss / hello_rss:.2f}x its worker's memory. The floor row is that hello doing only what the brief's
+fixed stack makes every function do at its first event (pydantic-settings, a pydantic model, a
+prometheus counter, one query with the driver): it alone takes {floor.median_ms / hello.median_ms:.2f}x
+the hello's time and {floor_rss / hello_rss:.2f}x its memory, so the audit function is
+{fn.median_ms / floor.median_ms:.2f}x the floor's time and {fn_rss / floor_rss:.2f}x its memory; the API
+answers `/healthz`
 {app.median_ms / py.median_ms:.0f}x as late as a bare interpreter starts. Importing the audit module
 alone costs {imp.median_ms - py.median_ms:.0f} ms over a bare interpreter
 ({imp.median_ms / hello.median_ms:.2f}x the whole hello path), without SQLAlchemy: the function server and
@@ -319,10 +383,11 @@ jinja2), which the hello path pays too, so most of the gap to hello is pydantic 
 import; the rest is uvicorn's worker, a2wsgi and the body guard, reading the settings (pydantic-settings,
 as the house style asks, read at the first event), and the first event
 itself: the first connection and the first INSERT. Of the worker's memory over the hello worker's, most is
-pydantic: by incremental VmRSS of imports in a bare interpreter, in server order, `pydantic_settings`
-(with pydantic's models) about +10 MiB, the catalogue models of `tasktide.messaging.events` +2.4,
-uvicorn's worker +3.3, prometheus_client +1.2, `tasktide.db.dbapi` +1.0 (gunicorn and
-functions-framework, which hello has too, +23).
+pydantic: by incremental VmRSS of imports in a bare interpreter, in server order (2026-12-02), pydantic's
+core and models +8.0 MiB, `pydantic_settings` +2.3 over those, `tasktide.settings` +0.5, the catalogue
+models of `tasktide.messaging.events` +2.7, uvicorn's worker with asyncio and a2wsgi +3.1,
+prometheus_client +0.4 to +1.2, sqlite3 +1.0 (psycopg instead: about +12.7); gunicorn and
+functions-framework, which hello has too, +23.
 """
 
 
