@@ -171,9 +171,24 @@ def until_served(
         benchlib.stop(proc)
 
 
-def post_event(body: Callable[[], bytes]) -> Callable[[httpx.Client, str], httpx.Response]:
+def post_event(
+    body: Callable[[], bytes], token: str | None = None
+) -> Callable[[httpx.Client, str], httpx.Response]:
     headers = {"content-type": "application/cloudevents+json"}
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
     return lambda client, base: client.post(base + "/", content=body(), headers=headers)
+
+
+AUDIT_AUDIENCE = "serving.knative.dev/service/tasktide/tasktide-audit"  # knative/base/tasktide-audit.yaml
+SENDER_KEY = "cold-start-sender-key-0123456789abcdef"
+
+
+def sender_token() -> str:
+    """The token the local router sends the audit function (HS256; on a cluster Knative's OIDC token)."""
+    from tasktide.edges.senderauth import sign
+
+    return sign(SENDER_KEY, AUDIT_AUDIENCE)
 
 
 def healthz(client: httpx.Client, base: str) -> httpx.Response:
@@ -282,6 +297,16 @@ def run_all(
         env = {**base_env, "FUNCTION_TARGET": "audit", "PORT": str(port)}
         return until_served([f"{venv_bin}/tasktide", "serve"], env, post_event(task_created_event), port)
 
+    def audit_verifying() -> tuple[float, float]:
+        port = benchlib.free_port()
+        env = {
+            **base_env,
+            **{"FUNCTION_TARGET": "audit", "PORT": str(port), "TASKTIDE_EVENT_AUDIENCE": AUDIT_AUDIENCE},
+            "TASKTIDE_EVENT_SIGNING_KEY": SENDER_KEY,
+        }
+        request = post_event(task_created_event, sender_token())
+        return until_served([f"{venv_bin}/tasktide", "serve"], env, request, port)
+
     def api() -> tuple[float, float]:
         port = benchlib.free_port()
         env = {**base_env, "PORT": str(port)}
@@ -297,6 +322,7 @@ def run_all(
             ),
             ("`python -c 'import tasktide.functions.audit'` (start + import + exit)", python_import_audit),
             ("`FUNCTION_TARGET=audit tasktide serve`, first CloudEvent 2xx", audit),
+            ("the same, verifying the sender's token (as on a cluster: OIDC)", audit_verifying),
             (f"`tasktide serve` (API, {db_name}), first `/healthz` 2xx", api),
         ],
         runs,
@@ -307,7 +333,7 @@ def run_all(
 def render(
     argv: list[str], runs: int, results: list[Measured], audit: ImportProfile, api: ImportProfile
 ) -> str:
-    py, hello, floor, imp, fn, app = results
+    py, hello, floor, imp, fn, verifying, app = results
 
     def rss(m: Measured) -> str:
         return "-" if m.median_rss_mib is None else f"{m.median_rss_mib:.1f}"
@@ -344,6 +370,7 @@ def render(
     ]
     fn_rss, hello_rss = fn.median_rss_mib or 0.0, hello.median_rss_mib or 1.0
     floor_rss = floor.median_rss_mib or 1.0
+    verifying_rss = verifying.median_rss_mib or 0.0
     return f"""Command: `{benchlib.command_line("cold_start.py", argv)}`
 
 Time from `subprocess.Popen` to the first 2xx answer (requests retried every {POLL_S * 1000:.0f} ms while
@@ -371,8 +398,11 @@ as a bare functions-framework hello function ({fn.median_ms - hello.median_ms:+.
 fixed stack makes every function do at its first event (pydantic-settings, a pydantic model, a
 prometheus counter, one query with the driver): it alone takes {floor.median_ms / hello.median_ms:.2f}x
 the hello's time and {floor_rss / hello_rss:.2f}x its memory, so the audit function is
-{fn.median_ms / floor.median_ms:.2f}x the floor's time and {fn_rss / floor_rss:.2f}x its memory; the API
-answers `/healthz`
+{fn.median_ms / floor.median_ms:.2f}x the floor's time and {fn_rss / floor_rss:.2f}x its memory. Verifying
+the sender's token, as every function on a cluster does (Knative's OIDC token; here the local router's
+HS256 one), imports PyJWT, which imports `cryptography` for the cluster's RS256 keys: that row is
+{verifying.median_ms / hello.median_ms:.2f}x the hello's time and {verifying_rss / hello_rss:.2f}x its
+memory. The API answers `/healthz`
 {app.median_ms / py.median_ms:.0f}x as late as a bare interpreter starts. Importing the audit module
 alone costs {imp.median_ms - py.median_ms:.0f} ms over a bare interpreter
 ({imp.median_ms / hello.median_ms:.2f}x the whole hello path), without SQLAlchemy: the function server and
