@@ -4,7 +4,8 @@ body (slow clients, "slowloris", get 408 instead of holding a worker) and a JSON
 Consumes: ASGI ``http.request`` messages. Emits: the same messages to the wrapped app, or an RFC 9457
 problem (408, 413, 400) when the body is too slow, too large or nested too deeply.
 :class:`BufferedBody` reads the whole body on the event loop before the wrapped app runs, so a WSGI app
-behind ``a2wsgi`` (a function) only takes a thread for a request that has fully arrived.
+behind ``tasktide.functions._wsgi.BufferedWSGI`` (a function) only takes a thread for a request that has
+fully arrived.
 """
 
 from __future__ import annotations

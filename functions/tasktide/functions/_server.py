@@ -11,9 +11,9 @@ so the same function runs, through functions-framework, as on a Knative PingSour
 Used by the container (`tasktide serve` runs it under gunicorn with uvicorn workers) and by `tasktide dev`
 (routed at exactly `/services/<name>`: there only the CloudEvent endpoint is reachable, the dev process's
 own `/healthz` and `/metrics` cover it), so both serve exactly the same app: :func:`guarded`, the Flask app
-behind `a2wsgi` behind `edges.bodyguard.BufferedBody`, which reads each request body on the event loop
-with a deadline (408), a size limit (413) and a JSON depth limit (400) before a thread is taken, so slow
-clients cannot starve the function's threads.
+behind `tasktide.functions._wsgi.BufferedWSGI` behind `edges.bodyguard.BufferedBody`, which reads each
+request body on the event loop with a deadline (408), a size limit (413) and a JSON depth limit (400)
+before a thread is taken, so slow clients cannot starve the function's threads.
 
 Consumes a CloudEvent (binary or structured mode, parsed by :mod:`tasktide.messaging.codec`) per POST. Emits
 what the
@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING, Any
 
 import flask
 import functions_framework
-from a2wsgi import WSGIMiddleware
 from werkzeug.exceptions import HTTPException
 
 from tasktide.edges.bodyguard import BufferedBody
 from tasktide.functions import _kit
+from tasktide.functions._wsgi import BufferedWSGI
 from tasktide.messaging import codec
 from tasktide.observability import metrics
 from tasktide.settings import Settings
@@ -215,7 +215,8 @@ def create_function_app(
 def terminated_input(app: WsgiApp) -> WsgiApp:
     """Mark ``wsgi.input`` as ending at the end of the body, so a chunked request (no Content-Length) is
     read in full instead of as an empty body (werkzeug's safe fallback). Only for servers whose input stream
-    really ends there: a2wsgi behind :class:`BufferedBody`, which has read and bounded the whole body."""
+    really ends there: `BufferedWSGI` behind :class:`BufferedBody`, which has read and bounded the whole
+    body."""
 
     def wrapped(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         environ["wsgi.input_terminated"] = True
@@ -242,9 +243,9 @@ def guarded(
     """The ASGI app serving ``app``: bodies read fully (deadline, size, depth) before a thread runs it; with
     an event audience (``audience`` or ``TASKTIDE_EVENT_AUDIENCE``) a POST first needs a valid sender token
     (401 otherwise, see :mod:`tasktide.edges.senderauth`)."""
-    wsgi = WSGIMiddleware(terminated_input(app), workers=threads)  # type: ignore[arg-type]
+    wsgi = BufferedWSGI(terminated_input(app), workers=threads)
     body = BufferedBody(
-        wsgi,  # type: ignore[arg-type]
+        wsgi,
         timeout=settings.body_read_timeout,
         max_bytes=settings.max_body_bytes,
         max_depth=settings.max_json_depth,
