@@ -26,15 +26,15 @@ import os
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from urllib.parse import urljoin
 
 import uvicorn
 from fastapi import FastAPI, Response
 
 from tasktide.edges import senderauth
 from tasktide.observability.logs import configure_logging
-from tasktide.router.broker import Resolver, UnresolvableDestination
-from tasktide.router.manifests import Destination, Manifests, load_manifests
+from tasktide.router import broker
+from tasktide.router.broker import Resolver
+from tasktide.router.manifests import Manifests, load_manifests
 from tasktide.router.runtime import EventRuntime
 from tasktide.settings import get_settings
 
@@ -42,22 +42,9 @@ log = logging.getLogger("tasktide.bench.router")
 
 
 def url_resolver(urls: Mapping[str, str]) -> Resolver:
-    """Service ``S`` -> ``urls[S]`` (+ a relative ``uri``); an absolute ``uri`` as is; any other ref kind,
-    or a Service without a URL, is unresolvable (the broker dead-letters or retries, as it would)."""
-
-    def resolve(dest: Destination) -> str:
-        if dest.ref is None:
-            if not dest.uri:
-                raise UnresolvableDestination("destination has neither ref nor uri")
-            return dest.uri
-        if dest.ref.kind != "Service":
-            raise UnresolvableDestination(f"cannot resolve a {dest.ref.kind} ref to a URL")
-        base = urls.get(dest.ref.name)
-        if base is None:
-            raise UnresolvableDestination(f"Service {dest.ref.name} has no URL")
-        return urljoin(base.rstrip("/") + "/", dest.uri.lstrip("/")) if dest.uri else base
-
-    return resolve
+    """Service ``S`` -> ``urls[S]`` (+ a relative ``uri``); a Service without a URL is unresolvable (the
+    broker dead-letters or retries, as it would): the broker's own resolver over this mapping."""
+    return broker.url_resolver(urls.get)
 
 
 class UrlSigner(senderauth.Signer):

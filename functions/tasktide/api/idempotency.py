@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tasktide.api import problems
 from tasktide.db.idempotency import CURRENT, Claim, IdempotencyStore, Pending
+from tasktide.edges.bodyguard import collect_body
 
 HEADER = b"idempotency-key"
 METHODS = frozenset({"POST", "PATCH"})
@@ -46,18 +47,6 @@ def _authorized(scope: Scope, user_id: str) -> bool:
     except Exception:  # not this user's request: the route answers 401/403 itself, nothing is stored
         return False
     return True
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def fingerprint(scope: Scope, body: bytes) -> str:
@@ -103,7 +92,7 @@ class IdempotencyKeys:
         if not await asyncio.to_thread(_authorized, scope, user_id):
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await collect_body(receive)
         store = self._store(scope)
         claim = await asyncio.to_thread(store.claim, user_id, key, fingerprint(scope, body))
         if claim.outcome != "new":

@@ -50,6 +50,20 @@ class BodyTimeout(Exception):
     """The client did not send the whole body in time."""
 
 
+async def collect_body(receive: Receive) -> bytes:
+    """The request body as one value: every ``http.request`` message up to the last (or a disconnect).
+    No deadline or limit of its own: behind :class:`BufferedBody` the body is already read and checked."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
 async def read_body(receive: Receive, deadline: float, limit: int) -> tuple[bytes, bool]:
     """The whole body (and whether it exceeded ``limit`` bytes), or :class:`BodyTimeout` at ``deadline``."""
     chunks: list[bytes] = []

@@ -23,22 +23,11 @@ from typing import Any, cast
 from a2wsgi.wsgi import build_environ
 from starlette.types import Receive, Scope, Send
 
+from tasktide.edges.bodyguard import collect_body
+
 Environ = dict[str, Any]
 WsgiApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
-
-
-async def read_all(receive: Receive) -> bytes:
-    """The request body: every ``http.request`` message up to the last (or a disconnect)."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def run_wsgi(app: WsgiApp, environ: Environ) -> Response:
@@ -80,7 +69,7 @@ class BufferedWSGI:
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1000})
             return
-        body = await read_all(receive)
+        body = await collect_body(receive)
         environ = cast(Environ, build_environ(scope, io.BytesIO(body)))  # type: ignore[arg-type]
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()

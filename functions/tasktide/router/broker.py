@@ -108,6 +108,12 @@ def _failures(names: Sequence[str], outcomes: Sequence[object]) -> list[tuple[st
 def service_resolver(base_url: str) -> Resolver:
     """Service ``S`` -> ``{base_url}/services/S`` (+ relative ``uri``); absolute ``uri`` as is."""
     base = base_url.rstrip("/")
+    return url_resolver(lambda name: f"{base}/services/{name}")
+
+
+def url_resolver(url_of: Callable[[str], str | None]) -> Resolver:
+    """Service ``S`` -> ``url_of(S)`` (+ a relative ``uri``); an absolute ``uri`` as is. Any other ref kind,
+    or a Service ``url_of`` has no URL for, is unresolvable (the broker dead-letters or retries)."""
 
     def resolve(dest: Destination) -> str:
         if dest.ref is None:
@@ -116,7 +122,10 @@ def service_resolver(base_url: str) -> Resolver:
             return dest.uri
         if dest.ref.kind != "Service":
             raise UnresolvableDestination(f"cannot resolve a {dest.ref.kind} ref to a URL")
-        url = f"{base}/services/{dest.ref.name}"
+        url = url_of(dest.ref.name)
+        if url is None:
+            raise UnresolvableDestination(f"Service {dest.ref.name} has no URL")
+        url = url.rstrip("/")
         return urljoin(url + "/", dest.uri.lstrip("/")) if dest.uri else url
 
     return resolve
