@@ -100,5 +100,8 @@ def test_cluster_shape_three_tasks_audited_through_kafka_by_signed_deliveries(
         audits.stop()
     assert unsigned.status_code == 401
     assert len(samples.audit) == 3
+    # Each timestamp is when one of the benchmark's own observers woke (the HTTP client, a Kafka consumer
+    # thread, a LISTEN thread), so their order is not causal: under load the audit's NOTIFY can wake its
+    # thread before the consumer thread's fetch returns the record it was delivered from (CI saw it).
     for post, kafka, audit in zip(samples.post, samples.kafka, samples.audit, strict=True):
-        assert 0 < post <= kafka <= audit
+        assert post > 0 and kafka > 0 and audit > 0
