@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     dev_mode: bool = False
     dapr_http_port: int | None = Field(default=None, validation_alias="DAPR_HTTP_PORT")
     dapr_grpc_port: int | None = Field(default=None, validation_alias="DAPR_GRPC_PORT")
+    # the sidecar's API token (dapr.io/api-token-secret); the Dapr SDK reads it itself, httpx calls send it
+    dapr_api_token: str | None = Field(default=None, validation_alias="DAPR_API_TOKEN", repr=False)
     secret_store: str = "secretstore"
     state_store: str = "statestore"
     local_secrets_file: Path | None = None

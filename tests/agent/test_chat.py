@@ -112,7 +112,18 @@ def test_chat_mcp_headers_dapr_api_token_only_to_own_sidecar(
     url: str, sent: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DAPR_API_TOKEN", "sidecar-token")
-    headers = chat.mcp_headers(url, "Bearer jwt")
+    headers = chat.mcp_headers(Settings(), url, "Bearer jwt")
     assert headers["Authorization"] == "Bearer jwt"
     assert ("dapr-api-token" in headers) is sent
     assert headers.get("dapr-api-token", "sidecar-token") == "sidecar-token"
+
+
+def test_chat_dapr_headers_token_from_settings_sent_and_kept_out_of_repr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DAPR_API_TOKEN", "sidecar-token")
+    settings = Settings()
+    assert chat.dapr_headers(settings) == {"dapr-api-token": "sidecar-token"}
+    assert "sidecar-token" not in repr(settings)
+    monkeypatch.delenv("DAPR_API_TOKEN")
+    assert chat.dapr_headers(Settings()) == {}

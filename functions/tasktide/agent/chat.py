@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from tasktide.api.problems import Problem
 from tasktide.dapr import EtagMismatch
 from tasktide.observability import metrics
 from tasktide.services import Services, read_secret
+from tasktide.settings import Settings
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/{user_id}", tags=["chat"])
@@ -82,9 +82,9 @@ def model_config(services: Services) -> ModelConfig | None:
     return ModelConfig(settings.model_name, settings.model_base_url, key or "not-needed")
 
 
-def dapr_headers() -> dict[str, str]:
+def dapr_headers(settings: Settings) -> dict[str, str]:
     """The sidecar's API token (`dapr-api-token`), when the injector gave this app one."""
-    token = os.environ.get("DAPR_API_TOKEN")
+    token = settings.dapr_api_token
     return {"dapr-api-token": token} if token else {}
 
 
@@ -113,18 +113,17 @@ def mcp_url(services: Services, request: Request) -> str:
 _SIDECAR_INVOKE = re.compile(r"^http://127\.0\.0\.1:\d+/v1\.0/invoke/")
 
 
-def mcp_headers(url: str, authorization: str) -> dict[str, str]:
+def mcp_headers(settings: Settings, url: str, authorization: str) -> dict[str, str]:
     """The caller's JWT, plus the Dapr API token when the MCP URL is this pod's own sidecar (on a cluster
     every sidecar requires it: dapr.io/api-token-secret); never sent anywhere else."""
     headers = {"Authorization": authorization}
-    token = os.environ.get("DAPR_API_TOKEN")
-    if token and _SIDECAR_INVOKE.match(url):
-        headers["dapr-api-token"] = token
+    if _SIDECAR_INVOKE.match(url):
+        headers.update(dapr_headers(settings))
     return headers
 
 
 async def run_turn(
-    config: ModelConfig, url: str, authorization: str, items: list[Any], max_turns: int
+    config: ModelConfig, url: str, headers: dict[str, str], items: list[Any], max_turns: int
 ) -> tuple[str, list[Any], list[str]]:
     """One agent run: (final text, the whole conversation as input items, the tools it called)."""
     from agents import Agent, OpenAIChatCompletionsModel, Runner, set_tracing_disabled
@@ -133,7 +132,7 @@ async def run_turn(
 
     set_tracing_disabled(True)  # nothing leaves for a tracing backend
     client = AsyncOpenAI(base_url=config.base_url, api_key=config.api_key, max_retries=1, timeout=120)
-    params = {"url": url, "headers": mcp_headers(url, authorization), "timeout": 30}
+    params = {"url": url, "headers": headers, "timeout": 30}
     async with MCPServerStreamableHttp(params=params, name="tasktide", cache_tools_list=True) as tools:  # type: ignore[arg-type]
         agent = Agent(
             name="tasktide",
@@ -192,7 +191,7 @@ async def _turn(user_id: str, body: ChatIn, request: Request, services: Services
         reply, conversation.items, called = await run_turn(
             config,
             url,
-            request.headers.get("authorization", ""),
+            mcp_headers(services.settings, url, request.headers.get("authorization", "")),
             items,
             services.settings.agent_max_turns,
         )

@@ -45,7 +45,7 @@ async def forward(request: Request, services: Services, user_id: str, body: byte
     settings = services.settings
     url = invoke_url(settings, user_id)
     headers = {name: request.headers[name] for name in PASSED_ON if name in request.headers}
-    headers.update(chat.dapr_headers())
+    headers.update(chat.dapr_headers(settings))
     if body is not None:
         headers["content-type"] = "application/json"
     try:
