@@ -9,6 +9,8 @@ tasktide in one or both shapes (`--shape`, default both, one after the other):
            (`cluster_shape.py`, `router_proc.py`).
 Emits: p50/p99 of these paths, measured one at a time (no concurrency):
   raw    kafka-python `send().get()` (acks=all) -> the record is consumed, on a fresh 1-partition topic;
+  raw-http  a bare ASGI app under uvicorn (uvloop, httptools; it reads the body and answers 201): a POST's
+         round trip, back to back and each IDLE_MS after the last answer (as the API sees its POSTs here);
   kafka  API `POST /api/{user}/tasks` sent -> its `com.tasktide.task.created` record consumed from
          `task-events` (outbox commit + relay + Kafka);
   audit  the same POST -> the audit function's row committed (+ KafkaSource -> Broker -> Trigger -> the
@@ -25,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -47,6 +51,16 @@ TOPIC = "task-events"
 WARMUP = 10
 WAIT_SECONDS = 30.0
 AUDIT_CHANNEL = "bench_audit"
+IDLE_MS = 20  # between raw-http POSTs: about the wait for one event's audit row, the API's idle time here
+HELLO_ASGI = """async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 201, "headers": headers})
+    await send({"type": "http.response.body", "body": b'{"id": "hello"}'})
+"""
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,36 @@ def raw_round_trip(bootstrap: str, messages: int) -> list[float]:
         admin.delete_topics([topic])
         admin.close()
     return samples
+
+
+def raw_http_round_trip(requests: int) -> tuple[list[float], list[float]]:
+    """Seconds per POST to a bare ASGI app under uvicorn, one at a time: back to back, then each IDLE_MS
+    after the previous answer (what an HTTP hop costs here when its processes idle between events)."""
+    port = benchlib.free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "hello_asgi.py").write_text(HELLO_ASGI, encoding="utf-8")
+        argv = [
+            *(str(benchlib.VENV_BIN / "uvicorn"), "hello_asgi:app", "--app-dir", tmp),
+            *("--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools"),
+            *("--log-level", "warning", "--no-access-log"),
+        ]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        back_to_back: list[float] = []
+        apart: list[float] = []
+        try:
+            benchlib.wait_http(f"http://127.0.0.1:{port}/", 30.0, proc)
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0) as client:
+                for samples, idle in ((back_to_back, 0.0), (apart, IDLE_MS / 1000)):
+                    for i in range(WARMUP + requests):
+                        if idle:
+                            time.sleep(idle)
+                        started = time.perf_counter()
+                        client.post("/", json={"title": f"latency {i}"}).raise_for_status()
+                        if i >= WARMUP:
+                            samples.append(time.perf_counter() - started)
+        finally:
+            benchlib.stop(proc)
+    return back_to_back, apart
 
 
 def _consume_until(consumer: KafkaConsumer, match: Any) -> float:
@@ -314,13 +358,17 @@ def render(paths: list[Measured], argv: list[str], load: tuple[float, float]) ->
         ["shape", "path", "from -> to", "n", "p50 ms", "p99 ms", "mean ms", "p50 / raw p50", "p99 / raw p99"],
         rows,
     )
-    shapes = sorted({p.shape for p in paths[1:]}, key=list(SHAPES).index)
+    shapes = sorted({p.shape for p in paths if p.shape in SHAPES}, key=list(SHAPES).index)
     described = "".join(f"\n- `{shape}`: {SHAPES[shape]}." for shape in shapes)
     return (
         f"Command: `{benchlib.command_line('event_latency.py', argv)}`\n\n"
         "One message or task at a time (no concurrency), after "
         f"{WARMUP} warm-up rounds each. `raw`: kafka-python `send().get()` with acks=all, then a group-less "
-        "consumer sees the record, on a fresh 1-partition topic of the local broker. The other rows drive "
+        "consumer sees the record, on a fresh 1-partition topic of the local broker. `raw-http`: a bare ASGI "
+        f"app under uvicorn (uvloop, httptools) answering 201, one POST {IDLE_MS} ms after the last answer "
+        "(about how long the API idles between two POSTs here), and back to back: one HTTP hop, between "
+        "processes that idle between events and between busy ones (the difference is the time this "
+        "machine's idle CPUs take to wake, paid at every hop of the event path). The other rows drive "
         "tasktide on Postgres, in each shape below: `POST /api/{user}/tasks` (outbox row committed with "
         "the task; KafkaPublisher acks=all) until a group-less kafka-python consumer in the benchmark sees "
         "the `task.created` record on `task-events`, and until the audit function's row for it commits "
@@ -352,6 +400,14 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     raw = raw_round_trip(args.bootstrap, args.messages)
     paths = [Measured("-", "raw", "kafka-python produce -> consume", benchlib.Summary.of_seconds(raw))]
+    back_to_back, apart = raw_http_round_trip(args.messages)
+    for name, samples, how in (
+        ("raw-http", apart, f"{IDLE_MS} ms apart"),
+        ("raw-http", back_to_back, "back to back"),
+    ):
+        paths.append(
+            Measured("-", name, f"bare uvicorn app: POST -> 201, {how}", benchlib.Summary.of_seconds(samples))
+        )
     for shape in ("dev", "cluster") if args.shape == "both" else (args.shape,):
         paths += api_paths(args.bootstrap, args.tasks, shape, args.log_dir).measured(shape)
     body = render(paths, raw_argv, (load_before, os.getloadavg()[0]))

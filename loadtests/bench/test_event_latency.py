@@ -1,0 +1,26 @@
+"""The event-latency benchmark's HTTP baseline, run small (no services).
+
+Run: make pytest PYTEST_ARGS="loadtests/bench/test_event_latency.py"
+"""
+
+from __future__ import annotations
+
+import event_latency
+
+
+def test_raw_http_round_trip_both_pacings_measured_after_the_warm_up() -> None:
+    back_to_back, apart = event_latency.raw_http_round_trip(3)
+    assert len(back_to_back) == len(apart) == 3
+    assert all(0 < s < 5 for s in back_to_back + apart)
+
+
+def test_render_baselines_lead_and_only_measured_shapes_are_described() -> None:
+    summary = event_latency.benchlib.Summary.of_seconds([0.001, 0.002])
+    paths = [
+        event_latency.Measured("-", "raw", "kafka", summary),
+        event_latency.Measured("-", "raw-http", "http", summary),
+        event_latency.Measured("cluster", "audit", "audit", summary),
+    ]
+    text = event_latency.render(paths, ["--shape", "cluster"], (0.1, 0.2))
+    assert "| - | raw-http | http |" in text
+    assert "- `cluster`:" in text and "- `dev`:" not in text
