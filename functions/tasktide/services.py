@@ -129,7 +129,7 @@ class Services:
         from tasktide.messaging.outbox import OutboxListener
 
         url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.outbox_listener = OutboxListener(url, self.relay_worker.kick)
+        self.outbox_listener = OutboxListener(url, self.relay_worker.notified)
         self.outbox_listener.start()
 
     def follow_updates(self, hub: StreamHub) -> None:
@@ -189,6 +189,10 @@ class Services:
             services.start_relay(
                 Relay(services.sessions, KafkaPublisher(settings.kafka_bootstrap)), sweep_every=30
             )
+        elif settings.outbox_notify_handoff and engine.dialect.name == "postgresql":
+            from tasktide.db.outbox import HANDOFF_INFO, NotifyHandoff
+
+            services.sessions.configure(info={HANDOFF_INFO: NotifyHandoff()})
         return services
 
 

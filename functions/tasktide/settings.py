@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     knative_dir: Path = REPO_ROOT / "knative"
     ping_every: float | None = None
     dev_mode: bool = False
+    # Postgres, no relay in this process: outbox rows travel to the listening relay in their NOTIFY
+    # (tasktide.db.outbox, "Hand-off by NOTIFY"); the API's Knative Service sets it
+    outbox_notify_handoff: bool = False
     dapr_http_port: int | None = Field(default=None, validation_alias="DAPR_HTTP_PORT")
     dapr_grpc_port: int | None = Field(default=None, validation_alias="DAPR_GRPC_PORT")
     # the sidecar's API token (dapr.io/api-token-secret); the Dapr SDK reads it itself, httpx calls send it

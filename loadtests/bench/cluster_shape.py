@@ -2,12 +2,13 @@
 `event_latency.py`).
 
 Consumes: a migrated Postgres database, a Kafka bootstrap, the project's `.venv`, the manifests of
-`eventing/` + `knative/` (each function's `TASKTIDE_EVENT_AUDIENCE` is the one its Knative Service sets).
+`eventing/` + `knative/` (each function's `TASKTIDE_EVENT_AUDIENCE`, and the API's
+`TASKTIDE_OUTBOX_NOTIFY_HANDOFF`, are what its Knative Service sets).
 Emits (as a context manager, everything stopped on exit):
   api     `tasktide serve` (no FUNCTION_TARGET: uvicorn workers) with `TASKTIDE_KAFKA_BOOTSTRAP` set and the
-          outbox relay NOT in process: each commit NOTIFYs `tasktide_outbox`;
+          outbox relay NOT in process: each commit NOTIFYs `tasktide_outbox` with its outbox rows;
   relay   `tasktide serve` with FUNCTION_TARGET=relay (its own gunicorn): LISTENs from worker start, and on
-          each NOTIFY claims the unsent rows, produces them (acks=all) and marks them sent;
+          each NOTIFY produces the rows it carries (acks=all, no claim query) and marks them sent;
   router  `router_proc.py`: the KafkaSources, Broker and Triggers (`EventRuntime`) on the real Kafka,
           delivering to each started Service at its own URL with a token signed by the key the functions
           verify (`TASKTIDE_EVENT_SIGNING_KEY`, as Knative's OIDC sender authentication would);
@@ -41,16 +42,17 @@ class Cluster:
     pids: dict[str, int]
 
 
+LOCAL_ENV = ("TASKTIDE_EVENT_AUDIENCE", "TASKTIDE_EVENT_SUBJECTS", "TASKTIDE_OUTBOX_NOTIFY_HANDOFF")
+
+
 def manifest_env(service: str) -> dict[str, str]:
-    """The environment the Knative Service `service` sets that matters locally (its event audience)."""
+    """The environment the Knative Service `service` sets that matters locally (`LOCAL_ENV`)."""
     from tasktide.router.manifests import load_manifests
 
     settings_dirs = (benchlib.REPO_ROOT / "eventing", benchlib.REPO_ROOT / "knative")
     for s in load_manifests(*settings_dirs).services:
         if s.name == service:
-            return {
-                k: v for k, v in s.env.items() if k in ("TASKTIDE_EVENT_AUDIENCE", "TASKTIDE_EVENT_SUBJECTS")
-            }
+            return {k: v for k, v in s.env.items() if k in LOCAL_ENV}
     raise LookupError(f"no Knative Service {service} in eventing/ + knative/")
 
 
@@ -86,7 +88,7 @@ def cluster(
         "TASKTIDE_EVENT_SIGNING_KEY": key,
         "TASKTIDE_HOST": "127.0.0.1",
     }
-    for name in ("FUNCTION_TARGET", "TASKTIDE_RELAY_IN_PROCESS", "TASKTIDE_EVENT_AUDIENCE", "TASKTIDE_ROLE"):
+    for name in ("FUNCTION_TARGET", "TASKTIDE_RELAY_IN_PROCESS", "TASKTIDE_ROLE", *LOCAL_ENV):
         common.pop(name, None)
     tasktide = str(benchlib.VENV_BIN / "tasktide")
     ports = {name: benchlib.free_port() for name in ("api", "relay", "audit", "router")}
@@ -98,7 +100,8 @@ def cluster(
             pids[name] = pid
             return base
 
-        api = start("api", [tasktide, "serve"], {**common, "PORT": str(ports["api"])})
+        api_env = {**common, **manifest_env("tasktide-api"), "PORT": str(ports["api"])}
+        api = start("api", [tasktide, "serve"], api_env)
         functions = {}
         for name in ("relay", "audit"):
             env = {

@@ -330,8 +330,9 @@ SHAPES = {
     "dev": "`tasktide dev --kafka`: API, outbox relay (hand-off at commit, no claim query), KafkaSources, "
     "Broker/Triggers and functions in ONE process (functions at `/services/<name>`)",
     "cluster": "one process per concern, as on a cluster: the API (`tasktide serve`, relay not in process: "
-    "each commit NOTIFYs), the `tasktide-relay` function (`tasktide serve`, FUNCTION_TARGET=relay: LISTEN, "
-    "claim, produce, mark sent), a router process (`loadtests/bench/router_proc.py`: the KafkaSources, "
+    "each commit NOTIFYs its outbox rows), the `tasktide-relay` function (`tasktide serve`, "
+    "FUNCTION_TARGET=relay: LISTEN, produce the rows each NOTIFY carries, mark sent), a router process "
+    "(`loadtests/bench/router_proc.py`: the KafkaSources, "
     "Broker and Triggers of the manifests on the real Kafka, each delivery signed for its Service's "
     "audience) and the `tasktide-audit` function (`tasktide serve`, FUNCTION_TARGET=audit, verifying the "
     "token), all on 127.0.0.1 (`loadtests/bench/cluster_shape.py`)",

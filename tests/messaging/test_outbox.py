@@ -6,8 +6,10 @@ drains.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -18,10 +20,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tasktide.db.engine import make_engine, session_factory
 from tasktide.db.models import OutboxRow, TaskRow
+from tasktide.db.outbox import (
+    HANDOFF_INFO,
+    NOTIFY_TOKEN,
+    OUTBOX_CHANNEL,
+    NotifyHandoff,
+    notify_payload,
+    records_of,
+)
 from tasktide.db.repository import TaskRepository
+from tasktide.db.unit_of_work import SqlUnitOfWork
 from tasktide.domain.tasks import new_task
 from tasktide.messaging import events
-from tasktide.messaging.outbox import OutboxRecord, Relay, RelayWorker, enable_handoff
+from tasktide.messaging.outbox import OutboxListener, OutboxRecord, Relay, RelayWorker, enable_handoff
+from tests.testenv import truncate_all
 
 
 class RecordingPublisher:
@@ -419,3 +431,157 @@ def test_relay_worker_handoff_rows_of_a_process_that_died_are_swept_after_their_
     sent = Relay(sessions, recording).run_once()
 
     assert sent == 2 and unsent(sessions) == 0
+
+
+# -- hand-off by NOTIFY: the cluster's API writes rows claimed for the relay, its NOTIFY carries them ------
+def notify_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """`sessions` as the API has them on a cluster (`TASKTIDE_OUTBOX_NOTIFY_HANDOFF`)."""
+    sessions.configure(info={HANDOFF_INFO: NotifyHandoff()})
+    return sessions
+
+
+def payload_of(sessions: sessionmaker[Session]) -> str:
+    """The NOTIFY payload of the unsent rows, as the statement that wrote them carries it on Postgres."""
+    unsent_rows = [r for r in outbox_rows(sessions) if r.sent_at is None]
+    payload = notify_payload([{"topic": r.topic, "key": r.key, "event": r.event} for r in unsent_rows])
+    assert payload is not None
+    return payload
+
+
+def libpq(url: str) -> str:
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+@pytest.fixture
+def postgres(postgres_url: str) -> str:
+    """The worker's Postgres database, emptied (Postgres-only tests: NOTIFY, advisory locks)."""
+    truncate_all(postgres_url)
+    return postgres_url
+
+
+def test_relay_worker_notified_rows_published_and_marked_sent_without_claim(
+    sessions: sessionmaker[Session],
+) -> None:
+    ids = create_tasks(notify_sessions(sessions), 2)
+    assert all(r.claim_token == NOTIFY_TOKEN and r.claimed_until is not None for r in outbox_rows(sessions))
+    publisher = RecordingPublisher()
+    relay = CountingRelay(sessions, publisher)
+    worker = RelayWorker(relay, sweep_every=3600)
+    worker.start()
+    try:
+        worker.notified(payload_of(sessions))
+        wait_for(lambda: unsent(sessions) == 0)
+    finally:
+        worker.stop()
+
+    assert relay.claims == 0
+    assert [r.key for r in publisher.records if r.topic == "task-events"] == ids
+    assert all(r.sent_at is not None and r.claimed_until is None for r in outbox_rows(sessions))
+
+
+def test_relay_worker_notified_failed_publish_released_then_swept(sessions: sessionmaker[Session]) -> None:
+    ids = create_tasks(notify_sessions(sessions), 1)
+    publisher = FlakyPublisher(failures=1)
+    worker = RelayWorker(CountingRelay(sessions, publisher), sweep_every=0.05)
+    worker.start()
+    try:
+        worker.notified(payload_of(sessions))
+        wait_for(lambda: unsent(sessions) == 0)
+    finally:
+        worker.stop()
+
+    assert publisher.calls >= 2  # the notified publish failed, then a sweep claimed the released rows
+    assert {r.key for r in publisher.inner.records} == set(ids)
+    assert unsent(sessions) == 0
+
+
+def test_relay_worker_notified_unreadable_payload_sweeps_instead(sessions: sessionmaker[Session]) -> None:
+    ids = create_tasks(sessions, 1)  # unclaimed: a sweep takes them
+    publisher = RecordingPublisher()
+    relay = CountingRelay(sessions, publisher)
+    worker = RelayWorker(relay, sweep_every=3600)
+    worker.start()
+    try:
+        worker.notified('{"not": "rows"}')
+        wait_for(lambda: unsent(sessions) == 0)
+    finally:
+        worker.stop()
+
+    assert relay.claims >= 1
+    assert {r.key for r in publisher.records} == set(ids)
+
+
+@pytest.mark.parametrize("deferred", [False, True], ids=["transaction", "unit-of-work"])
+def test_repository_notify_handoff_statement_notifies_its_rows_claimed_for_the_relay(
+    postgres: str, deferred: bool
+) -> None:
+    import psycopg
+
+    engine = make_engine(postgres)
+    sessions = notify_sessions(session_factory(engine))
+    task = new_task("alice", {"title": "by notify"}, now=datetime.now(UTC))
+    created = events.task_envelope(events.TASK_CREATED, task)
+    with psycopg.connect(libpq(postgres), autocommit=True) as conn:
+        conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+        if deferred:  # the API's create: one statement, alone in autocommit
+            with SqlUnitOfWork(sessions) as uow:
+                uow.tasks.add(task, created)
+        else:
+            with sessions() as session, session.begin():
+                TaskRepository(session).add(task, created)
+        (notification,) = list(conn.notifies(timeout=10, stop_after=1))
+    rows = outbox_rows(sessions)
+    engine.dispose()
+
+    records = records_of(notification.payload)
+    assert (
+        sorted(r.topic for r in records) == sorted(r.topic for r in rows) == ["task-events", "task-updates"]
+    )
+    assert {r.event_id for r in records} == {created.id} and {r.key for r in records} == {str(task.id)}
+    assert all(r.claim_token == NOTIFY_TOKEN for r in rows)
+
+
+def test_repository_notify_handoff_rows_past_the_payload_limit_unclaimed_empty_payload(
+    postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from tasktide.db import outbox as outbox_table
+
+    monkeypatch.setattr(outbox_table, "NOTIFY_PAYLOAD_MAX", 10)
+    engine = make_engine(postgres)
+    sessions = notify_sessions(session_factory(engine))
+    with psycopg.connect(libpq(postgres), autocommit=True) as conn:
+        conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+        create_tasks(sessions, 1)
+        (notification,) = list(conn.notifies(timeout=10, stop_after=1))
+    rows = outbox_rows(sessions)
+    engine.dispose()
+
+    assert notification.payload == ""
+    assert rows and all(r.claim_token is None and r.claimed_until is None for r in rows)  # a claim takes them
+
+
+def test_outbox_listener_only_the_lock_holder_is_passed_payloads(postgres: str) -> None:
+    import psycopg
+
+    channel, key = f"tasktide_test_{uuid.uuid4().hex[:10]}", secrets.randbits(62)
+    got: dict[int, list[str]] = {0: [], 1: []}
+    listeners = [
+        OutboxListener(libpq(postgres), got[i].append, channel=channel, lock_key=key) for i in (0, 1)
+    ]
+    for listener in listeners:
+        listener.start()
+    try:
+        wait_for(lambda: all(got.values()) and [x.leader for x in listeners].count(True) == 1)
+        with psycopg.connect(libpq(postgres), autocommit=True) as conn:
+            conn.execute(f"NOTIFY {channel}, 'rows'")
+            conn.execute(f"NOTIFY {channel}")
+        leader = next(i for i, x in enumerate(listeners) if x.leader)
+        wait_for(lambda: all(len(v) >= 2 for v in got.values()) and "rows" in got[leader])
+    finally:
+        for listener in listeners:
+            listener.stop()
+
+    assert got[leader] == ["", "rows", ""]
+    assert got[1 - leader] == ["", ""]

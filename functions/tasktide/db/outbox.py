@@ -12,10 +12,18 @@ token, and tells the sink which records it wrote, in write order. After the comm
 straight away and marks them sent, with no claim query; if the transaction rolls back (or a savepoint
 holding some of them does) those records are dropped. A process that dies between commit and publish
 leaves rows whose lease lapses, and a sweep publishes them then.
+
+**Hand-off by NOTIFY** (Postgres, a process without a relay of its own: the API on a cluster). Its sessions
+carry a :class:`NotifyHandoff`: the rows are written claimed by :data:`NOTIFY_TOKEN`, and the statement's
+`pg_notify` carries them (:func:`notify_payload`), so the listening relay publishes them as they commit with
+no claim query (`RelayWorker.notified`). Postgres delivers a notification only if its transaction commits,
+in commit order. Rows whose payload would pass Postgres' 8000-byte limit are written unclaimed with an
+empty payload (the relay claims them as before); rows no relay took are swept when their lease lapses.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +38,8 @@ from tasktide.messaging.events import Envelope, topics_for
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
 OUTBOX_CHANNEL = "tasktide_outbox"  # every statement writing outbox rows NOTIFYs it (Postgres)
 HANDOFF_INFO = "tasktide.outbox.handoff"  # Session.info key of the session's HandoffSink
+NOTIFY_TOKEN = "notify"  # the claim of rows handed to the listening relay by their NOTIFY payload
+NOTIFY_PAYLOAD_MAX = 7999  # bytes: Postgres refuses a NOTIFY payload of 8000 or more
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,36 @@ class HandoffSink(Protocol):
 
     def written(self, session: Session, records: Sequence[OutboxRecord], within: object) -> None:
         """`records` were just inserted by `session`, inside transaction `within`."""
+
+
+@dataclass(frozen=True)
+class NotifyHandoff:
+    """The `HandoffSink` of a process whose relay is another process, LISTENing (see the module docstring):
+    rows are claimed by :data:`NOTIFY_TOKEN` for `lease`, and travel in their statement's NOTIFY."""
+
+    lease: timedelta = timedelta(seconds=10)
+    token: str = NOTIFY_TOKEN
+
+    def written(self, session: Session, records: Sequence[OutboxRecord], within: object) -> None:
+        """Nothing to do in this process: the statement's NOTIFY carries the rows."""
+
+
+def notify_payload(rows: Sequence[dict[str, object]]) -> str | None:
+    """The NOTIFY payload carrying outbox `rows` ([topic, key, event] each), or None past the limit."""
+    payload = json.dumps([[r["topic"], r["key"], r["event"]] for r in rows], separators=(",", ":"))
+    return payload if len(payload.encode()) <= NOTIFY_PAYLOAD_MAX else None
+
+
+def records_of(payload: str) -> list[OutboxRecord]:
+    """The records a :func:`notify_payload` carries; ValueError for anything else."""
+    try:
+        items = json.loads(payload)
+        records = [OutboxRecord(None, str(topic), key, dict(event)) for topic, key, event in items]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not an outbox NOTIFY payload: {exc}") from None
+    if not all(r.event_id for r in records):
+        raise ValueError("not an outbox NOTIFY payload: an event without an id")
+    return records
 
 
 def rows_for(session: Session, event: Envelope) -> list[dict[str, object]]:

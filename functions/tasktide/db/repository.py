@@ -30,6 +30,7 @@ from sqlalchemy import (
     Engine,
     Row,
     Select,
+    String,
     Table,
     and_,
     bindparam,
@@ -48,7 +49,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from tasktide.app.ports import SORTS, ClaimedReminder, TaskQuery
 from tasktide.db.models import ReminderRow, TaskRow, TaskTagRow
-from tasktide.db.outbox import OUTBOX, OUTBOX_CHANNEL, rows_for
+from tasktide.db.outbox import HANDOFF_INFO, OUTBOX, OUTBOX_CHANNEL, NotifyHandoff, notify_payload, rows_for
 from tasktide.domain.errors import Conflict
 from tasktide.domain.reminders import reminder_times
 from tasktide.domain.tasks import (
@@ -159,7 +160,8 @@ def _cte_statement(shape: tuple[tuple[str, int, tuple[str, ...]], ...], dialect:
 
     Postgres runs every data-modifying CTE even when nothing reads it; foreign keys are checked at the
     end of the statement, so the task and its children may go in any order. A statement writing outbox
-    rows returns `pg_notify(tasktide_outbox)`, delivered to listening relays when the transaction commits."""
+    rows returns `pg_notify(tasktide_outbox, :notify_payload)`, delivered to listening relays when the
+    transaction commits (the payload: the rows, for a `NotifyHandoff` session; else empty)."""
     tables = {t.name: t for t in (TASKS, TAGS, REMINDERS, OUTBOX)}
     processors: dict[str, Callable[[Any], Any]] = {}
     keys: set[str] = set()
@@ -178,7 +180,8 @@ def _cte_statement(shape: tuple[tuple[str, int, tuple[str, ...]], ...], dialect:
             rows.append(row)
         ctes.append(insert(table).values(rows).cte(f"w{i}"))
     notify = any(name == OUTBOX.name for name, _, _ in shape)
-    result = func.pg_notify(OUTBOX_CHANNEL, "") if notify else literal_column("1")
+    payload = bindparam("notify_payload", "", type_=String())
+    result = func.pg_notify(OUTBOX_CHANNEL, payload) if notify else literal_column("1")
     compiled = select(result).add_cte(*ctes).compile(dialect=dialect)
     constants = {k: v for k, v in compiled.params.items() if k not in keys}
     return _Compiled(str(compiled), constants, processors)
@@ -248,6 +251,7 @@ class TaskRepository:
             for table, rows in writes:
                 self.session.execute(insert(table), rows)
             return
+        payload = self._notify_payload(writes)
         shape = tuple((table.name, len(rows), tuple(rows[0])) for table, rows in writes)
         params = {
             f"w{i}_{j}_{column}": value
@@ -255,6 +259,7 @@ class TaskRepository:
             for j, row in enumerate(rows)
             for column, value in row.items()
         }
+        params["notify_payload"] = payload
         info = self.session.info
         if info.pop(DEFERRABLE, None) and self.session.get_nested_transaction() is None:
             compiled = _cte_statement(shape, self.session.get_bind().dialect)
@@ -263,6 +268,20 @@ class TaskRepository:
         connection = self.session.connection()
         compiled = _cte_statement(shape, connection.dialect)
         connection.exec_driver_sql(compiled.sql, compiled.params(params))
+
+    def _notify_payload(self, writes: Sequence[tuple[Table, list[dict[str, object]]]]) -> str:
+        """The NOTIFY payload of the outbox rows in `writes` for a `NotifyHandoff` session, else "". Rows
+        too big to travel in it are unclaimed here, so the relay's claim finds them at once."""
+        outbox = [row for table, rows in writes if table is OUTBOX for row in rows]
+        if not outbox or not isinstance(self.session.info.get(HANDOFF_INFO), NotifyHandoff):
+            return ""
+        payload = notify_payload(outbox)
+        if payload is None:
+            for row in outbox:
+                row.pop("claim_token", None)
+                row.pop("claimed_until", None)
+            return ""
+        return payload
 
     def add_occurrence(self, task: Task) -> bool:
         """Insert the next occurrence; False when `(series_id, occurrence)` already exists."""

@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from tasktide.db.outbox import HANDOFF_INFO, OUTBOX_CHANNEL, OutboxRecord, OutboxRepository
+from tasktide.db.outbox import (
+    HANDOFF_INFO,
+    NOTIFY_TOKEN,
+    OUTBOX_CHANNEL,
+    OutboxRecord,
+    OutboxRepository,
+    records_of,
+)
 from tasktide.observability import metrics
 
 if TYPE_CHECKING:
@@ -128,16 +135,28 @@ class Relay:
             OutboxRepository(session).release(records, token)
 
 
+NOTIFY_LEADER_LOCK = 0x7461736B74696465  # pg_try_advisory_lock key: the one relay that takes NOTIFY payloads
+
+
 class OutboxListener:
     """Postgres `LISTEN tasktide_outbox` on its own autocommit connection: every notification (sent at the
-    commit of a transaction that wrote outbox rows) calls `on_notify`, e.g. a `RelayWorker.kick`, so a
-    relay in another process publishes at once instead of at its next sweep. Reconnects after a failure;
-    calls `on_notify` after every (re)connect, since notifications sent while it was away are lost."""
+    commit of a transaction that wrote outbox rows) calls `on_notify` with its payload, e.g. a
+    `RelayWorker.notified`, so a relay in another process publishes at once instead of at its next sweep.
+    Of several listening relays only the holder of the session advisory lock `NOTIFY_LEADER_LOCK` is
+    passed payloads (the rows they carry are claimed for one relay); the others are told of empty ones only,
+    and try for the lock every second. Reconnects after a failure; calls `on_notify("")` after every
+    (re)connect, since notifications sent while it was away are lost."""
 
     def __init__(
-        self, libpq_url: str, on_notify: Callable[[], None], *, channel: str = OUTBOX_CHANNEL
+        self,
+        libpq_url: str,
+        on_notify: Callable[[str], None],
+        *,
+        channel: str = OUTBOX_CHANNEL,
+        lock_key: int = NOTIFY_LEADER_LOCK,
     ) -> None:
-        self.url, self.on_notify, self.channel = libpq_url, on_notify, channel
+        self.url, self.on_notify, self.channel, self.lock_key = libpq_url, on_notify, channel, lock_key
+        self.leader = False
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-listen", daemon=True)
 
@@ -155,11 +174,17 @@ class OutboxListener:
             try:
                 with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {self.channel}")
-                    self.on_notify()
+                    self.leader = False
+                    self.on_notify("")
                     while not self._stopped.is_set():
-                        for _ in conn.notifies(timeout=1.0):
-                            self.on_notify()
+                        if not self.leader:
+                            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,)).fetchone()
+                            self.leader = bool(row and row[0])
+                        for notification in conn.notifies(timeout=1.0):
+                            if self.leader or not notification.payload:
+                                self.on_notify(notification.payload)
             except Exception as exc:
+                self.leader = False
                 log.warning("listening for outbox notifications failed, retrying: %s", exc)
                 self._stopped.wait(1.0)
 
@@ -204,6 +229,7 @@ class RelayWorker:
         self._lock = threading.Lock()
         self._slots: deque[_Slot] = deque()  # in the order the transactions first wrote outbox rows
         self._late: list[_Slot] = []  # abandoned slots that committed after all: give back, then sweep
+        self._notified: list[OutboxRecord] = []  # rows NOTIFY payloads carried, claimed by NOTIFY_TOKEN
         self._degraded = False  # a publish failed: give hand-offs back until a sweep succeeds
         self._thread: threading.Thread | None = None
 
@@ -214,6 +240,22 @@ class RelayWorker:
     def kick(self) -> None:
         """Sweep now (claim whatever is unsent)."""
         self._sweep_due.set()
+        self._wake.set()
+
+    def notified(self, payload: str) -> None:
+        """An outbox NOTIFY (`OutboxListener`): publish the rows its payload carries (committed, claimed by
+        `NOTIFY_TOKEN`), in the order notifications arrive; an empty or unreadable payload: sweep."""
+        if not payload:
+            self.kick()
+            return
+        try:
+            records = records_of(payload)
+        except ValueError as exc:
+            log.warning("outbox notification ignored, sweeping instead: %s", exc)
+            self.kick()
+            return
+        with self._lock:
+            self._notified.extend(records)
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -281,20 +323,25 @@ class RelayWorker:
 
     def _hand_off(self) -> None:
         records, late = self._ready()
+        with self._lock:
+            notified, self._notified = self._notified, []
         for slot in late:
             self.relay._release(slot.records, self.token)
-        if not records:
-            return
-        if self._degraded:
-            self.relay._release(records, self.token)
-            self._sweep_due.set()
-            return
-        try:
-            self.relay.publish(records, self.token)
-        except Exception:
-            self._degraded = True
-            self._sweep_due.set()
-            raise
+        for batch, token in ((records, self.token), (notified, NOTIFY_TOKEN)):
+            if not batch:
+                continue
+            if self._degraded:
+                self.relay._release(batch, token)
+                self._sweep_due.set()
+                continue
+            try:
+                self.relay.publish(batch, token)
+            except Exception:
+                self._degraded = True
+                self._sweep_due.set()
+                if token == self.token and notified:  # the notified rows go back to the sweep too
+                    self.relay._release(notified, NOTIFY_TOKEN)
+                raise
 
     def _run(self) -> None:
         failures = 0
