@@ -459,6 +459,19 @@ def postgres(postgres_url: str) -> str:
     return postgres_url
 
 
+def notify_until_sent(
+    sessions: sessionmaker[Session], relay: Relay, payload: str, sweep_every: float
+) -> None:
+    """A started `RelayWorker` over `relay` is told of `payload`; returns once every row is sent."""
+    worker = RelayWorker(relay, sweep_every=sweep_every)
+    worker.start()
+    try:
+        worker.notified(payload)
+        wait_for(lambda: unsent(sessions) == 0)
+    finally:
+        worker.stop()
+
+
 def test_relay_worker_notified_rows_published_and_marked_sent_without_claim(
     sessions: sessionmaker[Session],
 ) -> None:
@@ -466,13 +479,7 @@ def test_relay_worker_notified_rows_published_and_marked_sent_without_claim(
     assert all(r.claim_token == NOTIFY_TOKEN and r.claimed_until is not None for r in outbox_rows(sessions))
     publisher = RecordingPublisher()
     relay = CountingRelay(sessions, publisher)
-    worker = RelayWorker(relay, sweep_every=3600)
-    worker.start()
-    try:
-        worker.notified(payload_of(sessions))
-        wait_for(lambda: unsent(sessions) == 0)
-    finally:
-        worker.stop()
+    notify_until_sent(sessions, relay, payload_of(sessions), sweep_every=3600)
 
     assert relay.claims == 0
     assert [r.key for r in publisher.records if r.topic == "task-events"] == ids
@@ -482,13 +489,7 @@ def test_relay_worker_notified_rows_published_and_marked_sent_without_claim(
 def test_relay_worker_notified_failed_publish_released_then_swept(sessions: sessionmaker[Session]) -> None:
     ids = create_tasks(notify_sessions(sessions), 1)
     publisher = FlakyPublisher(failures=1)
-    worker = RelayWorker(CountingRelay(sessions, publisher), sweep_every=0.05)
-    worker.start()
-    try:
-        worker.notified(payload_of(sessions))
-        wait_for(lambda: unsent(sessions) == 0)
-    finally:
-        worker.stop()
+    notify_until_sent(sessions, CountingRelay(sessions, publisher), payload_of(sessions), sweep_every=0.05)
 
     assert publisher.calls >= 2  # the notified publish failed, then a sweep claimed the released rows
     assert {r.key for r in publisher.inner.records} == set(ids)
@@ -499,13 +500,7 @@ def test_relay_worker_notified_unreadable_payload_sweeps_instead(sessions: sessi
     ids = create_tasks(sessions, 1)  # unclaimed: a sweep takes them
     publisher = RecordingPublisher()
     relay = CountingRelay(sessions, publisher)
-    worker = RelayWorker(relay, sweep_every=3600)
-    worker.start()
-    try:
-        worker.notified('{"not": "rows"}')
-        wait_for(lambda: unsent(sessions) == 0)
-    finally:
-        worker.stop()
+    notify_until_sent(sessions, relay, '{"not": "rows"}', sweep_every=3600)
 
     assert relay.claims >= 1
     assert {r.key for r in publisher.records} == set(ids)
