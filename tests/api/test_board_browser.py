@@ -278,6 +278,19 @@ def test_board_keyboard_alone_creates_and_completes(page: Page, dev: DevServer) 
     expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_focused()
 
 
+def test_board_live_update_keeps_keyboard_focus_on_the_same_control(page: Page, dev: DevServer) -> None:
+    httpx.post(f"{dev.base_url}/api/{USER}/tasks", json={"title": "Focus here"}, headers=dev.headers(USER))
+    checkbox = item(page, "Focus here").get_by_role("checkbox")
+    checkbox.focus()
+    expect(checkbox).to_be_focused()
+    httpx.post(f"{dev.base_url}/api/{USER}/tasks", json={"title": "Arrives live"}, headers=dev.headers(USER))
+    expect(item(page, "Arrives live")).to_be_visible()  # the list was rendered again from the stream
+
+    expect(item(page, "Focus here").get_by_role("checkbox")).to_be_focused()
+    page.keyboard.press("Space")
+    expect(item(page, "Focus here")).to_have_class("task done")
+
+
 def test_board_every_control_has_an_accessible_name(page: Page) -> None:
     unnamed = page.evaluate(
         """() => [...document.querySelectorAll('#board input, #board select, #board button')]

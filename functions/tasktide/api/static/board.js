@@ -143,8 +143,28 @@ function scheduleReload() {
 
 function renderTasks(tasks) {
   const list = $("task-list");
+  const focused = focusedControl(list);
   list.replaceChildren(...tasks.map(taskItem));
   $("empty").hidden = tasks.length > 0;
+  refocus(list, focused);
+}
+
+// Every live update re-renders the list; the keyboard stays on the same control of the same task.
+const CONTROLS = "input, button, a[href], [tabindex]";
+
+function focusedControl(list) {
+  const active = document.activeElement;
+  const item = active && list.contains(active) ? active.closest("li[data-task-id]") : null;
+  if (!item) return null;
+  return { task: item.dataset.taskId, index: [...item.querySelectorAll(CONTROLS)].indexOf(active) };
+}
+
+function refocus(list, focused) {
+  if (!focused) return;
+  const item = [...list.children].find((li) => li.dataset.taskId === focused.task);
+  const controls = item ? [...item.querySelectorAll(CONTROLS)] : [];
+  const target = controls[focused.index] || controls[0];
+  if (target) target.focus();
 }
 
 function taskItem(task) {
