@@ -225,6 +225,11 @@ def test_board_history_button_lists_the_task_events(page: Page, dev: DevServer) 
     expect(history.filter(has_text="created")).to_have_count(1)
     expect(history.filter(has_text="updated (priority")).to_have_count(1)
     expect(history.first).to_contain_text(f"by {USER}")
+    httpx.patch(
+        f"{dev.base_url}/api/{USER}/tasks/{task['id']}", json={"priority": "low"}, headers=dev.headers(USER)
+    )
+    expect(history.filter(has_text="updated (priority")).to_have_count(2)  # still open, and read again
+    expect(button).to_have_attribute("aria-expanded", "true")
 
 
 def test_board_inbox_shows_fired_reminder_and_marks_it_read(page: Page, dev: DevServer) -> None:

@@ -9,7 +9,10 @@ const TASK_EVENTS = [
 ];
 const REMINDER_EVENT = "com.tasktide.reminder.due";
 const NOTIFICATION_EVENT = "com.tasktide.notification.sent"; // the notifier wrote the in-app notification
-const state = { token: null, user: null, source: null, skip: null, recurrenceText: false, reload: null };
+const state = {
+  token: null, user: null, source: null, skip: null, recurrenceText: false, reload: null,
+  openHistory: new Set(),  // task ids whose history is open: it stays open (and is re-read) across re-renders
+};
 const $ = (id) => document.getElementById(id);
 
 function claimsOf(token) {
@@ -182,6 +185,7 @@ function taskItem(task) {
     type: "button", class: "secondary", "aria-expanded": "false", "aria-controls": history.id,
     onclick: () => toggleHistory(task, historyButton, history),
   }, "History");
+  if (state.openHistory.has(task.id)) toggleHistory(task, historyButton, history);
   const actions = el("div", { class: "row-actions" }, historyButton);
   if (state.skip && task.recurrence && !done) {
     actions.append(el("button", {
@@ -232,7 +236,11 @@ async function toggleHistory(task, button, list) {
   const open = button.getAttribute("aria-expanded") === "true";
   button.setAttribute("aria-expanded", String(!open));
   list.hidden = open;
-  if (open) return;
+  if (open) {
+    state.openHistory.delete(task.id);
+    return;
+  }
+  state.openHistory.add(task.id);
   try {
     const entries = await api("GET", userPath(`/tasks/${task.id}/history`));
     list.replaceChildren(...(entries.length ? entries.map((e) => el("li", {},
