@@ -327,21 +327,21 @@ class RelayWorker:
             notified, self._notified = self._notified, []
         for slot in late:
             self.relay._release(slot.records, self.token)
+        failure: Exception | None = None
         for batch, token in ((records, self.token), (notified, NOTIFY_TOKEN)):
             if not batch:
                 continue
-            if self._degraded:
+            if self._degraded:  # also the batch after one that failed just now: back to the sweep
                 self.relay._release(batch, token)
                 self._sweep_due.set()
                 continue
             try:
                 self.relay.publish(batch, token)
-            except Exception:
-                self._degraded = True
+            except Exception as exc:
+                self._degraded, failure = True, exc
                 self._sweep_due.set()
-                if token == self.token and notified:  # the notified rows go back to the sweep too
-                    self.relay._release(notified, NOTIFY_TOKEN)
-                raise
+        if failure is not None:
+            raise failure
 
     def _run(self) -> None:
         failures = 0
