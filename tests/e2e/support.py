@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -112,6 +113,8 @@ class Proc:
             return "<no log>"
 
     def stop(self, timeout: float = 20.0) -> None:
+        """Stop the process, then anything left of its process group (a gunicorn worker the master was
+        still respawning when it was told to stop would otherwise outlive it)."""
         if self.popen.poll() is None:
             self.popen.terminate()
             try:
@@ -119,13 +122,22 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)  # its own group: start_process starts a new session
 
 
 def start_process(name: str, argv: Sequence[str], env: Mapping[str, str], workdir: Path) -> Proc:
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}.log"
     with log_path.open("ab") as log:
-        popen = subprocess.Popen(list(argv), env=dict(env), cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+        popen = subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return Proc(name, popen, log_path)
 
 
