@@ -252,6 +252,12 @@ def run_all(
     hello.write_text(HELLO)
     hello_stack = workdir / "hello_stack.py"
     hello_stack.write_text(HELLO_STACK)
+    # As the image does (Dockerfile: `compileall` at build, PYTHONDONTWRITEBYTECODE at run time): every
+    # path starts from bytecode, not by compiling its sources (an editable install in a shell that sets
+    # PYTHONDONTWRITEBYTECODE would otherwise recompile all of tasktide at every start, and the hello's
+    # site-packages come compiled by pip).
+    package = Path(__import__("tasktide").__file__).parent
+    subprocess.run([python, "-m", "compileall", "-q", str(package), str(hello), str(hello_stack)], check=True)
     libpq = "postgresql://" + db_url.split("://", 1)[1] if "postgresql" in db_url else None
     stack_database = libpq or db_url.removeprefix("sqlite:///")
     base_env = {
@@ -375,8 +381,9 @@ def render(
 
 Time from `subprocess.Popen` to the first 2xx answer (requests retried every {POLL_S * 1000:.0f} ms while
 the port refuses connections), median of {runs} rounds (each round runs every path once, in turn, so load
-bursts hit all paths alike) after one unrecorded warm-up run of each (page cache and `.pyc` files warm),
-and the resident set (VmRSS) of the process that answered (the gunicorn or uvicorn worker) right after
+bursts hit all paths alike) after one unrecorded warm-up run of each (page cache warm; every source,
+tasktide's and the hellos', compiled to `.pyc` first with `compileall`, as the image's build does), and
+the resident set (VmRSS) of the process that answered (the gunicorn or uvicorn worker) right after
 that answer. Functions run exactly as a Knative Service runs them (`tasktide serve`
 runs `gunicorn 'tasktide.functions._server:asgi_app_from_env()'` with uvicorn workers:
 functions-framework's app plus `/healthz` and `/metrics`), with `TASKTIDE_DATABASE_URL` a

@@ -104,11 +104,13 @@ from tasktide.functions._server import app_from_env
 response = app_from_env().test_client().post(
     "/", data=sys.stdin.buffer.read(), headers={"content-type": "application/cloudevents+json"}
 )
-print(json.dumps({"status": response.status_code, "sqlalchemy": "sqlalchemy" in sys.modules}))
+unused = ("sqlalchemy", "dateutil", "tasktide.domain.recurrence", "tasktide.domain.recurrence_text")
+loaded = [name for name in unused if name in sys.modules]
+print(json.dumps({"status": response.status_code, "loaded": loaded}))
 """
 
 
-def test_audit_container_records_without_importing_sqlalchemy(services: Services) -> None:
+def test_audit_container_records_without_importing_sqlalchemy_or_the_rule_engine(services: Services) -> None:
     """What `FUNCTION_TARGET=audit tasktide serve` runs: no container bound, so the DBAPI store."""
     import os
     import subprocess
@@ -121,5 +123,5 @@ def test_audit_container_records_without_importing_sqlalchemy(services: Services
         [sys.executable, "-c", CONTAINER_PROBE], input=body.encode(), env=env, capture_output=True, timeout=60
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    assert json.loads(done.stdout.decode().strip().splitlines()[-1]) == {"status": 204, "sqlalchemy": False}
+    assert json.loads(done.stdout.decode().strip().splitlines()[-1]) == {"status": 204, "loaded": []}
     assert history(services) == [(TASK_UPDATED, "victim")]

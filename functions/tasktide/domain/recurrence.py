@@ -14,21 +14,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrule, rrulestr
 
 from tasktide.domain.errors import FieldError, ValidationFailed
+from tasktide.domain.tasks import DATES_MAX, RecurrenceBasis
 
 FIELD = "recurrence"
-
-
-class RecurrenceBasis(StrEnum):
-    """What the next occurrence is scheduled from: the previous due time or the completion time."""
-
-    DUE = "due"
-    COMPLETION = "completion"
 
 
 SUPPORTED_FREQS = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
@@ -224,7 +217,7 @@ def local_wall_time(moment: datetime, tz: str) -> datetime:
 
 # --- RFC 5545 multi-line form: RRULE plus EXDATE / RDATE lines ------------------------------------------
 
-MAX_DATES = 200
+MAX_DATES = DATES_MAX
 _DATE_TIME = re.compile(r"^(?P<date>\d{8})T(?P<time>\d{6})(?P<utc>Z)?$", re.ASCII)
 _KNOWN_LINE = re.compile(r"^(?P<name>[A-Z][A-Z-]*)(?P<sep>[;:])")
 _REFUSED_LINES = {

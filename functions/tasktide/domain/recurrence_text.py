@@ -31,9 +31,10 @@ from datetime import date, time
 
 from tasktide.domain.errors import FieldError, ValidationFailed
 from tasktide.domain.recurrence import validate_rule
+from tasktide.domain.tasks import RECURRENCE_TEXT_MAX
 
 FIELD = "recurrence_text"
-MAX_LENGTH = 200
+MAX_LENGTH = RECURRENCE_TEXT_MAX
 
 _DAYS = {
     "monday": "MO", "mon": "MO", "tuesday": "TU", "tue": "TU", "tues": "TU", "wednesday": "WE",

@@ -21,21 +21,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from enum import StrEnum
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID, uuid4, uuid5
 from zoneinfo import ZoneInfo, available_timezones
 
 from tasktide.domain.errors import Conflict, FieldError, ValidationFailed
-from tasktide.domain.recurrence import (
-    MAX_DATES,
-    RecurrenceBasis,
-    Series,
-    local_wall_time,
-    parse_recurrence,
-)
-from tasktide.domain.recurrence_text import MAX_LENGTH as PHRASE_MAX
-from tasktide.domain.recurrence_text import Phrase, parse_phrase
 from tasktide.domain.reminders import parse_offset
+
+if TYPE_CHECKING:  # the rule engine (dateutil) is imported by the operations on series, when they run:
+    # a consumer that only reads tasks (the audit function) never loads it
+    from tasktide.domain.recurrence import Series
+    from tasktide.domain.recurrence_text import Phrase
 
 __all__ = [
     "DATES_MAX",
@@ -83,6 +79,13 @@ class Status(StrEnum):
     COMPLETED = "completed"
 
 
+class RecurrenceBasis(StrEnum):
+    """What the next occurrence is scheduled from: the previous due time or the completion time."""
+
+    DUE = "due"
+    COMPLETION = "completion"
+
+
 PRIORITY_RANK: Final[Mapping[Priority, int]] = {
     Priority.HIGH: 0,
     Priority.MEDIUM: 1,
@@ -98,9 +101,9 @@ TAGS_MAX: Final = 20  # distinct tags, each 1-TAG_MAX characters after trimming
 TAG_MAX: Final = 40
 REMINDERS_MAX: Final = 5
 TIMEZONE_MAX: Final = 64  # the longest IANA name is 32
-RECURRENCE_MAX: Final = 20_000  # an RRULE, or RFC 5545 lines with up to MAX_DATES EXDATE/RDATE values
-RECURRENCE_TEXT_MAX: Final = PHRASE_MAX
-DATES_MAX: Final = MAX_DATES  # exdates, rdates
+RECURRENCE_MAX: Final = 20_000  # an RRULE, or RFC 5545 lines with up to DATES_MAX EXDATE/RDATE values
+RECURRENCE_TEXT_MAX: Final = 200  # a recurrence_text phrase
+DATES_MAX: Final = 200  # exdates, rdates (EXDATE, RDATE values)
 
 _NO_SERIES: Final = UUID(int=0)
 _EDITABLE: Final = {"editable": True}  # a field a client sets (create, PUT, PATCH); the rest are read-only
@@ -342,6 +345,8 @@ def _validate(fields: Mapping[str, object], now: datetime | None = None) -> _Edi
         elif not isinstance(raw_text, str):
             errors.append(FieldError("recurrence_text", 'must be a phrase such as "every 2nd monday"'))
         else:
+            from tasktide.domain.recurrence_text import parse_phrase
+
             try:
                 phrase = parse_phrase(raw_text)
             except ValidationFailed as failed:
@@ -355,6 +360,8 @@ def _validate(fields: Mapping[str, object], now: datetime | None = None) -> _Edi
         if isinstance(raw_rule, str) and len(raw_rule) > RECURRENCE_MAX:
             errors.append(FieldError("recurrence", f"must be at most {RECURRENCE_MAX} characters"))
         elif isinstance(raw_rule, str):
+            from tasktide.domain.recurrence import parse_recurrence
+
             try:
                 parsed = parse_recurrence(raw_rule, timezone)
             except ValidationFailed as failed:
@@ -372,8 +379,8 @@ def _validate(fields: Mapping[str, object], now: datetime | None = None) -> _Edi
     if rdates and basis is RecurrenceBasis.COMPLETION:
         errors.append(FieldError("rdates", "RDATE needs recurrence_basis due (a completion-based series "
                                  "restarts at each completion)"))  # fmt: skip
-    if len(exdates) > MAX_DATES or len(rdates) > MAX_DATES:
-        errors.append(FieldError("exdates", f"exdates and rdates take at most {MAX_DATES} date-times each"))
+    if len(exdates) > DATES_MAX or len(rdates) > DATES_MAX:
+        errors.append(FieldError("exdates", f"exdates and rdates take at most {DATES_MAX} date-times each"))
 
     reminders = _validate_reminders(fields.get("reminders"), errors)
     if reminders and due_at is None and "due_at" not in {error.field for error in errors}:
@@ -411,6 +418,8 @@ def _phrase_due(phrase: Phrase, due_at: datetime | None, tz: str, now: datetime 
         return wall.replace(tzinfo=zone).astimezone(UTC)
     if now is None:
         return None
+    from tasktide.domain.recurrence import Series
+
     start = datetime.combine(now.astimezone(zone).date(), phrase.at or DEFAULT_TIME)
     return Series(rule=phrase.rule, start=start, tz=tz).after(now)
 
@@ -460,6 +469,8 @@ def _anchor(valid: _Editable) -> dict[str, Any]:
     """Series fields of a series (re)starting at the task's due time (none for a one-off task)."""
     if valid["recurrence"] is None or valid["due_at"] is None:
         return {"series_start": None, "series_timezone": None, "original_due_at": None}
+    from tasktide.domain.recurrence import local_wall_time
+
     return {
         "series_start": local_wall_time(valid["due_at"], valid["timezone"]),
         "series_timezone": valid["timezone"],
@@ -586,6 +597,8 @@ def series_of(task: Task) -> Series | None:
     """
     if task.recurrence is None or task.due_at is None:
         return None
+    from tasktide.domain.recurrence import Series, local_wall_time
+
     tz = task.series_timezone or task.timezone
     start = task.series_start if task.series_start is not None else local_wall_time(task.due_at, tz)
     return Series(rule=task.recurrence, start=start, tz=tz, exdates=task.exdates, rdates=task.rdates)
