@@ -415,16 +415,22 @@ alone costs {imp.median_ms - py.median_ms:.0f} ms over a bare interpreter
 ({imp.median_ms / hello.median_ms:.2f}x the whole hello path), without SQLAlchemy: the function server and
 the handler module import the services container, SQLAlchemy and kafka-python only when an event first
 needs them, and the audit handler never does: it records its row through the DBAPI driver alone
-(`tasktide.db.dbapi`, sqlite3 here). That import includes functions-framework's own (Flask, werkzeug,
-jinja2), which the hello path pays too, so most of the gap to hello is pydantic and tasktide's modules at
-import; the rest is uvicorn's worker, a2wsgi and the body guard, reading the settings (pydantic-settings,
-as the house style asks, read at the first event), and the first event
-itself: the first connection and the first INSERT. Of the worker's memory over the hello worker's, most is
-pydantic: by incremental VmRSS of imports in a bare interpreter, in server order (2026-12-02), pydantic's
-core and models +8.0 MiB, `pydantic_settings` +2.3 over those, `tasktide.settings` +0.5, the catalogue
-models of `tasktide.messaging.events` +2.7, uvicorn's worker with asyncio and a2wsgi +3.1,
-prometheus_client +0.4 to +1.2, sqlite3 +1.0 (psycopg instead: about +12.7); gunicorn and
-functions-framework, which hello has too, +23.
+(`tasktide.db.dbapi`, sqlite3 here), and it never loads the recurrence rule engine (dateutil,
+`tasktide.domain.recurrence`: imported by the operations on series only). `tasktide serve` sets
+`PYDANTIC_DISABLE_PLUGINS=__all__` (tasktide uses no pydantic plugin; the entry-point scan pydantic runs at
+its first model is about 20 ms here). That import includes functions-framework's own (Flask, werkzeug,
+jinja2), which the hello path pays too, so most of the gap to hello is pydantic at import; the rest is
+uvicorn's worker and the body guard, tasktide's modules, reading the settings (pydantic-settings, as the
+house style asks, read at the first event), and the first event itself: the first connection and the
+first INSERT. Memory: the worker's RSS over the hello worker's is Python objects of imported modules and
+the extension libraries they map (smaps of the worker after its first event, 2026-12-03: anonymous +12.2
+MiB, `_pydantic_core` +3.3, uvloop +1.5, libsqlite3 +1.2). By incremental VmRSS of imports in a bare
+interpreter, in server order (2026-12-03, bytecode compiled): pydantic +3.8 MiB, `pydantic_settings` +7.2
+over it, prometheus_client +1.2, sqlite3 +1.0 (all in the floor too), uvicorn's worker, uvloop and
+httptools +2.8, all of tasktide's modules and its settings +1.4. The floor alone is 1.44x the hello's
+memory, so 1.5x leaves 1.6 MiB for the event loop that reads bodies with a deadline (the body guard,
+`tasktide.edges.bodyguard`) and tasktide itself; malloc arena and thread-pool settings
+(`MALLOC_ARENA_MAX=1`, one WSGI thread) changed nothing measurable.
 """
 
 
