@@ -256,7 +256,7 @@ def run_all(
     # path starts from bytecode, not by compiling its sources (an editable install in a shell that sets
     # PYTHONDONTWRITEBYTECODE would otherwise recompile all of tasktide at every start, and the hello's
     # site-packages come compiled by pip).
-    package = Path(__import__("tasktide").__file__).parent
+    package = benchlib.REPO_ROOT / "functions" / "tasktide"
     subprocess.run([python, "-m", "compileall", "-q", str(package), str(hello), str(hello_stack)], check=True)
     libpq = "postgresql://" + db_url.split("://", 1)[1] if "postgresql" in db_url else None
     stack_database = libpq or db_url.removeprefix("sqlite:///")

@@ -217,7 +217,6 @@ def local_wall_time(moment: datetime, tz: str) -> datetime:
 
 # --- RFC 5545 multi-line form: RRULE plus EXDATE / RDATE lines ------------------------------------------
 
-MAX_DATES = DATES_MAX
 _DATE_TIME = re.compile(r"^(?P<date>\d{8})T(?P<time>\d{6})(?P<utc>Z)?$", re.ASCII)
 _KNOWN_LINE = re.compile(r"^(?P<name>[A-Z][A-Z-]*)(?P<sep>[;:])")
 _REFUSED_LINES = {
@@ -348,8 +347,8 @@ def parse_recurrence(text: str, tz: str) -> Recurrence:
         errors.append("give exactly one RRULE line")
     elif not rules:
         errors.append("an RRULE line is required (EXDATE and RDATE only amend a rule)")
-    if len(exdates) > MAX_DATES or len(rdates) > MAX_DATES:
-        errors.append(f"EXDATE and RDATE take at most {MAX_DATES} date-times each")
+    if len(exdates) > DATES_MAX or len(rdates) > DATES_MAX:
+        errors.append(f"EXDATE and RDATE take at most {DATES_MAX} date-times each")
     rule = ""
     if len(rules) == 1:
         try:

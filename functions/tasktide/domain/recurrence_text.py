@@ -34,7 +34,6 @@ from tasktide.domain.recurrence import validate_rule
 from tasktide.domain.tasks import RECURRENCE_TEXT_MAX
 
 FIELD = "recurrence_text"
-MAX_LENGTH = RECURRENCE_TEXT_MAX
 
 _DAYS = {
     "monday": "MO", "mon": "MO", "tuesday": "TU", "tue": "TU", "tues": "TU", "wednesday": "WE",
@@ -468,8 +467,8 @@ class _Parser:
         raise self.stuck(start)
 
     def parse(self) -> Phrase:
-        if len(self.text) > MAX_LENGTH:
-            raise _NotUnderstood(f"must be at most {MAX_LENGTH} characters")
+        if len(self.text) > RECURRENCE_TEXT_MAX:
+            raise _NotUnderstood(f"must be at most {RECURRENCE_TEXT_MAX} characters")
         self.head()
         while self.peek() is not None:
             self.clause()
