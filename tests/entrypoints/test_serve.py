@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, text
 
 from tasktide.db.migrate import upgrade
 from tasktide.domain.tasks import new_task
+from tasktide.entrypoints import serve as serve_module
 from tasktide.entrypoints.serve import command
 from tasktide.messaging.events import TASK_CREATED, task_envelope
 
@@ -75,6 +76,24 @@ def test_serve_command_function_target_runs_gunicorn_function_app() -> None:
     api = command({"PORT": "9000"})
     assert api[:3] == [sys.executable, "-m", "tasktide.entrypoints.apiserver"]
     assert api[api.index("--workers") + 1] == "2"
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "__all__"), ("logfire", "logfire")])
+def test_serve_pydantic_plugins_disabled_unless_set(
+    monkeypatch: pytest.MonkeyPatch, preset: str | None, expected: str
+) -> None:
+    """pydantic's plugin scan costs a cold start about 20 ms: `tasktide serve` turns it off, unless the
+    operator chose plugins."""
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", preset or "")  # restored (or removed) after the test
+    if preset is None:
+        monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS")
+    monkeypatch.delenv("FUNCTION_TARGET", raising=False)
+    seen: dict[str, str | None] = {}
+    monkeypatch.setattr(
+        serve_module.os, "execvp", lambda *_: seen.update(value=os.environ.get("PYDANTIC_DISABLE_PLUGINS"))
+    )
+    serve_module.serve()
+    assert seen == {"value": expected}
 
 
 def test_serve_command_without_host_env_binds_loopback() -> None:
