@@ -1,10 +1,15 @@
-"""The function containers' gunicorn hooks: the relay starts its outbox listener when a worker starts."""
+"""The function containers' gunicorn settings and hooks: the app is built before the fork, the relay starts
+its outbox listener when a worker starts, the master's live gauges are dropped."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 
 from tasktide.functions import _gunicorn_conf, _kit
+from tasktide.observability import metrics
 
 
 def _count_builds(monkeypatch: pytest.MonkeyPatch, *, fail: bool = False) -> list[str]:
@@ -41,3 +46,25 @@ def test_post_worker_init_database_down_logs_and_keeps_worker(
     _count_builds(monkeypatch, fail=True)
     _gunicorn_conf.post_worker_init(object())  # does not raise: the worker stays up
     assert "outbox listener not started yet" in caplog.text
+
+
+def test_gunicorn_conf_builds_the_app_in_the_master_before_forking() -> None:
+    assert _gunicorn_conf.preload_app is True
+
+
+def test_when_ready_multiprocess_drops_the_masters_live_gauges(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    dropped: list[int] = []
+    monkeypatch.setattr(metrics, "mark_process_dead", dropped.append)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    _gunicorn_conf.when_ready(object())
+    assert dropped == [os.getpid()]
+
+
+def test_when_ready_single_process_drops_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    dropped: list[int] = []
+    monkeypatch.setattr(metrics, "mark_process_dead", dropped.append)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    _gunicorn_conf.when_ready(object())
+    assert dropped == []

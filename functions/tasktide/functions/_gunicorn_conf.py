@@ -6,8 +6,15 @@ Every line gunicorn's master and workers log is JSON (`logconfig_dict`, the same
 The relay (`FUNCTION_TARGET=relay`) starts listening for `NOTIFY tasktide_outbox` as soon as a worker is up,
 not on its first event: a warm relay publishes within milliseconds of a commit (prod keeps one pod warm).
 
+The app is built in the master, before it forks its workers (`preload_app`, as functions-framework's own
+gunicorn does): a worker inherits the imported modules instead of importing them itself, so its resident
+set holds only the code pages serving touches, and several workers share the rest. Building the app
+connects nothing and starts no thread (the container, its connections and the relay's listener are built
+in the worker), so nothing is lost across the fork.
+
 With several workers and `PROMETHEUS_MULTIPROC_DIR` set, a dead worker's live gauges are dropped so
-`/metrics` (served by any worker) aggregates only the living ones.
+`/metrics` (served by any worker) aggregates only the living ones, and so are the master's (created when it
+imported the metrics module; it serves nothing).
 """
 
 from __future__ import annotations
@@ -18,9 +25,16 @@ from typing import Any
 
 from tasktide.observability import logs, metrics
 
+preload_app = True
+
 logconfig_dict = logs.dict_config(
     os.environ.get("FUNCTION_TARGET", "function"), os.environ.get("TASKTIDE_LOG_LEVEL", "INFO")
 )
+
+
+def when_ready(_server: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics.mark_process_dead(os.getpid())
 
 
 def child_exit(_server: Any, worker: Any) -> None:
