@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -94,6 +95,22 @@ def test_serve_pydantic_plugins_disabled_unless_set(
     )
     serve_module.serve()
     assert seen == {"value": expected}
+
+
+def test_serve_function_target_builds_the_app_with_collection_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn builds the app with cyclic collection off (its `when_ready` hook turns it back on)."""
+    import gunicorn.app.wsgiapp  # type: ignore[import-untyped]
+
+    monkeypatch.setenv("FUNCTION_TARGET", "audit")
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    seen: list[bool] = []
+    monkeypatch.setattr(gunicorn.app.wsgiapp, "run", lambda: seen.append(gc.isenabled()))
+    try:
+        serve_module.serve()
+    finally:
+        gc.enable()
+    assert seen == [False]
+    assert sys.argv[:2] == ["gunicorn", "tasktide.functions._server:asgi_app_from_env()"]
 
 
 def test_serve_command_without_host_env_binds_loopback() -> None:

@@ -3,7 +3,9 @@ its outbox listener when a worker starts, the master's live gauges are dropped."
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,8 +50,22 @@ def test_post_worker_init_database_down_logs_and_keeps_worker(
     assert "outbox listener not started yet" in caplog.text
 
 
+@pytest.fixture(autouse=True)
+def collector_restored() -> Iterator[None]:
+    yield
+    gc.unfreeze()
+    gc.enable()
+
+
 def test_gunicorn_conf_builds_the_app_in_the_master_before_forking() -> None:
     assert _gunicorn_conf.preload_app is True
+
+
+def test_when_ready_freezes_the_built_app_and_turns_collection_back_on() -> None:
+    gc.disable()  # as `tasktide serve` runs the build
+    _gunicorn_conf.when_ready(object())
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > 0
 
 
 def test_when_ready_multiprocess_drops_the_masters_live_gauges(

@@ -10,7 +10,10 @@ The app is built in the master, before it forks its workers (`preload_app`, as f
 gunicorn does): a worker inherits the imported modules instead of importing them itself, so its resident
 set holds only the code pages serving touches, and several workers share the rest. Building the app
 connects nothing and starts no thread (the container, its connections and the relay's listener are built
-in the worker), so nothing is lost across the fork.
+in the worker), so nothing is lost across the fork. `tasktide serve` runs that build with cyclic garbage
+collection off; `when_ready` (after the build, before the first fork) moves every object built so far out
+of the collector's reach (`gc.freeze`) and turns it back on: a worker's collections never scan, nor write
+to, the inherited objects, so their pages stay shared.
 
 With several workers and `PROMETHEUS_MULTIPROC_DIR` set, a dead worker's live gauges are dropped so
 `/metrics` (served by any worker) aggregates only the living ones, and so are the master's (created when it
@@ -19,6 +22,7 @@ imported the metrics module; it serves nothing).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from typing import Any
@@ -33,6 +37,8 @@ logconfig_dict = logs.dict_config(
 
 
 def when_ready(_server: Any) -> None:
+    gc.freeze()
+    gc.enable()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics.mark_process_dead(os.getpid())
 
