@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,7 +16,9 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent
+from starlette.testclient import TestClient
 
+from tasktide.api import mcp_server
 from tasktide.api.app import create_app
 from tasktide.api.schemas import TaskFilters
 from tasktide.services import Services
@@ -194,3 +199,58 @@ def test_mcp_without_valid_token_http_401_problem(server: LiveServer, headers: d
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+LAZY_PROBE = """
+import sys
+from tasktide.api.app import create_app
+from tasktide.api.auth import encode_token
+from tasktide.services import Services
+from tasktide.settings import get_settings
+from starlette.testclient import TestClient
+
+def sdk():
+    return sorted(m for m in sys.modules if m.split(".")[0] in ("mcp", "mcp_types"))
+
+app = create_app(Services.build(get_settings()))
+print("built", sdk())
+with TestClient(app) as client:
+    client.get("/healthz")
+    print("served", sdk())
+    token = encode_token("alice", get_settings().jwt_secret)
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+    response = client.post("/mcp", json=body, headers=headers)
+    print("mcp", response.status_code, sorted(t["name"] for t in response.json()["result"]["tools"]))
+    print("loaded", "mcp.server.mcpserver" in sdk())
+"""
+
+
+def test_mcp_sdk_not_imported_until_the_first_mcp_request(database_url: str) -> None:
+    """The SDK is about a third of the API's imports: the API builds and serves without it."""
+    env = {**os.environ, "TASKTIDE_DATABASE_URL": database_url, "TASKTIDE_JWT_SECRET": "s" * 32}
+    done = subprocess.run(
+        [sys.executable, "-c", LAZY_PROBE], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert "built []" in lines
+    assert "served []" in lines
+    tools = "['add_task', 'complete_task', 'delete_task', 'list_tasks', 'skip_occurrence', 'update_task']"
+    assert f"mcp 200 {tools}" in lines
+    assert "loaded True" in lines
+
+
+def test_mcp_tools_unloadable_mcp_503_problem_and_rest_still_serves(
+    services: Services, auth: Auth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> None:
+        raise ImportError("no mcp here")
+
+    monkeypatch.setattr(mcp_server, "_session_manager", broken)
+    with TestClient(create_app(services)) as client:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        response = client.post("/mcp", json=body, headers=auth("alice"))
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
+        assert client.get("/api/alice/tasks", headers=auth("alice")).status_code == 200

@@ -1,251 +1,96 @@
-"""MCP task tools at `/mcp` (Streamable HTTP, official `mcp` SDK), answered by the REST routes themselves.
+"""`/mcp`: the MCP task tools (Streamable HTTP, official `mcp` SDK) on the task API, behind the REST auth.
 
 Consumes: MCP JSON-RPC over Streamable HTTP (`POST /mcp`, stateless, JSON responses) with
-`Authorization: Bearer <JWT>`, the same token as the REST API (its `sub` is the user). Each tool call is an
-in-process ASGI request (`httpx.ASGITransport`) to `/api/{user}/tasks...` with the caller's token, so the
-routes' validation, auth, transactions, outbox events and problem details all apply unchanged.
-Emits: tool results whose text is the REST response body (and `structuredContent` the same JSON; a list is
-`{"tasks": [...], "next_cursor": ...}`); a REST problem becomes a tool error (`isError`) carrying the
-RFC 9457 document. A missing or invalid token is a 401 problem before any MCP processing.
+`Authorization: Bearer <JWT>`, the same token as the REST API (its `sub` is the user).
+Emits: a missing or invalid token is a 401 problem (a token for another user's tasks, 403) before any MCP
+processing; anything else is the SDK's answer over the tools of :mod:`tasktide.api.mcp_tools`.
+
+The SDK is about a third of everything the API imports, so the API starts without it: the first request
+past the gate imports the tools and builds the SDK's session manager in a worker thread (the event loop
+keeps answering the REST API meanwhile), and a task of the app's lifespan runs that manager until shutdown.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cache
-from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING, Any
 
-import httpx
+import anyio
+import anyio.to_thread
 import jwt
 from fastapi import FastAPI
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from tasktide.api.auth import authorize
 from tasktide.api.problems import Problem, problem_response
-from tasktide.api.schemas import Priority, TaskFilters
+
+if TYPE_CHECKING:
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 PATH = "/mcp"
-Clearable = Literal["description", "due_at", "recurrence", "reminders", "tags"]
-INSTRUCTIONS = (
-    "Task tools of tasktide. Times are RFC 3339 (e.g. 2030-01-07T09:00:00+01:00) with an IANA timezone; "
-    "recurrence is an RFC 5545 RRULE (e.g. FREQ=WEEKLY;BYDAY=MO); reminders are ISO 8601 durations "
-    "before the due time (e.g. PT15M, P1D). Results are the REST API's task objects."
-)
+log = logging.getLogger("tasktide.api.mcp")
 
 
-def _user_of(authorization: str) -> str:
+def user_of(authorization: str) -> str:
     """The token's `sub` (the gate at /mcp has already verified the token)."""
     token = authorization.partition(" ")[2].strip()
     claims = jwt.decode(token, options={"verify_signature": False})
     return str(claims.get("sub", ""))
 
 
-class TaskApi:
-    """The REST API of the app that received the MCP request, called in-process over ASGI."""
+def _session_manager() -> StreamableHTTPSessionManager:
+    from tasktide.api import mcp_tools
 
-    async def call(
-        self,
-        ctx: Context,
-        method: str,
-        suffix: str,
-        *,
-        body: Any = None,
-        params: list[tuple[str, str]] | None = None,
-    ) -> httpx.Response:
-        headers = ctx.headers or {}
-        authorization = headers.get("authorization", "")
-        user = _user_of(authorization)
-        request = ctx.request_context.request
-        app = request.scope["app"] if isinstance(request, Request) else None
-        if app is None:
-            raise RuntimeError("the MCP tools are served only over HTTP, mounted on the task API")
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://tasktide.internal") as client:
-            return await client.request(
-                method,
-                f"/api/{user}/tasks{suffix}",
-                json=body,
-                params=tuple(params or ()),
-                headers={"authorization": authorization},
-            )
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return {"status": response.status_code, "detail": response.text}
-
-
-def result(response: httpx.Response, shape: Any = None) -> CallToolResult:
-    """A REST answer as an MCP tool result; a problem document as a tool error."""
-    if response.status_code >= 400:
-        problem = _json(response)
-        if not isinstance(problem, dict):
-            problem = {"status": response.status_code, "detail": str(problem)}
-        return CallToolResult(
-            content=[TextContent(type="text", text=json.dumps(problem))],
-            structured_content=problem,
-            is_error=True,
-        )
-    body = _json(response) if response.status_code != 204 else shape
-    structured = body if isinstance(body, dict) else shape
-    return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(body))], structured_content=structured
-    )
-
-
-def _next_cursor(response: httpx.Response) -> str | None:
-    link = response.links.get("next")
-    if not link:
-        return None
-    values = parse_qs(urlsplit(link["url"]).query).get("cursor")
-    return values[0] if values else None
-
-
-def filter_signature() -> inspect.Signature:
-    """`list_tasks(ctx, *, <every TaskFilters field>)`: the tool's arguments are the REST list's filters,
-    with their types, defaults, limits and descriptions (one definition: `TaskFilters`)."""
-    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Context)]
-    for name, field in TaskFilters.model_fields.items():
-        annotation = Annotated[(field.annotation, *field.metadata, Field(description=field.description))]  # type: ignore[name-defined]
-        keyword = inspect.Parameter.KEYWORD_ONLY
-        params.append(inspect.Parameter(name, keyword, default=field.default, annotation=annotation))
-    return inspect.Signature(params, return_annotation=CallToolResult)
-
-
-@cache
-def build_server(api: TaskApi | None = None) -> MCPServer[Any]:
-    """The tools (built once per process: their schemas are costly); each app mounts its own transport."""
-    api = api or TaskApi()
-    root = logging.getLogger()
-    guard = logging.NullHandler()
-    root.addHandler(guard)  # the SDK calls logging.basicConfig: never let it configure our logging
-    try:
-        server: MCPServer[Any] = MCPServer("tasktide", instructions=INSTRUCTIONS, version="0.1.0")
-    finally:
-        root.removeHandler(guard)
-    idempotent = ToolAnnotations(idempotent_hint=True, destructive_hint=False)
-
-    @server.tool(structured_output=False)
-    async def add_task(
-        ctx: Context,
-        title: Annotated[str, Field(description="What to do", max_length=1000)],
-        description: str = "",
-        priority: Priority = "none",
-        tags: list[str] | None = None,
-        due_at: Annotated[str | None, Field(description="RFC 3339 due time")] = None,
-        timezone: Annotated[str, Field(description="IANA zone the recurrence follows")] = "UTC",
-        recurrence: Annotated[str | None, Field(description="RFC 5545 RRULE, e.g. FREQ=DAILY")] = None,
-        reminders: Annotated[list[str] | None, Field(description="ISO 8601 durations before due")] = None,
-    ) -> CallToolResult:
-        """Create a task (POST /api/{user}/tasks); returns the created task."""
-        body: dict[str, Any] = {
-            "title": title,
-            "description": description,
-            "priority": priority,
-            "tags": tags or [],
-            "timezone": timezone,
-            "reminders": reminders or [],
-        }
-        if due_at is not None:
-            body["due_at"] = due_at
-        if recurrence is not None:
-            body["recurrence"] = recurrence
-        return result(await api.call(ctx, "POST", "", body=body))
-
-    async def list_tasks(ctx: Context, **arguments: Any) -> CallToolResult:
-        """List tasks with the REST list's filters (GET /api/{user}/tasks).
-
-        Structured result: {"tasks": [...], "next_cursor": ...}."""
-        filters = TaskFilters.model_validate(arguments)
-        response = await api.call(ctx, "GET", "", params=filters.query_params())
-        if response.status_code >= 400:
-            return result(response)
-        tasks = response.json()
-        shape = {"tasks": tasks, "next_cursor": _next_cursor(response)}
-        return CallToolResult(
-            content=[TextContent(type="text", text=json.dumps(tasks))], structured_content=shape
-        )
-
-    list_tasks.__signature__ = filter_signature()  # type: ignore[attr-defined]
-    server.tool(structured_output=False, annotations=ToolAnnotations(read_only_hint=True))(list_tasks)
-
-    @server.tool(structured_output=False, annotations=idempotent)
-    async def complete_task(
-        ctx: Context,
-        task_id: uuid.UUID,
-        completed: Annotated[bool, Field(description="false reopens the task")] = True,
-    ) -> CallToolResult:
-        """Mark a task completed (or reopen it); a recurring task's next occurrence follows."""
-        body = {"completed": completed}
-        return result(await api.call(ctx, "PATCH", f"/{task_id}/complete", body=body))
-
-    @server.tool(structured_output=False, annotations=idempotent)
-    async def update_task(
-        ctx: Context,
-        task_id: uuid.UUID,
-        title: str | None = None,
-        description: str | None = None,
-        priority: Priority | None = None,
-        tags: list[str] | None = None,
-        due_at: Annotated[str | None, Field(description="RFC 3339 due time")] = None,
-        timezone: str | None = None,
-        recurrence: Annotated[str | None, Field(description="RFC 5545 RRULE")] = None,
-        reminders: list[str] | None = None,
-        clear: Annotated[list[Clearable] | None, Field(description="Fields to empty")] = None,
-    ) -> CallToolResult:
-        """Change some fields of a task (a JSON merge patch); omitted fields keep their value."""
-        given = {
-            "title": title,
-            "description": description,
-            "priority": priority,
-            "tags": tags,
-            "due_at": due_at,
-            "timezone": timezone,
-            "recurrence": recurrence,
-            "reminders": reminders,
-        }
-        patch: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-        empties: dict[str, Any] = {"description": "", "tags": [], "reminders": []}
-        for name in clear or []:
-            patch[name] = empties.get(name)
-        return result(await api.call(ctx, "PATCH", f"/{task_id}", body=patch))
-
-    @server.tool(structured_output=False, annotations=ToolAnnotations(destructive_hint=True))
-    async def delete_task(ctx: Context, task_id: uuid.UUID) -> CallToolResult:
-        """Delete a task (this ends its series); returns {"deleted": task_id}."""
-        return result(await api.call(ctx, "DELETE", f"/{task_id}"), {"deleted": str(task_id)})
-
-    @server.tool(structured_output=False, annotations=ToolAnnotations(destructive_hint=True))
-    async def skip_occurrence(ctx: Context, task_id: uuid.UUID) -> CallToolResult:
-        """Skip this pending occurrence of a recurring task (POST /api/{user}/tasks/{id}/skip): it is removed
-        and the series' next occurrence is created; a one-off or completed task is an error (409).
-
-        Returns {"skipped": task, "next": task or null}."""
-        return result(await api.call(ctx, "POST", f"/{task_id}/skip"))
-
-    return server
+    return mcp_tools.session_manager()
 
 
 class McpEndpoint:
-    """`/mcp`: the bearer-token gate (the REST auth, as a 401/403 problem) in front of the SDK's handler."""
+    """`/mcp`: the bearer-token gate (the REST auth, as a 401/403 problem) in front of the SDK's handler,
+    which the first request past the gate starts (:meth:`running` must be inside the app's lifespan)."""
 
-    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
-        self.manager = manager
+    def __init__(self) -> None:
+        self._manager: StreamableHTTPSessionManager | None = None
+        self._failed: BaseException | None = None
+        self._wanted: anyio.Event | None = None
+        self._ready: anyio.Event | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The app's lifespan: a task that starts the SDK's session manager once a request wants it and
+        runs it until shutdown."""
+        self._wanted, self._ready = anyio.Event(), anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._serve)
+            try:
+                yield
+            finally:
+                group.cancel_scope.cancel()  # leaves the manager's `run()` as its own shutdown does
+
+    async def _serve(self) -> None:
+        assert self._wanted is not None and self._ready is not None
+        await self._wanted.wait()
+        try:
+            manager = await anyio.to_thread.run_sync(_session_manager)
+        except Exception as exc:  # a broken install: every MCP request answers 503, the REST API serves on
+            log.exception("the MCP tools could not be loaded")
+            self._failed = exc
+            self._ready.set()
+            return
+        async with manager.run():
+            self._manager = manager
+            self._ready.set()
+            await anyio.sleep_forever()
+
+    async def _started(self) -> StreamableHTTPSessionManager | None:
+        if self._wanted is None or self._ready is None:
+            raise RuntimeError("the MCP endpoint serves only inside the app's lifespan")
+        self._wanted.set()
+        await self._ready.wait()
+        return self._manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -255,35 +100,31 @@ class McpEndpoint:
                 detail = "Send 'Authorization: Bearer <token>'; mint one with `tasktide token USER`."
                 raise Problem(401, detail)
             try:
-                user = _user_of(authorization)
+                user = user_of(authorization)
             except jwt.InvalidTokenError as exc:
                 raise Problem(401, f"The token is invalid: {exc}.") from None
             authorize(request, user)
+            manager = self._manager or await self._started()
+            if manager is None:
+                raise Problem(503, "The MCP tools are unavailable in this process; the REST API serves.")
         except Problem as problem:
             headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
             await problem_response(problem.status, problem.detail, headers=headers)(scope, receive, send)
             return
-        await self.manager.handle_request(scope, receive, send)
+        await manager.handle_request(scope, receive, send)
 
 
-def install(app: FastAPI) -> MCPServer[Any]:
-    """Serve the task tools at `/mcp` on `app`; the SDK's session manager runs inside the app's lifespan."""
-    server = build_server()
-    server.streamable_http_app(
-        streamable_http_path=PATH,
-        json_response=True,
-        stateless_http=True,
-        # Bearer tokens (not cookies) guard /mcp, so DNS rebinding gains an attacker nothing.
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-    )
-    manager = server.session_manager
-    app.router.routes.append(Route(PATH, McpEndpoint(manager), methods=["GET", "POST", "DELETE"]))
+def install(app: FastAPI) -> McpEndpoint:
+    """Serve the task tools at `/mcp` on `app`; the SDK's session manager runs inside the app's lifespan,
+    from the first MCP request on."""
+    endpoint = McpEndpoint()
+    app.router.routes.append(Route(PATH, endpoint, methods=["GET", "POST", "DELETE"]))
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(target: Any) -> AsyncIterator[Any]:
-        async with manager.run(), inner(target) as state:
+        async with endpoint.running(), inner(target) as state:
             yield state
 
     app.router.lifespan_context = lifespan
-    return server
+    return endpoint

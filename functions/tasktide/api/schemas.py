@@ -161,7 +161,7 @@ Sort = Literal[
 
 class TaskFilters(BaseModel):
     """The list's filters, sort and page: the REST list's query parameters (`GET /api/{user}/tasks`) and,
-    field for field, the MCP `list_tasks` tool's arguments (`tasktide.api.mcp_server` derives its
+    field for field, the MCP `list_tasks` tool's arguments (`tasktide.api.mcp_tools` derives its
     signature from these fields)."""
 
     status: Literal["pending", "completed", "all"] = "all"
