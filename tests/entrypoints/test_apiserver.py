@@ -1,10 +1,15 @@
-"""tasktide.entrypoints.apiserver: each API worker listens on its own SO_REUSEPORT socket."""
+"""tasktide.entrypoints.apiserver: each API worker listens on its own SO_REUSEPORT socket and builds the app
+with cyclic collection off."""
 
 from __future__ import annotations
 
+import gc
 import socket
 
-from tasktide.entrypoints.apiserver import listen
+import pytest
+
+from tasktide.entrypoints import serve
+from tasktide.entrypoints.apiserver import built_api_app, listen
 
 
 def test_apiserver_listen_two_workers_share_the_port_with_reuseport() -> None:
@@ -18,3 +23,24 @@ def test_apiserver_listen_two_workers_share_the_port_with_reuseport() -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_apiserver_built_api_app_builds_with_collection_off_then_freezes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[bool] = []
+    app = object()
+
+    def api_app() -> object:
+        seen.append(gc.isenabled())
+        return app
+
+    monkeypatch.setattr(serve, "api_app", api_app)
+    try:
+        assert built_api_app() is app
+        assert seen == [False]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.enable()
