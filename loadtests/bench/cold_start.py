@@ -385,12 +385,15 @@ bursts hit all paths alike) after one unrecorded warm-up run of each (page cache
 tasktide's and the hellos', compiled to `.pyc` first with `compileall`, as the image's build does), and
 the resident set (VmRSS) of the process that answered (the gunicorn or uvicorn worker) right after
 that answer. Functions run exactly as a Knative Service runs them (`tasktide serve`
-runs `gunicorn 'tasktide.functions._server:asgi_app_from_env()'` with uvicorn workers:
-functions-framework's app plus `/healthz` and `/metrics`), with `TASKTIDE_DATABASE_URL` a
+runs `gunicorn 'tasktide.functions._server:asgi_app_from_env()'` with uvicorn workers on the asyncio loop:
+functions-framework's app plus `/healthz` and `/metrics`, built in gunicorn's master with cyclic garbage
+collection off, then frozen, before the worker forks), with `TASKTIDE_DATABASE_URL` a
 SQLite file migrated beforehand; the first CloudEvent is a real `com.tasktide.task.created`, so the
 measured path includes reading the settings, opening the database and writing the audit row.
 The hello baseline is `functions-framework --target hello` (its own gunicorn, one worker). The API path
-runs the uvicorn factory, which applies (already applied) migrations before listening. 1-minute load
+runs the uvicorn factory, which applies (already applied) migrations before listening (its workers build
+the app with the collector off, and import the MCP SDK, about a third of the API's imports, only at the
+first `/mcp` request). 1-minute load
 average at the end of the run: {load:.1f} ({os.cpu_count()} CPUs).
 
 {benchlib.table(headers, rows)}
@@ -422,15 +425,26 @@ its first model is about 20 ms here). That import includes functions-framework's
 jinja2), which the hello path pays too, so most of the gap to hello is pydantic at import; the rest is
 uvicorn's worker and the body guard, tasktide's modules, reading the settings (pydantic-settings, as the
 house style asks, read at the first event), and the first event itself: the first connection and the
-first INSERT. Memory: the worker's RSS over the hello worker's is Python objects of imported modules and
-the extension libraries they map (smaps of the worker after its first event, 2026-12-03: anonymous +12.2
-MiB, `_pydantic_core` +3.3, uvloop +1.5, libsqlite3 +1.2). By incremental VmRSS of imports in a bare
-interpreter, in server order (2026-12-03, bytecode compiled): pydantic +3.8 MiB, `pydantic_settings` +7.2
-over it, prometheus_client +1.2, sqlite3 +1.0 (all in the floor too), uvicorn's worker, uvloop and
-httptools +2.8, all of tasktide's modules and its settings +1.4. The floor alone is 1.44x the hello's
-memory, so 1.5x leaves 1.6 MiB for the event loop that reads bodies with a deadline (the body guard,
-`tasktide.edges.bodyguard`) and tasktide itself; malloc arena and thread-pool settings
-(`MALLOC_ARENA_MAX=1`, one WSGI thread) changed nothing measurable.
+first INSERT. Building the app with the collector off (`tasktide serve`; gunicorn's `when_ready` hook
+then freezes what was built and turns it back on) saves the full collections the growing heap triggers
+during the imports: about 30 ms of this path (2026-12-03, medians of 10 starts, 456 -> 428 ms).
+
+Memory: the hello's functions-framework builds its app in gunicorn's master and forks the worker, and so
+does `tasktide serve` (`preload_app`), so each worker's RSS is the anonymous memory it inherits plus the
+code pages it touches itself. smaps of the audit worker against the floor's, after the first event
+(2026-12-03): anonymous and heap +2.4 MiB (the Python objects of uvicorn's server, about 1.1 MiB, whose
+event loop reads bodies with a deadline for the body guard, `tasktide.edges.bodyguard`, and of tasktide's
+own modules, about 1.1 MiB), `_pydantic_core` code +0.45 (the settings model's validators), libpython
++0.25, httptools +0.16. Measured one change after another (same probe): 47.7 MiB as the last run found it;
+45.2 with the app built before the fork (the worker no longer touches the code that only importing runs);
+43.1 on the standard asyncio loop instead of uvloop (1.4 MiB of code; a function serves one event at a
+time, and back to back or idle its answer took as long on either). No effect: `malloc_trim(0)` in the
+worker or before the fork, `gc.freeze()` before the fork (it keeps pages shared, it does not make fewer),
+`MALLOC_ARENA_MAX=1`, one WSGI thread, gunicorn 27's own ASGI worker instead of uvicorn's (43.9 MiB). The
+floor alone is {floor_rss / hello_rss:.2f}x the hello's memory, so 1.5x leaves
+{1.5 * hello_rss - floor_rss:.1f} MiB for the body guard's event loop and tasktide itself. Verifying the
+token adds PyJWT and `cryptography` (OpenSSL's bindings, which RS256 needs):
+{verifying_rss - fn_rss:+.1f} MiB.
 """
 
 
