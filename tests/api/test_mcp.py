@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -254,3 +255,39 @@ def test_mcp_tools_unloadable_mcp_503_problem_and_rest_still_serves(
         assert response.status_code == 503
         assert response.headers["content-type"] == "application/problem+json"
         assert client.get("/api/alice/tasks", headers=auth("alice")).status_code == 200
+
+
+TOOLS_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+
+
+def test_mcp_app_started_twice_serves_the_tools_each_time(services: Services, auth: Auth) -> None:
+    app = create_app(services)
+    for _ in range(2):  # the SDK runs a session manager only once: each lifespan loads its own
+        with TestClient(app) as client:
+            response = client.post("/mcp", json=TOOLS_LIST, headers=auth("alice"))
+            assert response.status_code == 200, response.text
+            assert len(response.json()["result"]["tools"]) == 6
+
+
+def test_mcp_served_without_the_lifespan_503_problem(services: Services, auth: Auth) -> None:
+    client = TestClient(create_app(services))  # no `with`: the app's lifespan never runs
+    response = client.post("/mcp", json=TOOLS_LIST, headers=auth("alice"))
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_mcp_first_requests_together_load_the_sdk_once_and_all_answer(
+    services: Services, auth: Auth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[int] = []
+    load = mcp_server._session_manager
+
+    def counted() -> Any:
+        loads.append(1)
+        return load()
+
+    monkeypatch.setattr(mcp_server, "_session_manager", counted)
+    with TestClient(create_app(services)) as client, ThreadPoolExecutor(4) as pool:
+        post = lambda _: client.post("/mcp", json=TOOLS_LIST, headers=auth("alice")).status_code  # noqa: E731
+        assert list(pool.map(post, range(4))) == [200] * 4
+    assert loads == [1]

@@ -54,42 +54,47 @@ class McpEndpoint:
 
     def __init__(self) -> None:
         self._manager: StreamableHTTPSessionManager | None = None
-        self._failed: BaseException | None = None
         self._wanted: anyio.Event | None = None
         self._ready: anyio.Event | None = None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """The app's lifespan: a task that starts the SDK's session manager once a request wants it and
-        runs it until shutdown."""
+        runs it until shutdown (each lifespan its own manager: the SDK runs one only once)."""
+        self._manager = None
         self._wanted, self._ready = anyio.Event(), anyio.Event()
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._serve)
-            try:
-                yield
-            finally:
-                group.cancel_scope.cancel()  # leaves the manager's `run()` as its own shutdown does
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._serve)
+                try:
+                    yield
+                finally:
+                    group.cancel_scope.cancel()  # leaves the manager's `run()` as its own shutdown does
+        finally:
+            self._manager, self._wanted, self._ready = None, None, None
 
     async def _serve(self) -> None:
-        assert self._wanted is not None and self._ready is not None
-        await self._wanted.wait()
+        wanted, ready = self._wanted, self._ready
+        assert wanted is not None and ready is not None
+        await wanted.wait()
         try:
             manager = await anyio.to_thread.run_sync(_session_manager)
-        except Exception as exc:  # a broken install: every MCP request answers 503, the REST API serves on
-            log.exception("the MCP tools could not be loaded")
-            self._failed = exc
-            self._ready.set()
-            return
-        async with manager.run():
-            self._manager = manager
-            self._ready.set()
-            await anyio.sleep_forever()
+            async with manager.run():
+                self._manager = manager
+                ready.set()
+                await anyio.sleep_forever()
+        except Exception:  # a broken install or SDK: MCP answers 503, the REST API serves on
+            log.exception("the MCP tools could not be loaded or stopped serving")
+            self._manager = None
+        finally:
+            ready.set()
 
     async def _started(self) -> StreamableHTTPSessionManager | None:
-        if self._wanted is None or self._ready is None:
-            raise RuntimeError("the MCP endpoint serves only inside the app's lifespan")
-        self._wanted.set()
-        await self._ready.wait()
+        wanted, ready = self._wanted, self._ready
+        if wanted is None or ready is None:
+            return None  # outside the app's lifespan (served without one): nothing runs the SDK
+        wanted.set()
+        await ready.wait()
         return self._manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

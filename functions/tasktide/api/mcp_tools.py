@@ -233,8 +233,8 @@ _mounting = threading.Lock()
 
 def session_manager() -> StreamableHTTPSessionManager:
     """A new Streamable HTTP session manager (stateless, JSON answers) over the tools, for one app."""
-    server = build_server()
-    with _mounting:  # the SDK keeps the manager of its latest app on the (shared) server
+    with _mounting:  # one build of the tools; the SDK keeps the manager of its latest app on the server
+        server = build_server()
         server.streamable_http_app(
             streamable_http_path=PATH,
             json_response=True,

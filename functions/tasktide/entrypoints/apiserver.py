@@ -96,6 +96,7 @@ def supervise(host: str, port: int, workers: int) -> int:
     if workers <= 1:
         run_worker(host, port)
         return 0
+    gc.collect()  # what the migration left (it may have run data steps), not frozen with the rest
     gc.freeze()  # what the parent built, the workers inherit: their collections skip it
     children: list[int] = []
     for _ in range(workers):
