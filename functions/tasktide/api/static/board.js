@@ -11,6 +11,7 @@ const REMINDER_EVENT = "com.tasktide.reminder.due";
 const NOTIFICATION_EVENT = "com.tasktide.notification.sent"; // the notifier wrote the in-app notification
 const state = {
   token: null, user: null, source: null, skip: null, recurrenceText: false, reload: null,
+  listLoad: 0,  // the latest list load: an older answer arriving after it (other filters) is dropped
   openHistory: new Set(),  // task ids whose history is open: it stays open (and is re-read) across re-renders
 };
 const $ = (id) => document.getElementById(id);
@@ -130,12 +131,13 @@ function filterQuery() {
 }
 
 async function loadTasks() {
+  const load = ++state.listLoad;
   $("list-error").textContent = "";
   try {
     const tasks = await api("GET", userPath(`/tasks?${filterQuery()}`));
-    renderTasks(tasks);
+    if (load === state.listLoad) renderTasks(tasks);
   } catch (error) {
-    $("list-error").textContent = error.message;
+    if (load === state.listLoad) $("list-error").textContent = error.message;
   }
 }
 
