@@ -366,21 +366,11 @@ def render(
 ) -> str:
     py, hello, floor, imp, fn, verifying, app = results
 
-    def rss(m: Measured) -> str:
-        return "-" if m.median_rss_mib is None else f"{m.median_rss_mib:.1f}"
+    def mib(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
 
-    def rss_ratio(m: Measured) -> str:
-        if m.median_rss_mib is None or hello.median_rss_mib is None:
-            return "-"
-        return f"{m.median_rss_mib / hello.median_rss_mib:.2f}x"
-
-    def pss(m: Measured) -> str:
-        return "-" if m.median_pss_mib is None else f"{m.median_pss_mib:.1f}"
-
-    def pss_ratio(m: Measured) -> str:
-        if m.median_pss_mib is None or hello.median_pss_mib is None:
-            return "-"
-        return f"{m.median_pss_mib / hello.median_pss_mib:.2f}x"
+    def ratio(value: float | None, base: float | None) -> str:
+        return "-" if value is None or base is None else f"{value / base:.2f}x"
 
     rows = [
         [
@@ -390,10 +380,10 @@ def render(
             f"{max(m.samples_ms):.0f}",
             f"{m.median_ms / py.median_ms:.1f}x",
             f"{m.median_ms / hello.median_ms:.2f}x",
-            rss(m),
-            rss_ratio(m),
-            pss(m),
-            pss_ratio(m),
+            mib(m.median_rss_mib),
+            ratio(m.median_rss_mib, hello.median_rss_mib),
+            mib(m.median_pss_mib),
+            ratio(m.median_pss_mib, hello.median_pss_mib),
         ]
         for m in results
     ]

@@ -61,7 +61,6 @@ class McpEndpoint:
     async def running(self) -> AsyncIterator[None]:
         """The app's lifespan: a task that starts the SDK's session manager once a request wants it and
         runs it until shutdown (each lifespan its own manager: the SDK runs one only once)."""
-        self._manager = None
         self._wanted, self._ready = anyio.Event(), anyio.Event()
         try:
             async with anyio.create_task_group() as group:

@@ -89,6 +89,7 @@ def migrate() -> None:
 def supervise(host: str, port: int, workers: int) -> int:
     gc.disable()  # the migration's imports too (the workers inherit them): see `built_api_app`
     migrate()
+    gc.collect()  # what the migration left (it may have run data steps) is not frozen with the rest
     os.environ[SKIP_MIGRATIONS_ENV] = "1"
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # every worker's metrics in shared mmap files, so any worker's /metrics shows the whole Service
@@ -96,7 +97,6 @@ def supervise(host: str, port: int, workers: int) -> int:
     if workers <= 1:
         run_worker(host, port)
         return 0
-    gc.collect()  # what the migration left (it may have run data steps), not frozen with the rest
     gc.freeze()  # what the parent built, the workers inherit: their collections skip it
     children: list[int] = []
     for _ in range(workers):
