@@ -121,6 +121,29 @@ def test_repository_search_filters_and_sorts(sessions: sessionmaker[Session]) ->
         assert titles(sort="title", limit=2, offset=1) == ["b", "c"]
 
 
+def test_repository_search_same_shape_other_values_finds_each_its_own(
+    sessions: sessionmaker[Session],
+) -> None:
+    # one statement per filter shape is built and reused: the values must come from each query
+    store(sessions, make(title="home", priority="low", tags=["home"], due_at="2030-03-05T00:00:00Z"))
+    store(sessions, make(title="work", priority="high", tags=["work"], due_at="2030-04-05T00:00:00Z"))
+    store(sessions, make("u2", title="other", priority="low", tags=["home"], due_at="2030-03-05T00:00:00Z"))
+    with sessions() as session:
+        repo = TaskRepository(session)
+
+        def titles(user: str, **query: object) -> list[str]:
+            return [t.title for t in repo.search(user, TaskQuery(**query), now=NOW)]  # type: ignore[arg-type]
+
+        assert titles("u1", tags=("home",), priorities=("low",)) == ["home"]
+        assert titles("u1", tags=("work",), priorities=("high",)) == ["work"]
+        assert titles("u1", tags=("work",), priorities=("low", "high")) == ["work"]
+        assert titles("u2", tags=("home",), priorities=("low",)) == ["other"]
+        assert titles("u1", due_from=datetime(2030, 4, 1, tzinfo=UTC), q="WO") == ["work"]
+        assert titles("u1", due_from=datetime(2030, 3, 1, tzinfo=UTC), q="ho") == ["home"]
+        assert titles("u1", status="completed") == []
+        assert titles("u1", status="pending", limit=1, offset=1, sort="title") == ["work"]
+
+
 def test_repository_reminders_follow_due_date_and_status(sessions: sessionmaker[Session]) -> None:
     task = make(due_at="2030-03-02T09:00:00Z", reminders=["PT15M", "P1D"])
     store(sessions, task)
