@@ -183,7 +183,8 @@ def postgres_baselines(libpq_url: str, rows: int) -> list[Run]:
             with conn.cursor() as cur:
                 cur.execute(insert_task, task)
                 cur.executemany(
-                    "INSERT INTO task_tags (task_id, tag) VALUES (%s, %s)", [(task["id"], t) for t in TAGS]
+                    "INSERT INTO task_tags (task_id, tag, user_id) VALUES (%s, %s, %s)",
+                    [(task["id"], t, USER) for t in TAGS],
                 )
                 cur.execute(
                     'INSERT INTO reminders (id, task_id, user_id, "offset", remind_at, due_at, fired_at) '
@@ -252,7 +253,8 @@ def sqlite_baselines(path: Path, rows: int) -> list[Run]:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(insert_task, task)
         conn.executemany(
-            "INSERT INTO task_tags (task_id, tag) VALUES (?, ?)", [(task["id"], t) for t in TAGS]
+            "INSERT INTO task_tags (task_id, tag, user_id) VALUES (?, ?, ?)",
+            [(task["id"], t, USER) for t in TAGS],
         )
         conn.execute(
             'INSERT INTO reminders (id, task_id, user_id, "offset", remind_at, due_at, fired_at) '

@@ -55,8 +55,9 @@ FROM (
 ) AS s
 """
 LOAD_TAGS = """
-INSERT INTO task_tags (task_id, tag)
-SELECT md5('task' || i)::uuid, 'tag-' || (i %% 50) FROM generate_series(%(first)s, %(last)s) AS i
+INSERT INTO task_tags (task_id, tag, user_id)
+SELECT md5('task' || i)::uuid, 'tag-' || (i %% 50), 'user-' || (i %% 10000)
+FROM generate_series(%(first)s, %(last)s) AS i
 """
 
 

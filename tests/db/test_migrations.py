@@ -1,14 +1,18 @@
-"""Migration 0002 anchors every existing series at its first stored occurrence (real SQLite file)."""
+"""Migrations on real databases: 0002 anchors every existing series at its first stored occurrence, 0004 gives
+existing tags their task's user, and the head schema is the models' (SQLite and Postgres)."""
 
 from __future__ import annotations
 
 import uuid
 from pathlib import Path
 
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from tasktide.db.engine import make_engine
 from tasktide.db.migrate import upgrade
+from tasktide.db.models import Base
 
 
 def _insert(conn: object, task_id: uuid.UUID, series: uuid.UUID, occurrence: int, due: str) -> None:
@@ -43,3 +47,33 @@ def test_migration_0002_existing_series_anchored_at_first_occurrence(tmp_path: P
         (2, "2030-03-09T02:30:00", "America/New_York"),
     ]
     assert all(r[3] is not None for r in rows)
+
+
+def test_migration_0004_existing_tags_take_their_task_user(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'legacy.db'}"
+    upgrade(url, "0003")
+    task = uuid.uuid4()
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        _insert(conn, task, task, 1, "2030-03-09 07:30:00.000000")
+        conn.execute(text("INSERT INTO task_tags (task_id, tag) VALUES (:id, 'home')"), {"id": task.hex})
+    upgrade(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT tag, user_id FROM task_tags")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("home", "u")]
+
+
+def _ours(obj: object, name: str | None, kind: str, reflected: bool, compare_to: object) -> bool:
+    """Skip tables other components own in the same database (the Dapr state store's)."""
+    return not (kind == "table" and reflected and compare_to is None)
+
+
+def test_migrations_head_matches_the_models(database_url: str) -> None:
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"include_object": _ours})
+        diff = compare_metadata(context, Base.metadata)
+    engine.dispose()
+    assert diff == []

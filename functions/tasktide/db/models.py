@@ -77,11 +77,15 @@ class TaskRow(Base):
 
 
 class TaskTagRow(Base):
+    """One tag of one task, with the task's owner: a tag filter reads only its user's tags (by
+    `ix_task_tags_user_tag`), however many other users share the tag."""
+
     __tablename__ = "task_tags"
-    __table_args__ = (Index("ix_task_tags_tag", "tag", "task_id"),)
+    __table_args__ = (Index("ix_task_tags_user_tag", "user_id", "tag", "task_id"),)
 
     task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
     tag: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128))
 
 
 def _partial_index(name: str, column: str, *, where: str) -> Index:

@@ -125,6 +125,10 @@ def _columns(task: Task) -> dict[str, object]:
     return columns
 
 
+def _tag_rows(task: Task) -> list[dict[str, object]]:
+    return [{"task_id": task.id, "tag": tag, "user_id": task.user_id} for tag in task.tags]
+
+
 def _wanted_reminders(task: Task) -> dict[str, datetime]:
     if task.status == Status.PENDING and task.due_at is not None:
         return dict(reminder_times(task.due_at, task.reminders))
@@ -243,7 +247,7 @@ class TaskRepository:
 
         Postgres: one statement (data-modifying CTEs, plus the outbox NOTIFY); SQLite: one per table."""
         writes: list[tuple[Table, list[dict[str, object]]]] = [(TASKS, [{"id": task.id, **_columns(task)}])]
-        writes.append((TAGS, [{"task_id": task.id, "tag": tag} for tag in task.tags]))
+        writes.append((TAGS, _tag_rows(task)))
         reminders = [_reminder_row(task, o, at) for o, at in _wanted_reminders(task).items()]
         writes.append((REMINDERS, reminders))
         writes.append((OUTBOX, [row for event in events for row in rows_for(self.session, event)]))
@@ -382,7 +386,7 @@ class TaskRepository:
     # -- internals -------------------------------------------------------------------------------
     def _sync_tags(self, task: Task) -> None:
         self.session.execute(delete(TAGS).where(TAGS.c.task_id == task.id))
-        self._write([(TAGS, [{"task_id": task.id, "tag": tag} for tag in task.tags])])
+        self._write([(TAGS, _tag_rows(task))])
 
     def _sync_reminders(self, task: Task) -> None:
         """Materialise one row per (task, offset). A row whose time did not move is kept (fired or not);
@@ -460,7 +464,12 @@ def _search_statement(shape: _SearchShape) -> Select[Any]:
     if shape.priorities:
         stmt = stmt.where(TASKS.c.priority.in_(bindparam("priorities", expanding=True)))
     for i in range(shape.tags):
-        stmt = stmt.where(exists().where(TAGS.c.task_id == TASKS.c.id, TAGS.c.tag == bindparam(f"tag_{i}")))
+        tagged = (
+            TAGS.c.user_id == TASKS.c.user_id,
+            TAGS.c.tag == bindparam(f"tag_{i}"),
+            TAGS.c.task_id == TASKS.c.id,
+        )
+        stmt = stmt.where(exists().where(*tagged))
     if shape.text:
         pattern = bindparam("pattern", type_=String())
         stmt = stmt.where(

@@ -1,0 +1,40 @@
+"""task tags carry their task's user: a tag filter reads only its user's tags
+
+`task_tags.user_id` (filled from `tasks.user_id`), and the index `ix_task_tags_user_tag` (user_id, tag,
+task_id) in place of `ix_task_tags_tag` (tag, task_id). With the tag index alone, a list filtered by a tag
+that many users share (measured: 10,000 tasks of one user tagged `bench`, a reader with 200) scanned every
+user's rows of that tag: 4.9 ms of Postgres per list, against 0.47 ms scoped to the user.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-03 10:30:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("task_tags", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("user_id", sa.String(length=128), nullable=True))
+    op.execute(
+        "UPDATE task_tags SET user_id = (SELECT tasks.user_id FROM tasks WHERE tasks.id = task_tags.task_id)"
+    )
+    with op.batch_alter_table("task_tags", schema=None) as batch_op:
+        batch_op.alter_column("user_id", existing_type=sa.String(length=128), nullable=False)
+        batch_op.drop_index("ix_task_tags_tag")
+        batch_op.create_index("ix_task_tags_user_tag", ["user_id", "tag", "task_id"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("task_tags", schema=None) as batch_op:
+        batch_op.drop_index("ix_task_tags_user_tag")
+        batch_op.create_index("ix_task_tags_tag", ["tag", "task_id"], unique=False)
+        batch_op.drop_column("user_id")
