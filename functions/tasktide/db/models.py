@@ -42,6 +42,7 @@ class TaskRow(Base):
     __table_args__ = (
         UniqueConstraint("series_id", "occurrence"),
         Index("ix_tasks_user_status_due", "user_id", "status", "due_at"),
+        Index("ix_tasks_user_due", "user_id", "due_at"),
         Index("ix_tasks_user_created", "user_id", "created_at"),
         Index("ix_tasks_user_updated", "user_id", "updated_at"),
         Index("ix_tasks_user_priority", "user_id", "priority_rank"),
