@@ -1,5 +1,6 @@
-"""Migrations on real databases: 0002 anchors every existing series at its first stored occurrence, 0004 gives
-existing tags their task's user, and the head schema is the models' (SQLite and Postgres)."""
+"""Migrations on real databases: 0002 anchors every existing series at its first stored occurrence; 0004,
+and every upgrade to head after it, give tags their task's user; the head schema is the models' (SQLite and
+Postgres)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,18 @@ def test_migrations_head_matches_the_models(database_url: str) -> None:
         diff = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_migrate_head_fills_tags_an_earlier_release_wrote_after_0004(database_url: str) -> None:
+    # a traffic rollback serves the release before on this schema: its tag rows have no user
+    upgrade(database_url)
+    task = uuid.uuid4()
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        _insert(conn, task, task, 1, "2030-03-09 07:30:00.000000")
+        conn.execute(text("INSERT INTO task_tags (task_id, tag) VALUES (:id, 'home')"), {"id": task.hex})
+    upgrade(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT tag, user_id FROM task_tags")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("home", "u")]

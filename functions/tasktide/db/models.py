@@ -86,7 +86,7 @@ class TaskTagRow(Base):
 
     task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
     tag: Mapped[str] = mapped_column(String(40), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str | None] = mapped_column(String(128))  # NULL only from a release before 0004
 
 
 def _partial_index(name: str, column: str, *, where: str) -> Index:

@@ -5,6 +5,10 @@ task_id) in place of `ix_task_tags_tag` (tag, task_id). With the tag index alone
 that many users share (measured: 10,000 tasks of one user tagged `bench`, a reader with 200) scanned every
 user's rows of that tag: 4.9 ms of Postgres per list, against 0.47 ms scoped to the user.
 
+The column stays nullable for one release, so the release before keeps working on this schema after a
+traffic rollback (its tag rows have no user): every upgrade to head fills them in (`tasktide.db.migrate.
+REPAIRS`). A later migration may make it NOT NULL.
+
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-03 10:30:00
@@ -28,7 +32,6 @@ def upgrade() -> None:
         "UPDATE task_tags SET user_id = (SELECT tasks.user_id FROM tasks WHERE tasks.id = task_tags.task_id)"
     )
     with op.batch_alter_table("task_tags", schema=None) as batch_op:
-        batch_op.alter_column("user_id", existing_type=sa.String(length=128), nullable=False)
         batch_op.drop_index("ix_task_tags_tag")
         batch_op.create_index("ix_task_tags_user_tag", ["user_id", "tag", "task_id"], unique=False)
 
