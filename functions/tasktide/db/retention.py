@@ -2,7 +2,8 @@
 
 Consumes: the settings ``outbox_retention`` / ``state_retention`` / ``idempotency_retention`` (seconds) and
 a database session factory; run by every `outbox-sweep` tick (the relay function). Emits: DELETEs in
-batches of ``BATCH`` rows (bounded per tick) and ``tasktide_retention_deleted_total{table}``.
+batches of ``BATCH`` rows (bounded per tick) and ``tasktide_retention_deleted_total{table}``; the same
+transaction runs `tasktide.db.repairs`.
 
 A sent outbox row's event id also dedupes re-emitted events (the notifier's `notification.sent`), so keep
 ``outbox_retention`` longer than any redelivery window (the default is 7 days).
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tasktide.db import idempotency, state
+from tasktide.db import idempotency, repairs, state
 from tasktide.db.models import OutboxRow
 from tasktide.observability import metrics
 
@@ -41,6 +42,7 @@ def purge(
         deleted["outbox"] = int(getattr(result, "rowcount", 0) or 0)
         deleted["dapr_state"] = state.purge(session, state_age, now)
         deleted["idempotency_keys"] = idempotency.purge(session, idempotency_age, now)
+        repairs.repair(session)  # not retention, but the same tick: see tasktide.db.repairs
     for table, count in deleted.items():
         if count:
             metrics.RETENTION_DELETED.labels(table).inc(count)

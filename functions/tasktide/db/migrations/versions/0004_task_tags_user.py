@@ -5,9 +5,9 @@ task_id) in place of `ix_task_tags_tag` (tag, task_id). With the tag index alone
 that many users share (measured: 10,000 tasks of one user tagged `bench`, a reader with 200) scanned every
 user's rows of that tag: 4.9 ms of Postgres per list, against 0.47 ms scoped to the user.
 
-The column stays nullable for one release, so the release before keeps working on this schema after a
-traffic rollback (its tag rows have no user): every upgrade to head fills them in (`tasktide.db.migrate.
-REPAIRS`). A later migration may make it NOT NULL.
+The column stays nullable for one release, so the release before keeps working on this schema while a
+rollout overlaps both or after a traffic rollback (its tag rows have no user): `tasktide.db.repairs` fills
+them in at every upgrade to head and every `outbox-sweep` tick. A later migration may make it NOT NULL.
 
 Revision ID: 0004
 Revises: 0003
