@@ -50,9 +50,9 @@ def test_migration_0002_existing_series_anchored_at_first_occurrence(tmp_path: P
     assert all(r[3] is not None for r in rows)
 
 
-def test_migration_0004_existing_tags_take_their_task_user(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'legacy.db'}"
-    upgrade(url, "0003")
+def _tag_users_after_upgrade(url: str, first: str) -> list[tuple[str, str]]:
+    """Upgrade to ``first``, write a task and a tag row as a release before 0004 does, upgrade to head."""
+    upgrade(url, first)
     task = uuid.uuid4()
     engine = make_engine(url)
     with engine.begin() as conn:
@@ -62,7 +62,16 @@ def test_migration_0004_existing_tags_take_their_task_user(tmp_path: Path) -> No
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT tag, user_id FROM task_tags")).all()
     engine.dispose()
-    assert [tuple(r) for r in rows] == [("home", "u")]
+    return [(r[0], r[1]) for r in rows]
+
+
+def test_migration_0004_existing_tags_take_their_task_user(tmp_path: Path) -> None:
+    assert _tag_users_after_upgrade(f"sqlite:///{tmp_path / 'legacy.db'}", "0003") == [("home", "u")]
+
+
+def test_migrate_head_fills_tags_an_earlier_release_wrote_after_0004(database_url: str) -> None:
+    # a traffic rollback serves the release before on this schema: its tag rows have no user
+    assert _tag_users_after_upgrade(database_url, "head") == [("home", "u")]
 
 
 def _ours(obj: object, name: str | None, kind: str, reflected: bool, compare_to: object) -> bool:
@@ -78,18 +87,3 @@ def test_migrations_head_matches_the_models(database_url: str) -> None:
         diff = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert diff == []
-
-
-def test_migrate_head_fills_tags_an_earlier_release_wrote_after_0004(database_url: str) -> None:
-    # a traffic rollback serves the release before on this schema: its tag rows have no user
-    upgrade(database_url)
-    task = uuid.uuid4()
-    engine = make_engine(database_url)
-    with engine.begin() as conn:
-        _insert(conn, task, task, 1, "2030-03-09 07:30:00.000000")
-        conn.execute(text("INSERT INTO task_tags (task_id, tag) VALUES (:id, 'home')"), {"id": task.hex})
-    upgrade(database_url)
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT tag, user_id FROM task_tags")).all()
-    engine.dispose()
-    assert [tuple(r) for r in rows] == [("home", "u")]
