@@ -502,7 +502,8 @@ def _sorted(stmt: Select[Any], sort: str) -> Select[Any]:
     if key == "priority":
         descending = not descending
     # As `NULLS LAST` (not a leading `due_at IS NULL` key) an index on (user_id[, status], due_at) gives the
-    # order, so a page of a user with thousands of tasks reads a page of rows, not all of them.
+    # ascending order, so such a page of a user with thousands of tasks reads a page of rows, not all of
+    # them; `-due_at` (DESC NULLS LAST, not the indexes' backward order) still sorts the user's rows.
     order = column.desc() if descending else column.asc()
     if key == "due_at":
         order = order.nulls_last()
