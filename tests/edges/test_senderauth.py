@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -47,26 +47,31 @@ def test_senderauth_router_token_verifies_for_its_audience() -> None:
     assert claims["aud"] == AUDIENCE and claims["iss"] == senderauth.LOCAL_ISSUER
 
 
+# Each case builds its header when the test runs, not at collection: a token signed at collection time
+# can expire (LOCAL_TTL) before a slow suite reaches the case, and then fails for the wrong reason.
 @pytest.mark.parametrize(
-    ("authorization", "reason"),
+    ("header", "reason"),
     [
-        (None, "missing sender token"),
-        ("", "missing sender token"),
-        ("Basic dXNlcjpwYXNz", "missing sender token"),
-        ("Bearer not-a-jwt", "malformed token"),
-        (bearer(senderauth.sign(KEY, senderauth.service_audience("tasktide-audit", "tasktide"))), "audience"),
-        (bearer(senderauth.sign("another-key-0123456789abcdef012345", AUDIENCE)), "signature"),
-        (bearer(senderauth.sign(KEY, AUDIENCE, now=time.time() - 3600)), "expired"),
+        (lambda: None, "missing sender token"),
+        (lambda: "", "missing sender token"),
+        (lambda: "Basic dXNlcjpwYXNz", "missing sender token"),
+        (lambda: "Bearer not-a-jwt", "malformed token"),
         (
-            bearer(jwt.encode({"aud": AUDIENCE, "sub": "x", "exp": time.time() + 60}, None, "none")),
+            lambda: bearer(senderauth.sign(KEY, senderauth.service_audience("tasktide-audit", "tasktide"))),
+            "audience",
+        ),
+        (lambda: bearer(senderauth.sign("another-key-0123456789abcdef012345", AUDIENCE)), "signature"),
+        (lambda: bearer(senderauth.sign(KEY, AUDIENCE, now=time.time() - 3600)), "expired"),
+        (
+            lambda: bearer(jwt.encode({"aud": AUDIENCE, "sub": "x", "exp": time.time() + 60}, None, "none")),
             "algorithm",
         ),
     ],
     ids=["absent", "empty", "basic", "garbage", "other-audience", "other-key", "expired", "alg-none"],
 )
-def test_senderauth_bad_token_rejected_with_reason(authorization: str | None, reason: str) -> None:
+def test_senderauth_bad_token_rejected_with_reason(header: Callable[[], str | None], reason: str) -> None:
     with pytest.raises(SenderRejected, match=reason):
-        Verifier(AUDIENCE, (KEY,)).verify(authorization)
+        Verifier(AUDIENCE, (KEY,)).verify(header())
 
 
 def test_senderauth_rotated_keys_all_verify() -> None:
