@@ -4,9 +4,12 @@ services a test needs (skip locally, fail under CI), and resetting the shared Po
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, make_url, text
 
 from tasktide.db.engine import make_engine
 from tasktide.db.models import Base
@@ -31,3 +34,19 @@ def truncate_all(url: str) -> None:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         conn.execute(text("DROP TABLE IF EXISTS dapr_state"))
     engine.dispose()
+
+
+@contextmanager
+def fresh_database(postgres_url: str, label: str) -> Iterator[str]:
+    """A new, empty Postgres database next to `postgres_url`'s, dropped afterwards."""
+    admin_url = make_url(postgres_url)
+    name = f"{admin_url.database}_{label}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -1,19 +1,44 @@
 """Migrations on real databases: 0002 anchors every existing series at its first stored occurrence; 0004,
-and every upgrade to head after it, give tags their task's user; the head schema is the models' (SQLite and
-Postgres)."""
+and every upgrade to head after it, give tags their task's user (in batches); the head schema is the
+models'; a database a later release migrated is left alone; a concurrent index build a failed try left
+behind is rebuilt (SQLite and Postgres)."""
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from tasktide.db import repairs
 from tasktide.db.engine import make_engine
-from tasktide.db.migrate import upgrade
+from tasktide.db.migrate import alembic_config, upgrade
 from tasktide.db.models import Base
+from tests.testenv import fresh_database
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of this test's own: migrations run from nothing, on SQLite and on real Postgres."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'blank.db'}"
+        return
+    with fresh_database(request.getfixturevalue("postgres_url"), "migrations") as url:
+        yield url
+
+
+def _scalar(url: str, sql: str) -> object:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        value = conn.execute(text(sql)).scalar()
+    engine.dispose()
+    return value
 
 
 def _insert(conn: object, task_id: uuid.UUID, series: uuid.UUID, occurrence: int, due: str) -> None:
@@ -50,23 +75,32 @@ def test_migration_0002_existing_series_anchored_at_first_occurrence(tmp_path: P
     assert all(r[3] is not None for r in rows)
 
 
-def _tag_users_after_upgrade(url: str, first: str) -> list[tuple[str, str]]:
-    """Upgrade to ``first``, write a task and a tag row as a release before 0004 does, upgrade to head."""
+def _tag_users_after_upgrade(url: str, first: str, tags: int = 1) -> list[tuple[str, str]]:
+    """Upgrade to ``first``, write a task and ``tags`` tag rows as a release before 0004 does, upgrade to
+    head."""
     upgrade(url, first)
     task = uuid.uuid4()
     engine = make_engine(url)
     with engine.begin() as conn:
         _insert(conn, task, task, 1, "2030-03-09 07:30:00.000000")
-        conn.execute(text("INSERT INTO task_tags (task_id, tag) VALUES (:id, 'home')"), {"id": task.hex})
+        for n in range(tags):
+            conn.execute(
+                text("INSERT INTO task_tags (task_id, tag) VALUES (:id, :tag)"),
+                {"id": task.hex, "tag": "home" if n == 0 else f"t{n}"},
+            )
     upgrade(url)
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT tag, user_id FROM task_tags")).all()
+        rows = conn.execute(text("SELECT tag, user_id FROM task_tags ORDER BY tag")).all()
     engine.dispose()
     return [(r[0], r[1]) for r in rows]
 
 
-def test_migration_0004_existing_tags_take_their_task_user(tmp_path: Path) -> None:
-    assert _tag_users_after_upgrade(f"sqlite:///{tmp_path / 'legacy.db'}", "0003") == [("home", "u")]
+def test_migration_0004_existing_tags_take_their_task_user_in_batches(
+    blank_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(repairs, "BATCH", 2)  # 5 rows: batches of 2, 2 and 1
+    users = _tag_users_after_upgrade(blank_url, "0003", tags=5)
+    assert users == [("home", "u"), ("t1", "u"), ("t2", "u"), ("t3", "u"), ("t4", "u")]
 
 
 def test_migrate_head_fills_tags_an_earlier_release_wrote_after_0004(database_url: str) -> None:
@@ -79,11 +113,42 @@ def _ours(obj: object, name: str | None, kind: str, reflected: bool, compare_to:
     return not (kind == "table" and reflected and compare_to is None)
 
 
-def test_migrations_head_matches_the_models(database_url: str) -> None:
-    upgrade(database_url)
-    engine = make_engine(database_url)
+def test_migrations_head_matches_the_models(blank_url: str) -> None:
+    upgrade(blank_url)
+    engine = make_engine(blank_url)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"include_object": _ours})
         diff = compare_metadata(context, Base.metadata)
+        if conn.dialect.name == "postgresql":  # the concurrent builds all finished
+            assert conn.execute(text("SELECT count(*) FROM pg_index WHERE NOT indisvalid")).scalar() == 0
     engine.dispose()
     assert diff == []
+
+
+def test_migrate_database_a_later_release_migrated_left_alone_with_warning(
+    blank_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a traffic rollback: this release starts on the schema of the release after it
+    upgrade(blank_url)
+    engine = make_engine(blank_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    engine.dispose()
+    with caplog.at_level(logging.WARNING, logger="tasktide.db.migrate"):
+        upgrade(blank_url)
+    assert _scalar(blank_url, "SELECT version_num FROM alembic_version") == "0999"
+    head = ScriptDirectory.from_config(alembic_config(blank_url)).get_current_head()
+    assert f"revision 0999, newer than this release's {head}: not migrating" in caplog.text
+
+
+def test_migration_index_a_failed_concurrent_build_left_is_rebuilt(postgres_url: str) -> None:
+    # CREATE INDEX CONCURRENTLY that fails leaves its index behind (INVALID), and the revision unchanged
+    with fresh_database(postgres_url, "retry") as url:
+        upgrade(url, "0004")
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("CREATE INDEX ix_tasks_user_due ON tasks (user_id)"))  # what the try left
+        engine.dispose()
+        upgrade(url)
+        definition = _scalar(url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tasks_user_due'")
+    assert str(definition).endswith("(user_id, due_at)")

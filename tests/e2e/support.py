@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -29,11 +28,11 @@ from typing import Any, TypeVar
 
 import httpx
 from aiosmtpd.controller import Controller
-from sqlalchemy import create_engine, make_url, text
 
 from tasktide.api.auth import encode_token
 from tasktide.edges import senderauth
 from tests.testenv import JWT_SECRET as JWT_SECRET
+from tests.testenv import fresh_database as fresh_database
 from tests.testenv import require_env as require_env
 
 T = TypeVar("T")
@@ -157,22 +156,6 @@ def wait_until_serving(proc: Proc, url: str, *, timeout: float, ok: Callable[[in
     except AssertionError:
         proc.stop()
         raise AssertionError(f"{proc.name} did not come up at {url}:\n{proc.log_tail()}") from None
-
-
-@contextmanager
-def fresh_database(postgres_url: str, label: str) -> Iterator[str]:
-    """A new, empty Postgres database next to `postgres_url`'s, dropped afterwards."""
-    admin_url = make_url(postgres_url)
-    name = f"{admin_url.database}_{label}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # -- the public API ----------------------------------------------------------------------------------

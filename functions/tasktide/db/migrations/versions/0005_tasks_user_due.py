@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from tasktide.db import ddl
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -20,8 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tasks", schema=None) as batch_op:
-        batch_op.create_index("ix_tasks_user_due", ["user_id", "due_at"], unique=False)
+    ddl.create_index("ix_tasks_user_due", "tasks", ["user_id", "due_at"])  # concurrently on Postgres
 
 
 def downgrade() -> None:
