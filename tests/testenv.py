@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -50,3 +51,14 @@ def fresh_database(postgres_url: str, label: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def blank_database(request: pytest.FixtureRequest, tmp_path: Path, label: str) -> Iterator[str]:
+    """An empty database of one test's own: a SQLite file when ``request.param`` is "sqlite", else a
+    `fresh_database` next to the session's Postgres one."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / f'{label}.db'}"
+        return
+    with fresh_database(request.getfixturevalue("postgres_url"), label) as url:
+        yield url

@@ -20,16 +20,13 @@ from tasktide.db import repairs
 from tasktide.db.engine import make_engine
 from tasktide.db.migrate import alembic_config, upgrade
 from tasktide.db.models import Base
-from tests.testenv import fresh_database
+from tests.testenv import blank_database, fresh_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database of this test's own: migrations run from nothing, on SQLite and on real Postgres."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'blank.db'}"
-        return
-    with fresh_database(request.getfixturevalue("postgres_url"), "migrations") as url:
+    with blank_database(request, tmp_path, "migrations") as url:
         yield url
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.testenv import blank_database
+
 from .support import (
     JWT_SECRET,
     TASKTIDE,
@@ -23,7 +25,6 @@ from .support import (
     child_env,
     completed_binary,
     free_port,
-    fresh_database,
     start_process,
     unique_user,
     wait_until_serving,
@@ -38,10 +39,7 @@ DATABASES = [
 
 @pytest.fixture(params=DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tasktide.db'}"
-        return
-    with fresh_database(request.getfixturevalue("postgres_url"), "crash") as url:
+    with blank_database(request, tmp_path, "crash") as url:
         yield url
 
 

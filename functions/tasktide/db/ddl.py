@@ -11,6 +11,7 @@ migration's transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 from alembic import op
 from sqlalchemy import Connection
@@ -43,11 +44,7 @@ def backfill(batch: Callable[[Connection], int], size: int) -> int:
     """Run ``batch`` until it completes fewer than ``size`` rows, each batch its own transaction on Postgres;
     the rows completed."""
     total = 0
-    if not _online():
-        while (done := batch(op.get_bind())) == size:
-            total += done
-        return total + done
-    with op.get_context().autocommit_block():
+    with op.get_context().autocommit_block() if _online() else nullcontext():
         while (done := batch(op.get_bind())) == size:
             total += done
     return total + done
