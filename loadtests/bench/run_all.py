@@ -39,6 +39,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "reminder_lateness": ([], ["--tasks", "50", "--spread", "5", "--lead", "8"]),
     "event_latency": (["--messages", "200", "--tasks", "200"], ["--messages", "50", "--tasks", "20"]),
     "dapr_state": (["--ops", "300", "--warmup", "30", "--starts", "2"], ["--ops", "100", "--starts", "1"]),
+    "migration_writes": (["--tasks", "200000"], ["--tasks", "20000"]),
 }
 ORDER = (
     "Machine",
@@ -49,6 +50,7 @@ ORDER = (
     "Reminder lateness",
     "Event latency",
     "Dapr sidecar",
+    "Migration and writes",
     "Where the time goes",
 )
 INTRO = """# Benchmarks
