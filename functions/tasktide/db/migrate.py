@@ -38,8 +38,9 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def unknown_revisions(conn: Connection, config: Config) -> tuple[str, ...]:
-    """The database's revisions this release has no script for: a later release migrated it."""
+def _ahead(conn: Connection, config: Config) -> bool:
+    """Whether the database is at a revision this release has no script for (a later release migrated
+    it); warns when so."""
     scripts = ScriptDirectory.from_config(config)
     unknown = []
     for current in MigrationContext.configure(conn).get_current_heads():
@@ -47,17 +48,12 @@ def unknown_revisions(conn: Connection, config: Config) -> tuple[str, ...]:
             scripts.get_revision(current)
         except CommandError:
             unknown.append(current)
-    return tuple(unknown)
-
-
-def _ahead(conn: Connection, config: Config) -> bool:
-    unknown = unknown_revisions(conn, config)
     conn.commit()
     if unknown:
         log.warning(
             "database schema is at revision %s, newer than this release's %s: not migrating",
             ", ".join(unknown),
-            ", ".join(ScriptDirectory.from_config(config).get_heads()),
+            ", ".join(scripts.get_heads()),
         )
     return bool(unknown)
 
