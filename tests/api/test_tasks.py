@@ -341,3 +341,38 @@ def test_metrics_scrape_measures_outbox_backlog_without_a_relay(client: TestClie
     assert "tasktide_outbox_backlog 2.0" in lines  # task-events + task-updates, nothing publishing them
     (age,) = [line for line in lines if line.startswith("tasktide_outbox_oldest_age_seconds ")]
     assert float(age.split()[1]) >= 0.0
+
+
+@pytest.mark.parametrize(
+    ("query", "pooled"),
+    [
+        ("priority=medium&tag=work&sort=due_at&limit=20", False),
+        ("q=report", True),
+        ("cursor=" + base64.urlsafe_b64encode(b'{"o": 5000}').decode().rstrip("="), True),
+    ],
+    ids=["index-page", "text-search", "deep-page"],
+)
+def test_list_tasks_query_shape_runs_inline_or_on_pool(
+    client: TestClient,
+    auth: Auth,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+    query: str,
+    pooled: bool,
+) -> None:
+    import threading
+
+    from tasktide.app.tasks import Tasks
+
+    threads: list[str] = []
+    search = Tasks.search
+
+    def recorded(self: Tasks, *args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread().name)
+        return search(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Tasks, "search", recorded)
+    response = client.get(f"/api/alice/tasks?{query}", headers=auth("alice"))
+    assert response.status_code == 200, response.text
+    on_pool = threads == ["AnyIO worker thread"]
+    assert on_pool is (pooled or services.engine.dialect.name != "postgresql"), threads
