@@ -11,6 +11,9 @@ Emits: p50/p99 of these paths, measured one at a time (no concurrency):
   raw    kafka-python `send().get()` (acks=all) -> the record is consumed, on a fresh 1-partition topic;
   raw-http  a bare ASGI app under uvicorn (uvloop, httptools; it reads the body and answers 201): a POST's
          round trip, back to back and each IDLE_MS after the last answer (as the API sees its POSTs here);
+  floor  `bare_pipeline.py`: the same hops with nothing else (commit + acks=all produce before the 201,
+         consume, one HTTP hop, commit), one process per hop, a fresh topic and database
+         `tasktide_bench_bare`;
   kafka  API `POST /api/{user}/tasks` sent -> its `com.tasktide.task.created` record consumed from
          `task-events` (outbox commit + relay + Kafka);
   audit  the same POST -> the audit function's row committed (+ KafkaSource -> Broker -> Trigger -> the
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -47,6 +51,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 SECTION = "Event latency"
 DATABASE = "tasktide_bench_events"
+BARE_DATABASE = "tasktide_bench_bare"
+HERE = Path(__file__).resolve().parent
 TOPIC = "task-events"
 WARMUP = 10
 WAIT_SECONDS = 30.0
@@ -144,6 +150,63 @@ def raw_http_round_trip(requests: int) -> tuple[list[float], list[float]]:
     return back_to_back, apart
 
 
+def bare_pipeline_round_trip(bootstrap: str, messages: int) -> tuple[list[float], list[float]]:
+    """Seconds per id through `bare_pipeline.py` (api -> Kafka -> forward -> sink, one process each), one at
+    a time: POST sent -> 201 (commit + acks=all produce), and POST sent -> the sink's row committed."""
+    topic = f"tasktide-bench-bare-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    libpq_url = benchlib.recreate_database(BARE_DATABASE)
+    import psycopg
+
+    with psycopg.connect(libpq_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bare_tasks (id text PRIMARY KEY)")
+        conn.execute("CREATE TABLE bare_audit (id text PRIMARY KEY)")
+    commits = AuditCommits(libpq_url, table="bare_audit", column="id")
+    api_port, sink_port = benchlib.free_port(), benchlib.free_port()
+    env = {
+        **os.environ,
+        **{"BARE_PG": libpq_url, "BARE_KAFKA": bootstrap, "BARE_TOPIC": topic},
+        "BARE_SINK_URL": f"http://127.0.0.1:{sink_port}/",
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    posted: list[float] = []
+    done: list[float] = []
+    try:
+        for role, port in (("sink", sink_port), ("api", api_port)):
+            argv = [
+                *(str(benchlib.VENV_BIN / "uvicorn"), f"bare_pipeline:{role}", "--app-dir", str(HERE)),
+                *("--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools"),
+                *("--log-level", "warning", "--no-access-log"),
+            ]
+            procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL))
+            benchlib.wait_http(f"http://127.0.0.1:{port}/", 30.0, procs[-1])
+        forwarder = subprocess.Popen(
+            [sys.executable, str(HERE / "bare_pipeline.py"), "forward"], env=env, stdout=subprocess.PIPE
+        )
+        procs.append(forwarder)
+        assert forwarder.stdout is not None
+        if not select.select([forwarder.stdout], [], [], WAIT_SECONDS)[0] or not forwarder.stdout.readline():
+            raise TimeoutError("bare_pipeline.py forward did not get ready")
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30.0) as client:
+            for i in range(WARMUP + messages):
+                key = uuid.uuid4().hex
+                started = time.perf_counter()
+                client.post("/", content=key.encode()).raise_for_status()
+                answered = time.perf_counter()
+                committed = commits.wait_for(key)
+                if i >= WARMUP:
+                    posted.append(answered - started)
+                    done.append(committed - started)
+    finally:
+        for proc in reversed(procs):
+            benchlib.stop(proc)
+        commits.stop()
+        admin.delete_topics([topic])
+        admin.close()
+    return posted, done
+
+
 def _consume_until(consumer: KafkaConsumer, match: Any) -> float:
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
@@ -196,16 +259,16 @@ class AuditCommits:
     benchmark's own database only): the benchmark blocks on its LISTEN socket instead of polling the
     server over HTTP, so measuring costs the measured process nothing."""
 
-    def __init__(self, libpq_url: str) -> None:
+    def __init__(self, libpq_url: str, table: str = "audit_log", column: str = "task_id") -> None:
         import psycopg
 
         with psycopg.connect(libpq_url, autocommit=True) as conn:
             conn.execute(
                 "CREATE OR REPLACE FUNCTION bench_audit_notify() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                f"BEGIN PERFORM pg_notify('{AUDIT_CHANNEL}', NEW.task_id); RETURN NEW; END $$"
+                f"BEGIN PERFORM pg_notify('{AUDIT_CHANNEL}', NEW.{column}); RETURN NEW; END $$"
             )
             conn.execute(
-                "CREATE TRIGGER bench_audit_notify AFTER INSERT ON audit_log "
+                f"CREATE TRIGGER bench_audit_notify AFTER INSERT ON {table} "
                 "FOR EACH ROW EXECUTE FUNCTION bench_audit_notify()"
             )
         self.conn = psycopg.connect(libpq_url, autocommit=True)
@@ -376,6 +439,11 @@ def render(paths: list[Measured], argv: list[str], load: tuple[float, float]) ->
         "(KafkaSource -> Broker `default` -> Trigger `audit` -> the `tasktide-audit` function over HTTP -> "
         "database; seen through a benchmark-only `AFTER INSERT` trigger's NOTIFY, so nothing polls the "
         "server). The `seg:` rows split each sample into its parts (per-sample differences). "
+        "`floor`: the same hops with nothing else (`loadtests/bench/bare_pipeline.py`, three processes): a "
+        "bare ASGI app commits the id to Postgres (psycopg, autocommit) and produces it (acks=all, waiting "
+        "for the ack) before its 201; a group-less consumer POSTs each record to a second bare ASGI app, "
+        "which commits it; no outbox, relay, Broker, CloudEvents, auth or ORM. It is this machine's floor "
+        "for `audit`, the path the 10 ms goal is about. "
         f"{os.cpu_count()} CPUs, shared by every process of a shape; 1-minute load average "
         f"{load[0]:.1f} before and {load[1]:.1f} after the run (other work on the machine widens p99).\n"
         f"{described}\n\n{table}\n"
@@ -399,12 +467,20 @@ def main(argv: list[str] | None = None) -> int:
         args.log_dir.mkdir(parents=True, exist_ok=True)
 
     load_before = os.getloadavg()[0]
+    of = benchlib.Summary.of_seconds
     raw = raw_round_trip(args.bootstrap, args.messages)
-    paths = [Measured("-", "raw", "kafka-python produce -> consume", benchlib.Summary.of_seconds(raw))]
+    paths = [Measured("-", "raw", "kafka-python produce -> consume", of(raw))]
     back_to_back, apart = raw_http_round_trip(args.messages)
     for samples, how in ((apart, f"{IDLE_MS} ms apart"), (back_to_back, "back to back")):
         http = benchlib.Summary.of_seconds(samples)
         paths.append(Measured("-", "raw-http", f"bare uvicorn app: POST -> 201, {how}", http))
+    bare_post, bare_done = bare_pipeline_round_trip(args.bootstrap, args.messages)
+    paths += [
+        Measured("-", "floor", "bare pipeline: POST -> 201 (commit + acks=all produce)", of(bare_post)),
+        Measured(
+            "-", "floor", "bare pipeline: POST -> sink committed (+ consume, HTTP hop, commit)", of(bare_done)
+        ),
+    ]
     for shape in ("dev", "cluster") if args.shape == "both" else (args.shape,):
         paths += api_paths(args.bootstrap, args.tasks, shape, args.log_dir).measured(shape)
     body = render(paths, raw_argv, (load_before, os.getloadavg()[0]))

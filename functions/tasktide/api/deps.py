@@ -4,8 +4,9 @@ runs a sync dependency on the thread pool, one thread round trip each per reques
 
 The routes are async too and hand their use case to `DbCalls`: a call that blocks (a transaction, a lock
 wait, a heavier query) runs on the thread pool, one round trip; a call that is one short statement with no
-lock to wait for (a create, a get by key) runs on the event loop when the database is Postgres, with no
-thread round trip at all. (A sync route costs two: FastAPI validates its return value on the pool too.)"""
+lock to wait for (a create, a get by key, a list page an index serves) runs on the event loop when the
+database is Postgres, with no thread round trip at all. (A sync route costs two: FastAPI validates its
+return value on the pool too.)"""
 
 from __future__ import annotations
 
