@@ -1,12 +1,36 @@
-"""DbCalls: which use cases run on the event loop and which on the thread pool, per database."""
+"""DbCalls: which use cases run on the event loop and which on the thread pool, per database and pool."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import QueuePool
 
 from tasktide.api.deps import DbCalls, get_db_calls
 from tasktide.services import Services
+
+
+@pytest.fixture
+def one_connection() -> Iterator[Engine]:
+    """An engine whose QueuePool holds exactly one connection, already opened and idle."""
+    engine = create_engine("sqlite://", poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=5)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    yield engine
+    engine.dispose()
+
+
+def where(calls: DbCalls, run: str = "one_statement") -> tuple[int, int]:
+    """The loop's thread, and the thread the call ran on."""
+
+    async def both() -> tuple[int, int]:
+        return threading.get_ident(), await getattr(calls, run)(threading.get_ident)
+
+    return asyncio.run(both())
 
 
 def test_db_calls_database_postgres_inline_else_pooled(services: Services) -> None:
@@ -14,21 +38,28 @@ def test_db_calls_database_postgres_inline_else_pooled(services: Services) -> No
     assert calls.inline is (services.engine.dialect.name == "postgresql")
 
 
-def test_db_calls_one_statement_inline_runs_on_the_loop_thread() -> None:
-    async def where() -> tuple[int, int, int]:
-        loop_thread = threading.get_ident()
-        inline = await DbCalls(inline=True).one_statement(threading.get_ident)
-        pooled = await DbCalls(inline=False).one_statement(threading.get_ident)
-        return loop_thread, inline, pooled
-
-    loop_thread, inline, pooled = asyncio.run(where())
-    assert inline == loop_thread
-    assert pooled != loop_thread
+def test_db_calls_one_statement_idle_connection_runs_on_the_loop_thread(one_connection: Engine) -> None:
+    loop_thread, ran_on = where(DbCalls(one_connection))
+    assert ran_on == loop_thread
 
 
-def test_db_calls_blocking_inline_still_runs_on_the_pool() -> None:
-    async def where() -> tuple[int, int]:
-        return threading.get_ident(), await DbCalls(inline=True).blocking(threading.get_ident)
+def test_db_calls_one_statement_pool_exhausted_runs_on_a_pool_thread(one_connection: Engine) -> None:
+    with one_connection.connect():  # the only connection is in use: a checkout would wait for it
+        loop_thread, ran_on = where(DbCalls(one_connection))
+    assert ran_on != loop_thread
 
-    loop_thread, blocking = asyncio.run(where())
-    assert blocking != loop_thread
+
+def test_db_calls_one_statement_nothing_connected_yet_runs_on_a_pool_thread() -> None:
+    engine = create_engine("sqlite://", poolclass=QueuePool, pool_size=1)  # a checkout would connect
+    loop_thread, ran_on = where(DbCalls(engine))
+    assert ran_on != loop_thread
+
+
+def test_db_calls_one_statement_no_engine_runs_on_a_pool_thread() -> None:
+    loop_thread, ran_on = where(DbCalls(None))
+    assert ran_on != loop_thread
+
+
+def test_db_calls_blocking_idle_connection_still_runs_on_a_pool_thread(one_connection: Engine) -> None:
+    loop_thread, ran_on = where(DbCalls(one_connection), "blocking")
+    assert ran_on != loop_thread

@@ -371,6 +371,7 @@ def test_list_tasks_query_shape_runs_inline_or_on_pool(
         threads.append(threading.current_thread().name)
         return search(self, *args, **kwargs)  # type: ignore[arg-type]
 
+    client.get("/api/alice/tasks", headers=auth("alice"))  # the pool now holds an idle connection
     monkeypatch.setattr(Tasks, "search", recorded)
     response = client.get(f"/api/alice/tasks?{query}", headers=auth("alice"))
     assert response.status_code == 200, response.text

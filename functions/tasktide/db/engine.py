@@ -58,6 +58,13 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def has_idle_connection(engine: Engine) -> bool:
+    """Whether a checkout from ``engine``'s pool would get an idle connection now, without waiting for one
+    or opening one (only a ``QueuePool`` says)."""
+    pool = engine.pool
+    return isinstance(pool, QueuePool) and pool.checkedin() > 0
+
+
 def pool_connections(pool: Pool, returning: int = 0) -> dict[metrics.PoolState, int]:
     """Connections of a ``QueuePool`` by state (``{}`` for other pools).
 
