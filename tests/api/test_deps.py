@@ -43,10 +43,37 @@ def test_db_calls_one_statement_idle_connection_runs_on_the_loop_thread(one_conn
     assert ran_on == loop_thread
 
 
-def test_db_calls_one_statement_pool_exhausted_runs_on_a_pool_thread(one_connection: Engine) -> None:
-    with one_connection.connect():  # the only connection is in use: a checkout would wait for it
-        loop_thread, ran_on = where(DbCalls(one_connection))
-    assert ran_on != loop_thread
+def test_db_calls_one_statement_pool_exhausted_leaves_the_loop_to_other_requests(
+    one_connection: Engine,
+) -> None:
+    held = one_connection.connect()  # the only connection: a checkout waits until it is returned
+    loop_ran = threading.Event()
+    released_after_loop_ran: list[bool] = []
+
+    def release_once_the_loop_runs() -> None:
+        released_after_loop_ran.append(loop_ran.wait(5))
+        held.close()
+
+    def query() -> object:
+        with one_connection.connect() as conn:
+            return conn.execute(text("SELECT 1")).scalar()
+
+    async def scenario() -> object:
+        async def other_request() -> None:
+            loop_ran.set()
+
+        other = asyncio.create_task(other_request())
+        result = await DbCalls(one_connection).one_statement(query)
+        await other
+        return result
+
+    releaser = threading.Thread(target=release_once_the_loop_runs)
+    releaser.start()
+    try:
+        assert asyncio.run(scenario()) == 1
+    finally:
+        releaser.join()
+    assert released_after_loop_ran == [True]  # the loop served another request while the call waited
 
 
 def test_db_calls_one_statement_nothing_connected_yet_runs_on_a_pool_thread() -> None:
