@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from tasktide.api.app import create_app
 from tasktide.db import idempotency, retention
@@ -50,6 +51,26 @@ def test_idempotency_retried_post_same_key_creates_once(
     assert task_count(services, "alice") == 1
     other = client.post("/api/alice/tasks", json={"title": "pay rent"}, headers=keyed(auth, "alice", "k2"))
     assert other.status_code == 201 and other.json()["id"] != first.json()["id"]  # a new key: a new task
+
+
+def test_idempotency_key_mark_fails_create_rolled_back_with_it(
+    client: TestClient, auth: Auth, services: Services
+) -> None:
+    """The key is marked in the create's own transaction: a crash between them leaves neither."""
+
+    def crash(session: Session) -> None:  # runs after `_mark_committed`, inside the same commit
+        if idempotency.CURRENT.get() is not None and not session.info.get(idempotency.STORE_SESSION):
+            raise RuntimeError("crashed between the effect and its key")
+
+    event.listen(Session, "before_commit", crash)
+    try:
+        response = client.post("/api/alice/tasks", json={"title": "x"}, headers=keyed(auth, "alice", "k"))
+        assert response.status_code >= 500
+    except RuntimeError:
+        pass
+    finally:
+        event.remove(Session, "before_commit", crash)
+    assert task_count(services, "alice") == 0
 
 
 def test_idempotency_same_key_different_body_answers_422(client: TestClient, auth: Auth) -> None:

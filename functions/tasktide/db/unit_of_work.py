@@ -18,6 +18,7 @@ from types import TracebackType
 from sqlalchemy.orm import Session, sessionmaker
 
 from tasktide.db.audit import AuditRepository
+from tasktide.db.idempotency import CURRENT
 from tasktide.db.notifications import NotificationRepository
 from tasktide.db.repository import DEFERRABLE, TaskRepository, run_deferred
 
@@ -42,7 +43,7 @@ class SqlUnitOfWork:
         self.session = self.sessions()
         if not self.read_only:
             self.session.begin()
-            if self._postgres:
+            if self._postgres and CURRENT.get() is None:  # a keyed request marks its key in this commit
                 self.session.info[DEFERRABLE] = True
         self.tasks = TaskRepository(self.session)
         self.audit = AuditRepository(self.session)
