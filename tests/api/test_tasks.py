@@ -377,3 +377,36 @@ def test_list_tasks_query_shape_runs_inline_or_on_pool(
     assert response.status_code == 200, response.text
     on_pool = threads == ["AnyIO worker thread"]
     assert on_pool is (pooled or services.engine.dialect.name != "postgresql"), threads
+
+
+@pytest.mark.parametrize(
+    ("extra", "pooled"),
+    [({}, False), ({"recurrence": "FREQ=WEEKLY;BYDAY=MO"}, True), ({"recurrence_text": "every day"}, True)],
+    ids=["plain", "rrule", "phrase"],
+)
+def test_create_task_with_a_series_rule_runs_on_pool(
+    client: TestClient,
+    auth: Auth,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+    extra: dict[str, str],
+    pooled: bool,
+) -> None:
+    import threading
+
+    from tasktide.app.tasks import Tasks
+
+    threads: list[str] = []
+    create_use_case = Tasks.create
+
+    def recorded(self: Tasks, *args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread().name)
+        return create_use_case(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    client.get("/api/alice/tasks", headers=auth("alice"))  # the pool now holds an idle connection
+    monkeypatch.setattr(Tasks, "create", recorded)
+    body = {"title": "series", "due_at": "2030-01-07T09:00:00Z", **extra}
+    response = client.post("/api/alice/tasks", json=body, headers=auth("alice"))
+    assert response.status_code == 201, response.text
+    on_pool = threads == ["AnyIO worker thread"]
+    assert on_pool is (pooled or services.engine.dialect.name != "postgresql"), threads

@@ -332,3 +332,25 @@ def test_series_next_due_new_york_gap_day_only_both_bases() -> None:
         assert series.next_due(basis=basis, instance=gap_day, completed_at=gap_day, occurrence=2) == datetime(
             2030, 3, 11, 6, 30, tzinfo=UTC
         )
+
+
+def test_validate_rule_rare_but_real_rule_accepted_by_the_one_cycle_probe() -> None:
+    # 29 February falling on a Monday: 2016, 2044, 2072, ... (the probe spans whole leap cycles)
+    assert validate_rule("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO") == (
+        "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO"
+    )
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("FREQ=YEARLY;INTERVAL=300", datetime(2326, 12, 1, 9, tzinfo=UTC)),  # far apart, still found
+        ("FREQ=DAILY;INTERVAL=7;BYDAY=TU", datetime(2026, 12, 8, 9, tzinfo=UTC)),  # 1 Dec 2026: a Tuesday
+        ("FREQ=DAILY;INTERVAL=7;BYDAY=MO", None),  # every 7 days from a Tuesday: never a Monday
+    ],
+)
+def test_series_after_rule_probed_over_its_start_finds_the_same_instance(
+    rule: str, expected: datetime | None
+) -> None:
+    series = Series(rule=rule, start=datetime(2026, 12, 1, 9, 0), tz="UTC")
+    assert series.after(datetime(2026, 12, 1, 10, tzinfo=UTC)) == expected

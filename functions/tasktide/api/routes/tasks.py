@@ -112,7 +112,9 @@ async def create_task(
     tasks: TasksDep,
     db: DbCallsDep,
 ) -> TaskOut:
-    task = await db.one_statement(tasks.create, user_id, to_fields(body), trace=_traceparent(request))
+    # a series' rule is checked by walking it (up to one 400-year calendar cycle): CPU off the loop
+    run = db.blocking if body.recurrence or body.recurrence_text else db.one_statement
+    task = await run(tasks.create, user_id, to_fields(body), trace=_traceparent(request))
     response.headers["Location"] = _task_path(request, user_id, task.id)
     return _respond(response, task)
 
@@ -262,15 +264,14 @@ async def task_occurrences(
     in UTC and in the task's zone, so a rule can be checked before it is trusted."""
     task = await db.one_statement(tasks.get, user_id, task_id)
     zone = ZoneInfo(task.timezone)
+    upcoming = await db.blocking(upcoming_due, task, count)  # walks the rule: CPU off the loop
     return OccurrencesOut(
         task_id=task.id,
         timezone=task.timezone,
         recurrence=task.recurrence,
         recurrence_basis=task.recurrence_basis.value,
         series_start=task.series_start.isoformat() if task.series_start is not None else None,
-        occurrences=[
-            OccurrenceOut(due_at=due, local=due.astimezone(zone)) for due in upcoming_due(task, count)
-        ],
+        occurrences=[OccurrenceOut(due_at=due, local=due.astimezone(zone)) for due in upcoming],
     )
 
 
