@@ -127,3 +127,26 @@ def test_chat_dapr_headers_token_from_settings_sent_and_kept_out_of_repr(
     assert "sidecar-token" not in repr(settings)
     monkeypatch.delenv("DAPR_API_TOKEN")
     assert chat.dapr_headers(Settings()) == {}
+
+
+def test_chat_model_config_read_off_the_event_loop(
+    services: Services, auth: Auth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model key can come from the Dapr sidecar (gRPC, retries): never read on the event loop."""
+    import asyncio
+
+    on_loop: list[bool] = []
+
+    def recorded(services: Services) -> None:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # no event loop runs on this thread
+            on_loop.append(False)
+        return None  # no model: the turn answers 503
+
+    monkeypatch.setattr(chat, "model_config", recorded)
+    with live_server(chat_app(services)) as api:
+        turn = httpx.post(f"{api.base_url}/api/alice/chat", json={"message": "hi"}, headers=auth("alice"))
+    assert turn.status_code == 503
+    assert on_loop == [False]

@@ -172,11 +172,13 @@ async def chat(user_id: CurrentUser, body: ChatIn, request: Request, services: S
 
 
 async def _turn(user_id: str, body: ChatIn, request: Request, services: Services) -> ChatOut:
-    config = model_config(services)
+    # the model key may come from the Dapr sidecar, and the first turn opens the state store (a table on
+    # the embedded backend): both can wait, so off the event loop
+    config = await asyncio.to_thread(model_config, services)
     if config is None:
         raise Problem(503, HOW_TO_CONFIGURE)
     url = mcp_url(services, request)
-    store = ConversationStore(services.state)
+    store = ConversationStore(await asyncio.to_thread(lambda: services.state))
     conversation: Conversation | None
     if body.conversation_id is None:
         conversation = store.new(user_id)
