@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from tasktide.db.engine import make_engine, ping
+from tasktide.db.engine import has_idle_connection, make_engine, ping
 
 
 def test_ping_reachable_database_returns(database_url: str) -> None:
@@ -23,3 +24,34 @@ def test_ping_unreachable_database_raises(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'missing-dir' / 'state.db'}")
     with pytest.raises(OperationalError):
         ping(engine)
+
+
+def test_has_idle_connection_after_a_lost_connection_false_until_a_connect_succeeds(
+    postgres_url: str,
+) -> None:
+    """A lost connection makes the pool's idle connections stale: no inline call until a reconnect."""
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as spare, engine.connect() as doomed:
+            spare.execute(text("SELECT 1"))
+            with pytest.raises(OperationalError):  # the server ends this session: a disconnect
+                doomed.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        assert engine.pool.checkedin() >= 1  # the spare is idle, but stale after the invalidation
+        assert not has_idle_connection(engine)
+        with engine.connect() as fresh:  # reconnects (a new connection): the server answers again
+            fresh.execute(text("SELECT 1"))
+        assert has_idle_connection(engine)
+    finally:
+        engine.dispose()
+
+
+def test_has_idle_connection_after_a_failed_connect_false() -> None:
+    engine = make_engine(
+        "postgresql+psycopg://nobody:x@127.0.0.1:1/none", connect_args={"connect_timeout": 1}
+    )
+    try:
+        with pytest.raises(OperationalError):
+            engine.connect()
+        assert not has_idle_connection(engine)
+    finally:
+        engine.dispose()

@@ -6,11 +6,13 @@ checkout and checkin.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from sqlalchemy import Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import Insert
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool, QueuePool
 
@@ -42,7 +44,34 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("connect_args", {"connect_timeout": 5})  # an unreachable server too
     kwargs.setdefault("pool_use_lifo", True)
     kwargs.setdefault("pool_recycle", 1800)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _watch_connectivity(engine)
+    return engine
+
+
+class _Connectivity:
+    """Whether ``engine``'s last news from the server was bad: a lost connection (the pool then
+    invalidates every connection, so the next checkouts reconnect) or a failed connect; good again at the
+    next connection made."""
+
+    lost = False
+
+
+_CONNECTIVITY: weakref.WeakKeyDictionary[Engine, _Connectivity] = weakref.WeakKeyDictionary()
+
+
+def _watch_connectivity(engine: Engine) -> None:
+    state = _CONNECTIVITY.setdefault(engine, _Connectivity())
+
+    def errored(context: ExceptionContext) -> None:
+        if context.is_disconnect or context.connection is None:  # None: the connect itself failed
+            state.lost = True
+
+    def connected(*_: Any) -> None:
+        state.lost = False
+
+    event.listen(engine, "handle_error", errored)
+    event.listen(engine, "connect", connected)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -59,10 +88,14 @@ def _sqlite_begin_immediate(connection: Any) -> None:
 
 
 def has_idle_connection(engine: Engine) -> bool:
-    """Whether a checkout from ``engine``'s pool would get an idle connection now, without waiting for one
-    or opening one (only a ``QueuePool`` says)."""
+    """Whether a checkout from ``engine``'s pool would get an idle, live connection now, without waiting
+    for one or opening one (only a ``QueuePool`` says). Not since a connection was lost or a connect
+    failed, until a connect succeeds again: the pool's idle connections are then stale, and a checkout
+    would reconnect (up to ``connect_timeout`` while the server is down). A connection past
+    ``pool_recycle`` still reconnects at its checkout: one connect per connection per 30 minutes."""
     pool = engine.pool
-    return isinstance(pool, QueuePool) and pool.checkedin() > 0
+    state = _CONNECTIVITY.get(engine)
+    return isinstance(pool, QueuePool) and pool.checkedin() > 0 and not (state is not None and state.lost)
 
 
 def pool_connections(pool: Pool, returning: int = 0) -> dict[metrics.PoolState, int]:
