@@ -33,6 +33,18 @@ from tasktide.app.ports import AuditEntry
 
 SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _COLUMNS = ("event_id", "task_id", "user_id", "type", "time", "actor", "changed", "recorded_at")
+# libpq options of every Postgres connection: give up a connect after 5 s, and find a connection whose
+# server or network vanished without a FIN (failover, NAT or load balancer timeout) in about a minute:
+# TCP keepalives after 30 s idle, and at most 30 s for sent data to be acknowledged. Without them a read
+# on such a connection waits for the kernel's retransmissions, about 15 minutes.
+PG_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
@@ -201,7 +213,8 @@ class DbapiDatabase:
             return connection
         import psycopg  # only a Postgres-backed function pays for the driver
 
-        return psycopg.connect(self.conninfo or "", autocommit=True, connect_timeout=self.connect_timeout)
+        options = {**PG_CONNECT_ARGS, "connect_timeout": self.connect_timeout}
+        return psycopg.connect(self.conninfo or "", autocommit=True, **options)
 
     def checkout(self) -> Any:
         with self._lock:

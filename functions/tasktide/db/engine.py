@@ -16,7 +16,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool, QueuePool
 
-from tasktide.db.dbapi import SQLITE_PRAGMAS
+from tasktide.db.dbapi import PG_CONNECT_ARGS, SQLITE_PRAGMAS
 from tasktide.observability import metrics
 
 
@@ -41,7 +41,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_timeout", 10)  # an exhausted pool answers 503 instead of hanging
-    kwargs.setdefault("connect_args", {"connect_timeout": 5})  # an unreachable server too
+    kwargs.setdefault("connect_args", dict(PG_CONNECT_ARGS))  # an unreachable or vanished server too
     kwargs.setdefault("pool_use_lifo", True)
     kwargs.setdefault("pool_recycle", 1800)
     engine = create_engine(url, **kwargs)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from tasktide.db.dbapi import PG_CONNECT_ARGS
 from tasktide.db.outbox import (
     HANDOFF_INFO,
     NOTIFY_TOKEN,
@@ -172,7 +173,7 @@ class OutboxListener:
 
         while not self._stopped.is_set():
             try:
-                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                with psycopg.connect(self.url, autocommit=True, **PG_CONNECT_ARGS) as conn:
                     conn.execute(f"LISTEN {self.channel}")
                     self.leader = False
                     self.on_notify("")
