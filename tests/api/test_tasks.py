@@ -349,8 +349,10 @@ def test_metrics_scrape_measures_outbox_backlog_without_a_relay(client: TestClie
         ("priority=medium&tag=work&sort=due_at&limit=20", False),
         ("q=report", True),
         ("cursor=" + base64.urlsafe_b64encode(b'{"o": 5000}').decode().rstrip("="), True),
+        ("sort=-due_at", True),
+        ("sort=-created_at", False),
     ],
-    ids=["index-page", "text-search", "deep-page"],
+    ids=["index-page", "text-search", "deep-page", "due-descending", "created-descending"],
 )
 def test_list_tasks_query_shape_runs_inline_or_on_pool(
     client: TestClient,

@@ -150,9 +150,11 @@ async def list_tasks(
         limit=limit + 1,
         offset=offset,
     )
-    # an index serves the page: one short SELECT, run inline (no thread round trip); a text search or a
-    # deep page can scan many of the user's rows, so it takes a pool thread and never stalls the loop
-    run = db.blocking if query.q or offset > INLINE_MAX_OFFSET else db.one_statement
+    # an index serves the page: one short SELECT, run inline (no thread round trip); a text search, a deep
+    # page or `-due_at` (no index gives DESC NULLS LAST: the user's rows are sorted) can read many of the
+    # user's rows, so it takes a pool thread and never stalls the loop
+    scans = bool(query.q) or offset > INLINE_MAX_OFFSET or query.sort == "-due_at"
+    run = db.blocking if scans else db.one_statement
     found = await run(tasks.search, user_id, query)
     if len(found) > limit:
         found = found[:limit]
