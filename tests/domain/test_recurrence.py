@@ -347,6 +347,9 @@ def test_validate_rule_rare_but_real_rule_accepted_by_the_one_cycle_probe() -> N
         ("FREQ=YEARLY;INTERVAL=300", datetime(2326, 12, 1, 9, tzinfo=UTC)),  # far apart, still found
         ("FREQ=DAILY;INTERVAL=7;BYDAY=TU", datetime(2026, 12, 8, 9, tzinfo=UTC)),  # 1 Dec 2026: a Tuesday
         ("FREQ=DAILY;INTERVAL=7;BYDAY=MO", None),  # every 7 days from a Tuesday: never a Monday
+        # patterns longer than the probe's two cycles (lcm with INTERVAL): walked in full, still found
+        ("FREQ=DAILY;INTERVAL=10;BYMONTH=2;BYMONTHDAY=29;BYDAY=WE", datetime(3696, 2, 29, 9, tzinfo=UTC)),
+        ("FREQ=YEARLY;INTERVAL=999;BYMONTH=2;BYMONTHDAY=29", datetime(4024, 2, 29, 9, tzinfo=UTC)),
     ],
 )
 def test_series_after_rule_probed_over_its_start_finds_the_same_instance(
@@ -354,3 +357,18 @@ def test_series_after_rule_probed_over_its_start_finds_the_same_instance(
 ) -> None:
     series = Series(rule=rule, start=datetime(2026, 12, 1, 9, 0), tz="UTC")
     assert series.after(datetime(2026, 12, 1, 10, tzinfo=UTC)) == expected
+
+
+@pytest.mark.parametrize("freq", ["DAILY", "MONTHLY", "YEARLY"])
+@pytest.mark.parametrize("interval", [2, 3, 7, 12])
+def test_series_after_sparse_rule_with_interval_same_as_the_full_walk(
+    freq: str, interval: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """29 February on a Wednesday, every `interval` periods: the probe never changes the answer."""
+    from tasktide.domain import recurrence
+
+    rule = f"FREQ={freq};INTERVAL={interval};BYMONTH=2;BYMONTHDAY=29;BYDAY=WE"
+    series = Series(rule=rule, start=datetime(2026, 3, 4, 9, 0), tz="UTC")  # a Wednesday
+    probed = series.after(datetime(2026, 3, 5, tzinfo=UTC))
+    monkeypatch.setattr(recurrence, "_occurs_from", lambda parts, dtstart: None)  # the full walk
+    assert probed == series.after(datetime(2026, 3, 5, tzinfo=UTC))
