@@ -56,7 +56,8 @@ def test_idempotency_retried_post_same_key_creates_once(
 def test_idempotency_key_mark_fails_create_rolled_back_with_it(
     client: TestClient, auth: Auth, services: Services
 ) -> None:
-    """The key is marked in the create's own transaction: a crash between them leaves neither."""
+    """The key is marked in the create's own transaction: a crash in its commit leaves neither, and the
+    key is free for the retry (not replaying the failure, not in flight)."""
 
     def crash(session: Session) -> None:  # runs after `_mark_committed`, inside the same commit
         if idempotency.CURRENT.get() is not None and not session.info.get(idempotency.STORE_SESSION):
@@ -71,6 +72,9 @@ def test_idempotency_key_mark_fails_create_rolled_back_with_it(
     finally:
         event.remove(Session, "before_commit", crash)
     assert task_count(services, "alice") == 0
+    retried = client.post("/api/alice/tasks", json={"title": "x"}, headers=keyed(auth, "alice", "k"))
+    assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers  # not a stored 5xx
+    assert task_count(services, "alice") == 1
 
 
 def test_idempotency_same_key_different_body_answers_422(client: TestClient, auth: Auth) -> None:

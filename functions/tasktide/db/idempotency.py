@@ -26,6 +26,7 @@ from tasktide.db.models import Base
 from tasktide.db.types import UTCDateTime
 
 IN_FLIGHT, COMMITTED, COMPLETED = "in_flight", "committed", "completed"
+_MARKED = "tasktide_idempotency_marked"  # Session.info: the key this commit marks, until it succeeds
 STORE_SESSION = "tasktide_idempotency_store"  # Session.info flag: the store's own sessions
 BATCH = 1000
 
@@ -79,7 +80,20 @@ def _mark_committed(session: Session) -> None:
         .where(IdempotencyKeyRow.user_id == pending.user_id, IdempotencyKeyRow.key == pending.key)
         .values(state=COMMITTED)
     )
-    pending.committed = True
+    session.info[_MARKED] = pending  # committed only once the commit succeeds (`_marked_committed`)
+
+
+@event.listens_for(Session, "after_commit")
+def _marked_committed(session: Session) -> None:
+    pending: Pending | None = session.info.pop(_MARKED, None)
+    if pending is not None:
+        pending.committed = True
+
+
+@event.listens_for(Session, "after_rollback")
+def _mark_undone(session: Session) -> None:
+    """A commit that failed after `_mark_committed` rolls the mark back with the effect."""
+    session.info.pop(_MARKED, None)
 
 
 class IdempotencyStore:
