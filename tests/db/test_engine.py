@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
 from tasktide.db.engine import has_idle_connection, make_engine, ping
@@ -45,14 +45,36 @@ def test_has_idle_connection_after_a_lost_connection_false_until_a_connect_succe
         engine.dispose()
 
 
-def test_has_idle_connection_after_a_failed_connect_false() -> None:
-    engine = make_engine(
-        "postgresql+psycopg://nobody:x@127.0.0.1:1/none", connect_args={"connect_timeout": 1}
-    )
+@pytest.mark.parametrize("quarantine", [30.0, 0.0])
+def test_has_idle_connection_after_a_failed_connect_false_until_a_connect_succeeds_or_time_passes(
+    postgres_url: str, quarantine: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from tasktide.db import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "QUARANTINE_S", quarantine)
+    engine = make_engine(postgres_url, pool_size=1, max_overflow=1)
+
+    def refuse(*_: object, **__: object) -> None:
+        raise psycopg.OperationalError("connection refused (simulated)")
+
     try:
-        with pytest.raises(OperationalError):
-            engine.connect()
-        assert not has_idle_connection(engine)
+        with engine.connect() as conn:  # one idle connection
+            conn.execute(text("SELECT 1"))
+        held = engine.connect()  # in use: the next checkout must connect
+        event.listen(engine, "do_connect", refuse)
+        try:
+            with pytest.raises(OperationalError):
+                engine.connect()
+        finally:
+            event.remove(engine, "do_connect", refuse)
+        held.close()
+        assert engine.pool.checkedin() == 1
+        assert has_idle_connection(engine) is (quarantine == 0.0)
+        with engine.connect(), engine.connect() as extra:  # the second one connects, and succeeds
+            extra.execute(text("SELECT 1"))
+        assert has_idle_connection(engine)
     finally:
         engine.dispose()
 

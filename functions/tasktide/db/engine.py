@@ -6,6 +6,7 @@ checkout and checkin.
 
 from __future__ import annotations
 
+import time
 import weakref
 from typing import Any
 
@@ -50,13 +51,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 class _Connectivity:
-    """Whether ``engine``'s last news from the server was bad: a lost connection (the pool then
-    invalidates every connection, so the next checkouts reconnect) or a failed connect; good again at the
-    next connection made."""
+    """Until when ``engine``'s last bad news from the server keeps calls off the event loop: a lost
+    connection (the pool then invalidates every connection, so the next checkouts reconnect) or a failed
+    connect. A connect that succeeds clears it; so does time (`QUARANTINE_S`), since a failed extra
+    connection (say, at the server's max_connections) says nothing about the idle ones."""
 
-    lost = False
+    lost_until = 0.0
 
 
+QUARANTINE_S = 30.0
 _CONNECTIVITY: weakref.WeakKeyDictionary[Engine, _Connectivity] = weakref.WeakKeyDictionary()
 
 
@@ -65,10 +68,10 @@ def _watch_connectivity(engine: Engine) -> None:
 
     def errored(context: ExceptionContext) -> None:
         if context.is_disconnect or context.connection is None:  # None: the connect itself failed
-            state.lost = True
+            state.lost_until = time.monotonic() + QUARANTINE_S
 
     def connected(*_: Any) -> None:
-        state.lost = False
+        state.lost_until = 0.0
 
     event.listen(engine, "handle_error", errored)
     event.listen(engine, "connect", connected)
@@ -90,12 +93,16 @@ def _sqlite_begin_immediate(connection: Any) -> None:
 def has_idle_connection(engine: Engine) -> bool:
     """Whether a checkout from ``engine``'s pool would get an idle, live connection now, without waiting
     for one or opening one (only a ``QueuePool`` says). Not since a connection was lost or a connect
-    failed, until a connect succeeds again: the pool's idle connections are then stale, and a checkout
-    would reconnect (up to ``connect_timeout`` while the server is down). A connection past
-    ``pool_recycle`` still reconnects at its checkout: one connect per connection per 30 minutes."""
+    failed, until a connect succeeds again or `QUARANTINE_S` pass: the pool's idle connections may be
+    stale then, and a checkout would reconnect (up to ``connect_timeout`` while the server is down). A
+    connection past ``pool_recycle`` still reconnects at its checkout: one connect per connection per 30
+    minutes. So may an idle connection made stale by a lost one, after the first reconnect (quickly: the
+    server answers again by then)."""
     pool = engine.pool
     state = _CONNECTIVITY.get(engine)
-    return isinstance(pool, QueuePool) and pool.checkedin() > 0 and not (state is not None and state.lost)
+    if state is not None and state.lost_until and time.monotonic() < state.lost_until:
+        return False
+    return isinstance(pool, QueuePool) and pool.checkedin() > 0
 
 
 def pool_connections(pool: Pool, returning: int = 0) -> dict[metrics.PoolState, int]:
