@@ -95,3 +95,21 @@ def test_postgres_connections_keepalive_and_user_timeout_set(postgres_url: str) 
         raw.close()
         direct.close()
         engine.dispose()
+
+
+def test_postgres_connections_options_in_the_url_win(postgres_url: str) -> None:
+    from tasktide.db.dbapi import DbapiDatabase
+
+    url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}keepalives_idle=60&tcp_user_timeout=9000"
+    engine = make_engine(url)
+    raw = engine.raw_connection()
+    direct = DbapiDatabase(url).connect()
+    try:
+        for connection in (raw.driver_connection, direct):
+            parameters = connection.info.get_parameters()  # type: ignore[union-attr]
+            assert (parameters["keepalives_idle"], parameters["tcp_user_timeout"]) == ("60", "9000")
+            assert parameters["keepalives_count"] == "3"  # what the URL leaves out is still ours
+    finally:
+        raw.close()
+        direct.close()
+        engine.dispose()

@@ -25,6 +25,7 @@ import json
 import sqlite3
 import threading
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -45,6 +46,17 @@ PG_CONNECT_ARGS: dict[str, Any] = {
     "keepalives_count": 3,
     "tcp_user_timeout": 30_000,
 }
+
+
+def pg_connect_options(conninfo: str, defaults: Mapping[str, Any] = PG_CONNECT_ARGS) -> dict[str, Any]:
+    """`defaults` less the options the libpq ``conninfo`` (URI or key=value) already sets: an operator's
+    ``?connect_timeout=10`` in the database URL wins over ours."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    given = conninfo_to_dict(conninfo)
+    return {name: value for name, value in defaults.items() if name not in given}
+
+
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
@@ -213,8 +225,9 @@ class DbapiDatabase:
             return connection
         import psycopg  # only a Postgres-backed function pays for the driver
 
-        options = {**PG_CONNECT_ARGS, "connect_timeout": self.connect_timeout}
-        return psycopg.connect(self.conninfo or "", autocommit=True, **options)
+        conninfo = self.conninfo or ""
+        options = pg_connect_options(conninfo, {**PG_CONNECT_ARGS, "connect_timeout": self.connect_timeout})
+        return psycopg.connect(conninfo, autocommit=True, **options)
 
     def checkout(self) -> Any:
         with self._lock:

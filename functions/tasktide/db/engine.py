@@ -10,7 +10,7 @@ import time
 import weakref
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event, text
+from sqlalchemy import Engine, Table, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.engine import ExceptionContext
@@ -42,7 +42,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_timeout", 10)  # an exhausted pool answers 503 instead of hanging
-    kwargs.setdefault("connect_args", dict(PG_CONNECT_ARGS))  # an unreachable or vanished server too
+    # an unreachable or vanished server too; options the URL's query gives are the operator's
+    given = make_url(url).query
+    kwargs.setdefault("connect_args", {k: v for k, v in PG_CONNECT_ARGS.items() if k not in given})
     kwargs.setdefault("pool_use_lifo", True)
     kwargs.setdefault("pool_recycle", 1800)
     engine = create_engine(url, **kwargs)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from tasktide.db.dbapi import PG_CONNECT_ARGS
+from tasktide.db.dbapi import pg_connect_options
 from tasktide.db.outbox import (
     HANDOFF_INFO,
     NOTIFY_TOKEN,
@@ -173,7 +173,7 @@ class OutboxListener:
 
         while not self._stopped.is_set():
             try:
-                with psycopg.connect(self.url, autocommit=True, **PG_CONNECT_ARGS) as conn:
+                with psycopg.connect(self.url, autocommit=True, **pg_connect_options(self.url)) as conn:
                     conn.execute(f"LISTEN {self.channel}")
                     self.leader = False
                     self.on_notify("")
