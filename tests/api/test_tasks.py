@@ -350,9 +350,10 @@ def test_metrics_scrape_measures_outbox_backlog_without_a_relay(client: TestClie
         ("q=report", True),
         ("cursor=" + base64.urlsafe_b64encode(b'{"o": 5000}').decode().rstrip("="), True),
         ("sort=-due_at", True),
+        ("sort=-priority", True),
         ("sort=-created_at", False),
     ],
-    ids=["index-page", "text-search", "deep-page", "due-descending", "created-descending"],
+    ids=["index-page", "text-search", "deep-page", "due-descending", "priority", "created-descending"],
 )
 def test_list_tasks_query_shape_runs_inline_or_on_pool(
     client: TestClient,

@@ -44,6 +44,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 MAX_OCCURRENCES = 100
 INLINE_MAX_OFFSET = 1000  # a list page further down than this reads on the thread pool
+SCAN_SORTS = frozenset({"-due_at", "priority", "-priority"})  # so does a page in one of these orders
 
 
 async def require_json(request: Request) -> None:
@@ -151,9 +152,9 @@ async def list_tasks(
         offset=offset,
     )
     # an index serves the page: one short SELECT, run inline (no thread round trip); a text search, a deep
-    # page or `-due_at` (no index gives DESC NULLS LAST: the user's rows are sorted) can read many of the
-    # user's rows, so it takes a pool thread and never stalls the loop
-    scans = bool(query.q) or offset > INLINE_MAX_OFFSET or query.sort == "-due_at"
+    # page, `-due_at` (no index gives DESC NULLS LAST) or a priority sort (4 ranks: the ties of a whole
+    # rank are sorted by creation) can read many of the user's rows: a pool thread, never the loop
+    scans = bool(query.q) or offset > INLINE_MAX_OFFSET or query.sort in SCAN_SORTS
     run = db.blocking if scans else db.one_statement
     found = await run(tasks.search, user_id, query)
     if len(found) > limit:
