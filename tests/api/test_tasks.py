@@ -343,6 +343,27 @@ def test_metrics_scrape_measures_outbox_backlog_without_a_relay(client: TestClie
     assert float(age.split()[1]) >= 0.0
 
 
+def threads_running(
+    client: TestClient, auth: Auth, monkeypatch: pytest.MonkeyPatch, use_case: str
+) -> list[str]:
+    """The names of the threads `Tasks.<use_case>` runs on from now on (after a request has left an idle
+    connection in the pool, so an inline call may run inline)."""
+    import threading
+
+    from tasktide.app.tasks import Tasks
+
+    threads: list[str] = []
+    original = getattr(Tasks, use_case)
+
+    def recorded(self: Tasks, *args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread().name)
+        return original(self, *args, **kwargs)
+
+    client.get("/api/alice/tasks", headers=auth("alice"))
+    monkeypatch.setattr(Tasks, use_case, recorded)
+    return threads
+
+
 @pytest.mark.parametrize(
     ("query", "pooled"),
     [
@@ -363,19 +384,7 @@ def test_list_tasks_query_shape_runs_inline_or_on_pool(
     query: str,
     pooled: bool,
 ) -> None:
-    import threading
-
-    from tasktide.app.tasks import Tasks
-
-    threads: list[str] = []
-    search = Tasks.search
-
-    def recorded(self: Tasks, *args: object, **kwargs: object) -> object:
-        threads.append(threading.current_thread().name)
-        return search(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    client.get("/api/alice/tasks", headers=auth("alice"))  # the pool now holds an idle connection
-    monkeypatch.setattr(Tasks, "search", recorded)
+    threads = threads_running(client, auth, monkeypatch, "search")
     response = client.get(f"/api/alice/tasks?{query}", headers=auth("alice"))
     assert response.status_code == 200, response.text
     on_pool = threads == ["AnyIO worker thread"]
@@ -395,19 +404,7 @@ def test_create_task_with_a_series_rule_runs_on_pool(
     extra: dict[str, str],
     pooled: bool,
 ) -> None:
-    import threading
-
-    from tasktide.app.tasks import Tasks
-
-    threads: list[str] = []
-    create_use_case = Tasks.create
-
-    def recorded(self: Tasks, *args: object, **kwargs: object) -> object:
-        threads.append(threading.current_thread().name)
-        return create_use_case(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    client.get("/api/alice/tasks", headers=auth("alice"))  # the pool now holds an idle connection
-    monkeypatch.setattr(Tasks, "create", recorded)
+    threads = threads_running(client, auth, monkeypatch, "create")
     body = {"title": "series", "due_at": "2030-01-07T09:00:00Z", **extra}
     response = client.post("/api/alice/tasks", json=body, headers=auth("alice"))
     assert response.status_code == 201, response.text
