@@ -228,3 +228,48 @@ def test_idempotency_response_lost_after_commit_retry_has_no_second_effect(
         retried = client.post("/api/alice/tasks", json={"title": "once"}, headers=keyed(auth, "alice", key))
     assert retried.status_code == 409 and "processed" in retried.json()["detail"]
     assert task_count(services, "alice") == 1
+
+
+def test_idempotency_response_stored_before_it_is_sent(services: Services, auth: Auth) -> None:
+    """A client that holds the first answer can always replay it: the key is complete before the answer
+    leaves (before, a retry racing the store got 409 "still being processed")."""
+    import asyncio
+
+    from starlette.types import Message
+
+    app = create_app(services)
+    key = str(uuid.uuid4())
+    headers = [(k.lower().encode(), v.encode()) for k, v in keyed(auth, "alice", key).items()]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/alice/tasks",
+        "raw_path": b"/api/alice/tasks",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [*headers, (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    states: list[str | None] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b'{"title": "pay rent"}', "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            with services.sessions() as session:
+                states.append(
+                    session.scalar(
+                        select(idempotency.IdempotencyKeyRow.state).where(
+                            idempotency.IdempotencyKeyRow.user_id == "alice",
+                            idempotency.IdempotencyKeyRow.key == key,
+                        )
+                    )
+                )
+
+    asyncio.run(app(scope, receive, send))
+    assert states == [idempotency.COMPLETED]

@@ -6,8 +6,9 @@ sf-string ``"..."`` or a bare token, 1-255 visible ASCII characters) and a valid
 (keys are scoped per user; an unauthenticated request passes through untouched and the route refuses it,
 so nobody can claim another user's key). Emits:
 
-- first request with the key: runs; its response (any status below 500) is stored with the key, and its
-  commit marks the key in the SAME transaction as the effect (:mod:`tasktide.db.idempotency`);
+- first request with the key: runs; its response (any status below 500) is stored with the key before it
+  is sent (so a client holding it can always replay it), and its commit marks the key in the SAME
+  transaction as the effect (:mod:`tasktide.db.idempotency`);
 - the same key and the same request again: the stored response, with ``Idempotent-Replayed: true``;
 - the same key with another method, path, query or body: ``422`` problem;
 - the same key while the first request is still running: ``409`` problem with ``Retry-After: 1``; also
@@ -135,6 +136,7 @@ class IdempotencyKeys:
             return {"type": "http.request", "body": body, "more_body": False}
 
         status, headers, chunks = 500, [], []
+        held: list[Message] = []  # sent once the key holds the response: a client that has it can replay
 
         async def recording(message: Message) -> None:
             nonlocal status, headers
@@ -147,7 +149,7 @@ class IdempotencyKeys:
                 ]
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
-            await send(message)
+            held.append(message)
 
         token = CURRENT.set(pending)
         try:
@@ -159,7 +161,13 @@ class IdempotencyKeys:
         finally:
             CURRENT.reset(token)
         payload = b"".join(chunks)
-        if status >= 500 and not pending.committed:
-            await asyncio.to_thread(store.release, pending.user_id, pending.key)
-        elif len(payload) <= MAX_STORED_BODY:
-            await asyncio.to_thread(store.complete, pending.user_id, pending.key, status, headers, payload)
+        try:
+            if status >= 500 and not pending.committed:
+                await asyncio.to_thread(store.release, pending.user_id, pending.key)
+            elif len(payload) <= MAX_STORED_BODY:
+                await asyncio.to_thread(
+                    store.complete, pending.user_id, pending.key, status, headers, payload
+                )
+        finally:  # before, a retry racing the store got 409 from a key whose answer the client already had
+            for message in held:
+                await send(message)
