@@ -10,14 +10,14 @@ import time
 import weakref
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event, make_url, text
+from sqlalchemy import Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool, QueuePool
 
-from tasktide.db.dbapi import PG_CONNECT_ARGS, SQLITE_PRAGMAS
+from tasktide.db.dbapi import SQLITE_PRAGMAS, pg_connect_options, postgres_conninfo
 from tasktide.observability import metrics
 
 
@@ -42,9 +42,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_timeout", 10)  # an exhausted pool answers 503 instead of hanging
-    # an unreachable or vanished server too; options the URL's query gives are the operator's
-    given = make_url(url).query
-    kwargs.setdefault("connect_args", {k: v for k, v in PG_CONNECT_ARGS.items() if k not in given})
+    kwargs.setdefault("connect_args", pg_connect_options(postgres_conninfo(url)))  # unreachable, vanished
     kwargs.setdefault("pool_use_lifo", True)
     kwargs.setdefault("pool_recycle", 1800)
     engine = create_engine(url, **kwargs)

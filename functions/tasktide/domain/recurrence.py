@@ -181,11 +181,11 @@ def validate_rule(text: str) -> str:
         errors = _check(parts)
     if not errors:
         # INTERVAL only thins the periods out and depends on the real start, so probe without it, over
-        # one whole Gregorian cycle (see `_occurs_from`).
-        without_interval = {k: v for k, v in parts.items() if k != "INTERVAL"}
-        if _build(without_interval, _CYCLE_PROBE_START) is None:
+        # one whole Gregorian cycle, where dateutil's walk ends by itself (see `_occurs_from`).
+        probe = _build({k: v for k, v in parts.items() if k != "INTERVAL"}, _CYCLE_PROBE_START)
+        if probe is None:
             errors = ["is not a valid recurrence rule"]
-        elif not _occurs_from(without_interval, _CYCLE_PROBE_START):
+        elif probe.after(_CYCLE_PROBE_START, inc=True) is None:
             errors = ["the rule never produces an occurrence"]
     if errors:
         raise ValidationFailed(FieldError(FIELD, message) for message in errors)
@@ -437,7 +437,9 @@ class Series:
         built = _build(parts, dtstart)
         if built is None:
             raise ValidationFailed.single(FIELD, "is not a valid recurrence rule")
-        if _occurs_from(parts, dtstart) is False:  # else dateutil walks to year 9999 yielding nothing
+        # A valid rule without INTERVAL occurs within 400 years of any start (`validate_rule`); with one,
+        # it may never occur from this start, and dateutil would walk to year 9999 yielding nothing.
+        if int(parts.get("INTERVAL", "1")) > 1 and _occurs_from(parts, dtstart) is False:
             return
         until = _parse_until(parts["UNTIL"]) if "UNTIL" in parts else None
         bound = until.local_bound(ZoneInfo(self.tz)) if until is not None else None
