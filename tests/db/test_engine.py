@@ -79,37 +79,32 @@ def test_has_idle_connection_after_a_failed_connect_false_until_a_connect_succee
         engine.dispose()
 
 
-def test_postgres_connections_keepalive_and_user_timeout_set(postgres_url: str) -> None:
-    """A vanished server (no FIN) is found in about a minute on every Postgres connection we open."""
-    from tasktide.db.dbapi import PG_CONNECT_ARGS, DbapiDatabase
-
-    expected = {name: str(value) for name, value in PG_CONNECT_ARGS.items() if name != "connect_timeout"}
-    engine = make_engine(postgres_url)
-    raw = engine.raw_connection()
-    direct = DbapiDatabase(postgres_url).connect()
-    try:
-        for connection in (raw.driver_connection, direct):
-            parameters = connection.info.get_parameters()  # type: ignore[union-attr]
-            assert {name: parameters.get(name) for name in expected} == expected
-    finally:
-        raw.close()
-        direct.close()
-        engine.dispose()
-
-
-def test_postgres_connections_options_in_the_url_win(postgres_url: str) -> None:
+def connection_parameters(url: str) -> list[dict[str, str]]:
+    """The libpq parameters of a connection from `make_engine(url)` and of one from the DBAPI store."""
     from tasktide.db.dbapi import DbapiDatabase
 
-    url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}keepalives_idle=60&tcp_user_timeout=9000"
     engine = make_engine(url)
     raw = engine.raw_connection()
     direct = DbapiDatabase(url).connect()
     try:
-        for connection in (raw.driver_connection, direct):
-            parameters = connection.info.get_parameters()  # type: ignore[union-attr]
-            assert (parameters["keepalives_idle"], parameters["tcp_user_timeout"]) == ("60", "9000")
-            assert parameters["keepalives_count"] == "3"  # what the URL leaves out is still ours
+        return [c.info.get_parameters() for c in (raw.driver_connection, direct)]  # type: ignore[union-attr]
     finally:
         raw.close()
         direct.close()
         engine.dispose()
+
+
+def test_postgres_connections_keepalive_and_user_timeout_set(postgres_url: str) -> None:
+    """A vanished server (no FIN) is found in about a minute on every Postgres connection we open."""
+    from tasktide.db.dbapi import PG_CONNECT_ARGS
+
+    expected = {name: str(value) for name, value in PG_CONNECT_ARGS.items() if name != "connect_timeout"}
+    for parameters in connection_parameters(postgres_url):
+        assert {name: parameters.get(name) for name in expected} == expected
+
+
+def test_postgres_connections_options_in_the_url_win(postgres_url: str) -> None:
+    url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}keepalives_idle=60&tcp_user_timeout=9000"
+    for parameters in connection_parameters(url):
+        assert (parameters["keepalives_idle"], parameters["tcp_user_timeout"]) == ("60", "9000")
+        assert parameters["keepalives_count"] == "3"  # what the URL leaves out is still ours
