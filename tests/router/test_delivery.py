@@ -5,12 +5,11 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from tasktide.messaging import codec
 from tasktide.router.dead_letters import DeadLetterLog
-from tasktide.router.delivery import backoff, deliver
+from tasktide.router.delivery import HttpSender, backoff, deliver
 from tasktide.router.manifests import DeliverySpec
 
 from .support import Behaviour, RecordingSleep, Subscribers
@@ -21,9 +20,12 @@ RETRY3 = DeliverySpec(retry=3, backoff_policy="exponential", backoff_delay=0.1)
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
+async def client() -> AsyncIterator[HttpSender]:
+    sender = HttpSender()
+    try:
+        yield sender
+    finally:
+        await sender.close()
 
 
 def _event() -> codec.CloudEvent:
@@ -39,7 +41,7 @@ def test_backoff_exponential_is_delay_times_two_to_the_n_and_linear_grows() -> N
 
 
 async def test_deliver_fails_twice_then_succeeds_receives_three_times(
-    subscribers: Subscribers, client: httpx.AsyncClient, fake_sleep: RecordingSleep
+    subscribers: Subscribers, client: HttpSender, fake_sleep: RecordingSleep
 ) -> None:
     subscribers.behaviours["flaky"] = Behaviour(fail_times=2, fail_status=503)
     sink = DeadLetterLog()
@@ -57,7 +59,7 @@ async def test_deliver_fails_twice_then_succeeds_receives_three_times(
 
 @pytest.mark.parametrize("status", [404, 408, 409, 429, 500])
 async def test_deliver_retryable_status_is_retried(
-    status: int, subscribers: Subscribers, client: httpx.AsyncClient, fake_sleep: RecordingSleep
+    status: int, subscribers: Subscribers, client: HttpSender, fake_sleep: RecordingSleep
 ) -> None:
     subscribers.behaviours["flaky"] = Behaviour(fail_times=1, fail_status=status)
     url = f"{subscribers.base_url}/services/flaky"
@@ -66,7 +68,7 @@ async def test_deliver_retryable_status_is_retried(
 
 
 async def test_deliver_always_failing_dead_letters_with_error_extensions(
-    subscribers: Subscribers, client: httpx.AsyncClient, fake_sleep: RecordingSleep
+    subscribers: Subscribers, client: HttpSender, fake_sleep: RecordingSleep
 ) -> None:
     subscribers.behaviours["broken"] = Behaviour(always_fail=True, fail_status=500, fail_body=b"boom")
     sink = DeadLetterLog()
@@ -90,7 +92,7 @@ async def test_deliver_always_failing_dead_letters_with_error_extensions(
 
 
 async def test_deliver_error_data_is_truncated(
-    subscribers: Subscribers, client: httpx.AsyncClient, fake_sleep: RecordingSleep
+    subscribers: Subscribers, client: HttpSender, fake_sleep: RecordingSleep
 ) -> None:
     subscribers.behaviours["broken"] = Behaviour(always_fail=True, fail_body=b"x" * 5000)
     sink = DeadLetterLog()
@@ -102,7 +104,7 @@ async def test_deliver_error_data_is_truncated(
 
 @pytest.mark.parametrize("status", [400, 403, 413])
 async def test_deliver_non_retryable_4xx_dead_letters_immediately(
-    status: int, subscribers: Subscribers, client: httpx.AsyncClient, fake_sleep: RecordingSleep
+    status: int, subscribers: Subscribers, client: HttpSender, fake_sleep: RecordingSleep
 ) -> None:
     subscribers.behaviours["rejecting"] = Behaviour(always_fail=True, fail_status=status)
     sink = DeadLetterLog()
@@ -116,7 +118,7 @@ async def test_deliver_non_retryable_4xx_dead_letters_immediately(
 
 
 async def test_deliver_connection_refused_retries_then_drops_without_sink(
-    client: httpx.AsyncClient, fake_sleep: RecordingSleep
+    client: HttpSender, fake_sleep: RecordingSleep
 ) -> None:
     outcome = await deliver(_event(), "http://127.0.0.1:9/nothing", RETRY3, client, sleep=fake_sleep)
     assert (outcome.status, outcome.attempts, outcome.status_code) == ("dropped", 4, None)
@@ -124,7 +126,7 @@ async def test_deliver_connection_refused_retries_then_drops_without_sink(
 
 
 async def test_deliver_connection_refused_dead_letter_has_dest_but_no_code(
-    client: httpx.AsyncClient, fake_sleep: RecordingSleep
+    client: HttpSender, fake_sleep: RecordingSleep
 ) -> None:
     sink = DeadLetterLog()
     url = "http://127.0.0.1:9/nothing"
@@ -135,7 +137,7 @@ async def test_deliver_connection_refused_dead_letter_has_dest_but_no_code(
 
 
 async def test_deliver_reply_event_is_returned(
-    subscribers: Subscribers, client: httpx.AsyncClient, fake_sleep: RecordingSleep
+    subscribers: Subscribers, client: HttpSender, fake_sleep: RecordingSleep
 ) -> None:
     subscribers.behaviours["replier"] = Behaviour(reply_type="test.answer")
     event = _event()

@@ -1,11 +1,12 @@
 """The in-process Knative Kafka Broker: fan-out of events to matching Triggers, as its dispatcher does.
 
 Consumes :class:`Manifests` (Brokers, Triggers, KafkaSources, KafkaSinks), a resolver turning Destinations
-into URLs, an ``httpx.AsyncClient`` and a :class:`DeadLetterSink`. Emits HTTP deliveries to subscribers,
-reply events back into the broker (bounded by a hop limit) and dead letters, counted in
-``tasktide_dead_letters_total{trigger}`` and ``tasktide_events_consumed_total{outcome="dead_lettered"}``;
-retries the function itself cannot count (no answer, or a retryable 4xx) count as ``outcome="retried"``; a
-dead-letter sink that fails is logged and counted in ``tasktide_dead_letter_failures_total{trigger}``.
+into URLs, an :class:`~tasktide.router.delivery.HttpSender` and a :class:`DeadLetterSink`. Emits HTTP
+deliveries to subscribers, reply events back into the broker (bounded by a hop limit) and dead letters,
+counted in ``tasktide_dead_letters_total{trigger}`` and
+``tasktide_events_consumed_total{outcome="dead_lettered"}``; retries the function itself cannot count (no
+answer, or a retryable 4xx) count as ``outcome="retried"``; a dead-letter sink that fails is logged and
+counted in ``tasktide_dead_letter_failures_total{trigger}``.
 
 Each Broker is emulated as its Kafka topic would be: an event goes to partition
 ``murmur2(partitionkey) % partitions`` (the Broker's ConfigMap ``default.topic.partitions``; events without a
@@ -35,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urljoin
 
-import httpx
 from kafka.partitioner.default import murmur2
 
 from tasktide.messaging import codec
@@ -45,6 +45,8 @@ from tasktide.router.delivery import (
     DeadLetterFailed,
     DeadLetterSink,
     DeliveryOutcome,
+    HttpSender,
+    NoAnswer,
     Sleep,
     deliver,
     post_event,
@@ -149,16 +151,16 @@ def partition_of(key: str, partitions: int) -> int:
 class HttpDeadLetterSink:
     """Dead-letter sink for ``uri``/Service destinations: one POST; raises :class:`DeadLetterFailed`."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self._client = client
+    def __init__(self, sender: HttpSender) -> None:
+        self._sender = sender
 
     async def send(self, event: codec.CloudEvent, target: str) -> None:
         try:
-            response = await post_event(self._client, target, event, 30.0)
-        except httpx.HTTPError as exc:
+            response = await post_event(self._sender, target, event, 30.0)
+        except NoAnswer as exc:
             raise DeadLetterFailed(f"dead-letter sink {target} unreachable: {exc}") from exc
-        if response.status_code >= 300:
-            raise DeadLetterFailed(f"dead-letter sink {target} rejected the event: {response.status_code}")
+        if response.status >= 300:
+            raise DeadLetterFailed(f"dead-letter sink {target} rejected the event: {response.status}")
 
 
 class LocalBroker:
@@ -170,19 +172,17 @@ class LocalBroker:
         resolve: Resolver,
         dead_letter_sink: DeadLetterSink,
         *,
-        client: httpx.AsyncClient | None = None,
+        sender: HttpSender | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.manifests = manifests
         self._resolve = resolve
         self.dead_letter_sink = dead_letter_sink
-        # keep-alive for every delivery that can be in flight at once (httpx keeps 20 by default, so a
-        # burst of 50 would open and close connections on every request)
-        self._client = client or httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=KEEP_ALIVE)
-        )
-        self._owns_client = client is None
-        self._http_dls = HttpDeadLetterSink(self._client)
+        # keep-alive for every delivery that can be in flight at once (a pool of 20 would open and close
+        # connections on every request of a burst of 50)
+        self._sender = sender or HttpSender(keep_alive=KEEP_ALIVE)
+        self._owns_sender = sender is None
+        self._http_dls = HttpDeadLetterSink(self._sender)
         self._sleep = sleep
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lanes: dict[tuple[str, str, int], asyncio.Task[Any]] = {}
@@ -205,8 +205,8 @@ class LocalBroker:
         self._tasks.clear()
         self._lanes.clear()
         self._source_lanes.clear()
-        if self._owns_client:
-            await self._client.aclose()
+        if self._owns_sender:
+            await self._sender.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
         task = asyncio.create_task(coro, name=name)
@@ -480,7 +480,7 @@ class LocalBroker:
                 event,
                 self._resolve(dest),
                 delivery,
-                self._client,
+                self._sender,
                 dead_letter=dls,
                 dead_letter_target=target,
                 sleep=self._sleep,

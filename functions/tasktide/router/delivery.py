@@ -17,6 +17,9 @@ eventing-kafka-broker dispatcher, see docs/architecture.md):
 
 Emits a :class:`DeliveryOutcome` (with any reply event); a dead-letter sink that fails raises
 :class:`DeadLetterFailed` (the broker counts and logs it).
+
+The POSTs go through one :class:`HttpSender` (aiohttp, keep-alive): on the event path the sender's own
+CPU is paid at every delivery, and aiohttp's is about a quarter of httpx's (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-import httpx
+import aiohttp
 
 from tasktide.edges import senderauth
 from tasktide.messaging import codec
@@ -54,6 +57,60 @@ class DeadLetterSink(Protocol):
 
 class DeadLetterFailed(RuntimeError):
     """A dead-letter sink did not accept an event."""
+
+
+class NoAnswer(Exception):
+    """A POST got no HTTP answer: no connection, a reset, a timeout."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP answer, read to its end; ``headers`` have lower-case names (repeats joined by ``, ``)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+class HttpSender:
+    """POSTs over keep-alive connections (aiohttp), the session opened on the running loop at first use.
+
+    Only what the caller gives is sent (no ``Content-Type``, ``User-Agent`` or ``Accept`` of its own): an
+    event without ``datacontenttype`` must arrive without a content type, as from the real dispatcher."""
+
+    def __init__(self, keep_alive: int = 100) -> None:
+        self.keep_alive = keep_alive
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.keep_alive, limit_per_host=0, use_dns_cache=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                skip_auto_headers=("Content-Type", "User-Agent", "Accept", "Accept-Encoding"),
+                auto_decompress=False,
+            )
+        return self._session
+
+    async def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> Reply:
+        """POST ``body``; the answer read to its end, or :class:`NoAnswer` (``timeout`` bounds it all)."""
+        try:
+            async with self._open().post(
+                url, data=body, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                content = await response.read()
+                names: dict[str, str] = {}
+                for name, value in response.headers.items():
+                    key = name.lower()
+                    names[key] = f"{names[key]}, {value}" if key in names else value
+                return Reply(response.status, names, content)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise NoAnswer(f"{type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +144,7 @@ def _retryable(status: int) -> bool:
     return status >= 500 or status in RETRYABLE
 
 
-def kne_extensions(headers: httpx.Headers) -> dict[str, str]:
+def kne_extensions(headers: Mapping[str, str]) -> dict[str, str]:
     """``Kne-Reason: quota`` -> ``{"reason": "quota"}`` (names that are no valid attribute are dropped)."""
     out: dict[str, str] = {}
     for name, value in headers.items():
@@ -112,14 +169,14 @@ def with_error_extensions(
     return codec.CloudEvent(attrs, event.get_data())
 
 
-def _is_cloudevent(headers: httpx.Headers) -> bool:
+def _is_cloudevent(headers: Mapping[str, str]) -> bool:
     media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     return "ce-specversion" in headers or media == codec.STRUCTURED_CONTENT_TYPE
 
 
-def classify(response: httpx.Response) -> Answer:
+def classify(response: Reply) -> Answer:
     """What the dispatcher makes of one HTTP answer."""
-    status, body = response.status_code, response.content
+    status, body = response.status, response.body
     if 200 <= status < 300:
         if _is_cloudevent(response.headers):
             try:
@@ -136,26 +193,26 @@ def classify(response: httpx.Response) -> Answer:
 
 
 async def post_event(
-    client: httpx.AsyncClient,
+    sender: HttpSender,
     url: str,
     event: codec.CloudEvent,
     timeout: float,
     headers: Mapping[str, str] | None = None,
-) -> httpx.Response:
+) -> Reply:
+    """POST ``event`` in binary mode; raises :class:`NoAnswer` (Knative's ``timeout`` bounds it all)."""
     ce_headers, body = codec.to_binary_http(event)
     # The sender's OIDC-style token for the target's audience, as Knative's dispatcher sends it (local mode).
     request_headers = {**(headers or {}), **senderauth.outgoing_headers(url), **ce_headers}
-    async with asyncio.timeout(timeout):  # Knative's `timeout` bounds the whole request
-        return await client.post(url, headers=request_headers, content=body, timeout=timeout)
+    return await sender.post(url, request_headers, body, timeout)
 
 
 async def _attempt(
-    client: httpx.AsyncClient, url: str, event: codec.CloudEvent, timeout: float, headers: Mapping[str, str]
+    sender: HttpSender, url: str, event: codec.CloudEvent, timeout: float, headers: Mapping[str, str]
 ) -> Answer:
     try:
-        response = await post_event(client, url, event, timeout, headers)
-    except (httpx.HTTPError, TimeoutError) as exc:
-        log.info("delivery to %s got no answer: %s: %s", url, type(exc).__name__, exc)
+        response = await post_event(sender, url, event, timeout, headers)
+    except NoAnswer as exc:
+        log.info("delivery to %s got no answer: %s", url, exc)
         return Answer("retry")
     return classify(response)
 
@@ -164,7 +221,7 @@ async def deliver(
     event: codec.CloudEvent,
     url: str,
     delivery: DeliverySpec | None,
-    client: httpx.AsyncClient,
+    sender: HttpSender,
     *,
     dead_letter: DeadLetterSink | None = None,
     dead_letter_target: str = "",
@@ -188,7 +245,7 @@ async def deliver(
                 on_retry(answer.status)
             await sleep(backoff(spec, attempt))
         attempt += 1
-        answer = await _attempt(client, url, event, timeout, headers or {})
+        answer = await _attempt(sender, url, event, timeout, headers or {})
         if answer.result == "delivered":
             return DeliveryOutcome("delivered", attempt, answer.status, answer.reply)
         log.info("delivery to %s failed: %s (attempt %d/%d)", url, answer.status, attempt, max_attempts)

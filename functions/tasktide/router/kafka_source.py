@@ -61,8 +61,9 @@ ConsumerFactory = Callable[
 BOOTSTRAP_TIMEOUT_MS = 5000
 # The cluster's dispatcher bounds its in-flight records by `max.poll.records` (50 in Knative's
 # config-kafka-broker-data-plane). Locally every delivery shares one Python process, where more than ~16 at
-# once cost more (httpx's connection-pool bookkeeping grows with the pool) than they give: a burst of 300
-# events through HTTP ran at 83-129/s with 16, 49-52/s with 32, 34-35/s with 50 (tests/router/head_of_line).
+# once cost more than they give: with the httpx client the router used then (its pool bookkeeping grows with
+# the pool), a burst of 300 events through HTTP ran at 83-129/s with 16, 49-52/s with 32, 34-35/s with 50
+# (tests/router/head_of_line).
 DEFAULT_MAX_IN_FLIGHT = 16
 BUSY_POLL_MS = 5  # poll timeout while ordered records wait behind one in flight
 FULL_POLL_EVERY = (

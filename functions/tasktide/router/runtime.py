@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from fastapi import APIRouter
 
 from tasktide.messaging import codec
@@ -25,7 +24,7 @@ from tasktide.router.dead_letters import (
     KafkaEventProducer,
     TopicProducer,
 )
-from tasktide.router.delivery import DeadLetterSink, Sleep
+from tasktide.router.delivery import DeadLetterSink, HttpSender, Sleep
 from tasktide.router.ingress import make_ingress_router
 from tasktide.router.kafka_source import DEFAULT_MAX_IN_FLIGHT, Dispatch, KafkaSourceConsumer
 from tasktide.router.manifests import KafkaSource, Manifests, load_manifests
@@ -53,7 +52,7 @@ class EventRuntime:
         ping_every: float | None = None,
         *,
         manifests: Manifests | None = None,
-        client: httpx.AsyncClient | None = None,
+        sender: HttpSender | None = None,
         sleep: Sleep = asyncio.sleep,
         producer: TopicProducer | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
@@ -75,7 +74,7 @@ class EventRuntime:
             producer = KafkaEventProducer(kafka_bootstrap)
         sink: DeadLetterSink = KafkaDeadLetterSink(producer, log) if producer is not None else log
         resolve = resolver or service_resolver(base_url)
-        broker = LocalBroker(manifests, resolve, sink, client=client, sleep=sleep)
+        broker = LocalBroker(manifests, resolve, sink, sender=sender, sleep=sleep)
         ping = PingScheduler(
             manifests.ping_sources, lambda dest, event: broker.send_to(dest, event, None), ping_every
         )
