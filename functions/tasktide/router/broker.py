@@ -57,7 +57,6 @@ from tasktide.router.manifests import DeliverySpec, Destination, KafkaSource, Ma
 log = logging.getLogger(__name__)
 
 HOP_LIMIT = 8  # local safety net only: the Kafka Broker produces replies to its topic without any hop count
-KEEP_ALIVE = 200  # idle connections kept to subscribers
 Resolver = Callable[[Destination], str]
 T = TypeVar("T")
 
@@ -180,7 +179,7 @@ class LocalBroker:
         self.dead_letter_sink = dead_letter_sink
         # keep-alive for every delivery that can be in flight at once (a pool of 20 would open and close
         # connections on every request of a burst of 50)
-        self._sender = sender or HttpSender(keep_alive=KEEP_ALIVE)
+        self._sender = sender or HttpSender()
         self._owns_sender = sender is None
         self._http_dls = HttpDeadLetterSink(self._sender)
         self._sleep = sleep

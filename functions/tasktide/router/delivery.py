@@ -78,13 +78,13 @@ class HttpSender:
     Only what the caller gives is sent (no ``Content-Type``, ``User-Agent`` or ``Accept`` of its own): an
     event without ``datacontenttype`` must arrive without a content type, as from the real dispatcher."""
 
-    def __init__(self, keep_alive: int = 100) -> None:
-        self.keep_alive = keep_alive
+    def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.keep_alive, limit_per_host=0, use_dns_cache=True)
+            # no cap on connections (a burst of deliveries never waits for one); idle ones are kept 15 s
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 skip_auto_headers=("Content-Type", "User-Agent", "Accept", "Accept-Encoding"),
