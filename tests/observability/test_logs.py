@@ -159,6 +159,12 @@ def test_parse_traceparent_various_inputs_returns_trace_id_or_none(
         (f"token {JWT} here", JWT),
         ('{"client_secret": "shh-123"}', "shh-123"),
         ("db password: pa55word", "pa55word"),
+        # one per pattern with no other trigger word, so a quick pre-check can never let one through
+        (f"sent {JWT}", JWT),
+        ("signed with whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("dsn postgresql://app:s3cr3t@db:5432/tasks", "s3cr3t"),
+        ("APIKEY=zz9-top", "zz9-top"),
+        ("BEARER xyz.123", "xyz.123"),
     ],
 )
 def test_redact_text_credentials_removed(text: str, secret: str) -> None:
