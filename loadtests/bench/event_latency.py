@@ -29,6 +29,7 @@ end of their topics, so records left by earlier runs are not replayed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import select
 import subprocess
@@ -45,7 +46,6 @@ from typing import Any
 
 import benchlib
 import cluster_shape
-import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -136,15 +136,18 @@ def raw_http_round_trip(requests: int) -> tuple[list[float], list[float]]:
         apart: list[float] = []
         try:
             benchlib.wait_http(f"http://127.0.0.1:{port}/", 30.0, proc)
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0) as client:
+            client = benchlib.Poster(f"http://127.0.0.1:{port}")
+            try:
                 for samples, idle in ((back_to_back, 0.0), (apart, IDLE_MS / 1000)):
                     for i in range(WARMUP + requests):
                         if idle:
                             time.sleep(idle)
                         started = time.perf_counter()
-                        client.post("/", json={"title": f"latency {i}"}).raise_for_status()
+                        client.post("/", json_body={"title": f"latency {i}"})
                         if i >= WARMUP:
                             samples.append(time.perf_counter() - started)
+            finally:
+                client.close()
         finally:
             benchlib.stop(proc)
     return back_to_back, apart
@@ -188,16 +191,19 @@ def bare_pipeline_round_trip(bootstrap: str, messages: int) -> tuple[list[float]
         assert forwarder.stdout is not None
         if not select.select([forwarder.stdout], [], [], WAIT_SECONDS)[0] or not forwarder.stdout.readline():
             raise TimeoutError("bare_pipeline.py forward did not get ready")
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30.0) as client:
+        client = benchlib.Poster(f"http://127.0.0.1:{api_port}")
+        try:
             for i in range(WARMUP + messages):
                 key = uuid.uuid4().hex
                 started = time.perf_counter()
-                client.post("/", content=key.encode()).raise_for_status()
+                client.post("/", key.encode())
                 answered = time.perf_counter()
                 committed = commits.wait_for(key)
                 if i >= WARMUP:
                     posted.append(answered - started)
                     done.append(committed - started)
+        finally:
+            client.close()
     finally:
         for proc in reversed(procs):
             benchlib.stop(proc)
@@ -329,14 +335,13 @@ def measure(base: str, bootstrap: str, audits: AuditCommits, tasks: int, warmup:
     samples = Samples()
     arrivals = Arrivals(bootstrap, TOPIC)
     arrivals.start()
-    client = httpx.Client(base_url=base, headers=headers, timeout=30.0)
+    client = benchlib.Poster(base, headers)
     try:
         for i in range(warmup + tasks):
             started = time.perf_counter()
-            response = client.post(f"/api/{user}/tasks", json={"title": f"latency {i}"})
+            _, body = client.post(f"/api/{user}/tasks", json_body={"title": f"latency {i}"})
             posted = time.perf_counter()
-            response.raise_for_status()
-            task_id = response.json()["id"]
+            task_id = json.loads(body)["id"]
             on_kafka = arrivals.wait_for(task_id.encode())
             audited = audits.wait_for(task_id)
             if i >= warmup:
@@ -427,7 +432,9 @@ def render(paths: list[Measured], argv: list[str], load: tuple[float, float]) ->
     return (
         f"Command: `{benchlib.command_line('event_latency.py', argv)}`\n\n"
         "One message or task at a time (no concurrency), after "
-        f"{WARMUP} warm-up rounds each. `raw`: kafka-python `send().get()` with acks=all, then a group-less "
+        f"{WARMUP} warm-up rounds each; every POST goes over one keep-alive stdlib `http.client` "
+        "connection (`benchlib.Poster`), whose own CPU is inside each sample. `raw`: kafka-python "
+        "`send().get()` with acks=all, then a group-less "
         "consumer sees the record, on a fresh 1-partition topic of the local broker. `raw-http`: a bare ASGI "
         f"app under uvicorn (uvloop, httptools) answering 201, one POST {IDLE_MS} ms after the last answer "
         "(about how long the API idles between two POSTs here), and back to back: one HTTP hop, between "
