@@ -6,6 +6,8 @@ behind is rebuilt (SQLite and Postgres)."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from sqlalchemy import text
 
 from tasktide.db import repairs
 from tasktide.db.engine import make_engine
-from tasktide.db.migrate import alembic_config, upgrade
+from tasktide.db.migrate import MigrationLocked, alembic_config, upgrade
 from tasktide.db.models import Base
 from tests.testenv import blank_database, fresh_database
 
@@ -149,3 +151,54 @@ def test_migration_index_a_failed_concurrent_build_left_is_rebuilt(postgres_url:
         upgrade(url)
         definition = _scalar(url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tasks_user_due'")
     assert str(definition).endswith("(user_id, due_at)")
+
+
+def _waiting_on_lock(url: str, statement: str) -> bool:
+    found = _scalar(
+        url,
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        f"AND query LIKE '{statement}%' AND datname = current_database()",
+    )
+    return bool(found)
+
+
+def test_migrate_behind_a_long_transaction_gives_way_to_writes_then_raises(postgres_url: str) -> None:
+    with fresh_database(postgres_url, "locked") as url:
+        upgrade(url, "0003")
+        engine = make_engine(url)
+        task = uuid.uuid4()
+        with engine.begin() as conn:
+            _insert(conn, task, task, 1, "2030-03-09 07:30:00.000000")
+        blocker = engine.connect()  # a long transaction that read task_tags: 0004's ALTER waits for it
+        blocker.execute(text("SELECT count(*) FROM task_tags"))
+        failed: list[BaseException] = []
+
+        def migrate() -> None:
+            try:
+                upgrade(url, lock_timeout=0.5, attempts=3, backoff=0.1)
+            except BaseException as exc:  # handed to the test thread
+                failed.append(exc)
+
+        migrator = threading.Thread(target=migrate)
+        migrator.start()
+        try:
+            for _ in range(200):  # bounded: until 0004's ALTER TABLE queues for its lock
+                if _waiting_on_lock(url, "ALTER TABLE task_tags"):
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the migration never waited for task_tags' lock")
+            with engine.begin() as writer:  # queued behind the ALTER until its lock_timeout ends the wait
+                writer.execute(text("SET LOCAL statement_timeout = '20s'"))
+                writer.execute(
+                    text("INSERT INTO task_tags (task_id, tag) VALUES (:id, 'written')"), {"id": task.hex}
+                )
+            assert blocker.in_transaction()  # the write got through while the long transaction still ran
+        finally:
+            migrator.join(30)
+            blocker.close()
+        assert len(failed) == 1 and isinstance(failed[0], MigrationLocked)
+        assert _scalar(url, "SELECT version_num FROM alembic_version") == "0003"
+        upgrade(url)  # the transaction ended: the migration completes, and fills in the tag's user
+        assert _scalar(url, "SELECT user_id FROM task_tags WHERE tag = 'written'") == "u"
+        engine.dispose()

@@ -1,6 +1,10 @@
 """Applies the Alembic migrations shipped inside the package (`tasktide migrate`, `tasktide dev`, API start).
 
-On Postgres the upgrade holds an advisory lock, so API replicas starting together migrate once.
+On Postgres the upgrade holds an advisory lock, so API replicas starting together migrate once. Each of its
+statements waits at most `LOCK_TIMEOUT_S` for a lock (`lock_timeout`): a DDL statement queued behind a long
+transaction would otherwise make every write to its table wait behind it. One that gives up is retried,
+from the revision it stopped at, after a backoff, `LOCK_ATTEMPTS` times; then `MigrationLocked` is raised
+(the API does not start, and Kubernetes restarts it later). The release before keeps serving meanwhile.
 
 An upgrade to head then completes the rows an earlier release wrote on this schema
 (`tasktide.db.repairs`).
@@ -13,6 +17,7 @@ before it (docs/operations.md), so this release starts and serves on it instead 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from alembic import command
@@ -21,12 +26,17 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from tasktide.db import repairs
 from tasktide.db.engine import make_engine, normalise_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 LOCK_ID = 0x7A5C_7D1E
+LOCK_TIMEOUT_S = 5.0  # a migration statement's longest wait for a table or row lock
+LOCK_ATTEMPTS = 5
+LOCK_BACKOFF_S = 2.0  # before retry n: LOCK_BACKOFF_S * 2^(n-1)
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a wait that lock_timeout ended
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +68,57 @@ def _ahead(conn: Connection, config: Config) -> bool:
     return bool(unknown)
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+class MigrationLocked(RuntimeError):
+    """The migration gave way to other transactions' locks at every attempt."""
+
+
+def _lock_wait_ended(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
+def _upgrade_giving_way(
+    conn: Connection, config: Config, revision: str, *, attempts: int, backoff: float, lock_timeout: float
+) -> None:
+    """`command.upgrade` (and the repairs, at head) on `conn`, each statement waiting at most `lock_timeout`
+    for a lock; a wait that ends is retried from the revision reached, up to `attempts` times."""
+    conn.execute(text(f"SET lock_timeout = '{max(1, round(lock_timeout * 1000))}ms'"))
+    conn.commit()
+    for attempt in range(1, attempts + 1):
+        try:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+            conn.commit()
+            if revision == "head":
+                repairs.repair_all(conn)
+            return
+        except DBAPIError as exc:
+            if not _lock_wait_ended(exc):
+                raise
+            conn.rollback()
+            if attempt == attempts:
+                raise MigrationLocked(
+                    f"the migration waited {lock_timeout:g} s for a lock {attempts} times and gave way each "
+                    "time: a long transaction holds a lock on a table it changes (pg_locks, "
+                    "pg_stat_activity; docs/operations.md)"
+                ) from exc
+            delay = backoff * 2 ** (attempt - 1)
+            log.warning(
+                "migration gave way to a lock held by another transaction (attempt %d/%d), retrying in %g s",
+                attempt,
+                attempts,
+                delay,
+            )
+            time.sleep(delay)
+
+
+def upgrade(
+    url: str,
+    revision: str = "head",
+    *,
+    lock_timeout: float = LOCK_TIMEOUT_S,
+    attempts: int = LOCK_ATTEMPTS,
+    backoff: float = LOCK_BACKOFF_S,
+) -> None:
     config = alembic_config(url)
     complete = revision == "head"
     engine = make_engine(url)
@@ -78,12 +138,11 @@ def upgrade(url: str, revision: str = "head") -> None:
             try:
                 if _ahead(conn, config):
                     return
-                config.attributes["connection"] = conn
-                command.upgrade(config, revision)
-                conn.commit()
-                if complete:
-                    repairs.repair_all(conn)
+                _upgrade_giving_way(
+                    conn, config, revision, attempts=attempts, backoff=backoff, lock_timeout=lock_timeout
+                )
             finally:
+                conn.rollback()  # a failed statement leaves the transaction aborted
                 conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": LOCK_ID})
                 conn.commit()
     finally:

@@ -49,10 +49,14 @@ def _apply_env(args: argparse.Namespace) -> None:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     _apply_env(args)
-    from tasktide.db.migrate import upgrade
+    from tasktide.db.migrate import MigrationLocked, upgrade
     from tasktide.settings import get_settings
 
-    upgrade(get_settings().database_url)
+    try:
+        upgrade(get_settings().database_url)
+    except MigrationLocked as exc:
+        print(f"not migrated: {exc}", file=sys.stderr)
+        return 1
     print("migrated", file=sys.stderr)
     return 0
 
