@@ -60,11 +60,11 @@ ConsumerFactory = Callable[
 ]  # (**KafkaConsumer settings) -> an unsubscribed KafkaConsumer-like object
 BOOTSTRAP_TIMEOUT_MS = 5000
 # The cluster's dispatcher bounds its in-flight records by `max.poll.records` (50 in Knative's
-# config-kafka-broker-data-plane). Locally every delivery shares one Python process, where more than ~16 at
-# once cost more than they give: with the httpx client the router used then (its pool bookkeeping grows with
-# the pool), a burst of 300 events through HTTP ran at 83-129/s with 16, 49-52/s with 32, 34-35/s with 50
-# (tests/router/head_of_line).
-DEFAULT_MAX_IN_FLIGHT = 16
+# config-kafka-broker-data-plane), and so does this one. A burst of 300 events through HTTP
+# (tests/router/head_of_line) runs at 707-840/s with 50 in flight and 760-798/s with 16. With the httpx client
+# the router used before aiohttp, the same burst ran at 34-35/s with 50 and 83-129/s with 16: its pool
+# bookkeeping grew with the pool, and the bound was 16 then.
+DEFAULT_MAX_IN_FLIGHT = 50
 BUSY_POLL_MS = 5  # poll timeout while ordered records wait behind one in flight
 FULL_POLL_EVERY = (
     30.0  # seconds: a consumer at max_in_flight still polls this often (max.poll.interval.ms 300 s)
