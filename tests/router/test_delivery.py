@@ -146,3 +146,33 @@ async def test_deliver_reply_event_is_returned(
     assert outcome.reply is not None
     assert outcome.reply["type"] == "test.answer"
     assert codec.event_data(outcome.reply) == {"in_reply_to": event["id"]}
+
+
+async def test_deliver_redirect_not_followed_dead_letters_the_3xx(
+    subscribers: Subscribers, client: HttpSender, fake_sleep: RecordingSleep
+) -> None:
+    target = f"{subscribers.base_url}/services/elsewhere"
+    subscribers.behaviours["moved"] = Behaviour(
+        always_fail=True, fail_status=307, fail_body=b"", fail_headers={"Location": target}
+    )
+    sink = DeadLetterLog()
+    url = f"{subscribers.base_url}/services/moved"
+    outcome = await deliver(
+        _event(), url, RETRY3, client, dead_letter=sink, dead_letter_target="d", sleep=fake_sleep
+    )
+    assert (outcome.status, outcome.attempts, outcome.status_code) == ("dead_lettered", 1, 307)
+    assert subscribers.events("elsewhere") == []
+
+
+async def test_deliver_event_without_content_type_arrives_without_one(
+    subscribers: Subscribers, client: HttpSender, fake_sleep: RecordingSleep
+) -> None:
+    event = codec.CloudEvent(
+        {"specversion": "1.0", "id": "e-1", "source": "/test", "type": "test.raw"}, b'{"n": 1}'
+    )
+    outcome = await deliver(event, f"{subscribers.base_url}/services/plain", None, client, sleep=fake_sleep)
+    assert outcome.status == "delivered"
+    (request,) = subscribers.raw("plain")
+    names = {name.lower() for name in request.headers}
+    assert "content-type" not in names
+    assert not names & {"user-agent", "cookie", "accept-encoding"}

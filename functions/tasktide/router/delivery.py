@@ -75,8 +75,13 @@ class Reply:
 class HttpSender:
     """POSTs over keep-alive connections (aiohttp), the session opened on the running loop at first use.
 
-    Only what the caller gives is sent (no ``Content-Type``, ``User-Agent`` or ``Accept`` of its own): an
-    event without ``datacontenttype`` must arrive without a content type, as from the real dispatcher."""
+    As the dispatcher sends, and nothing more: only the caller's headers (no ``Content-Type``,
+    ``User-Agent`` or ``Accept`` of its own: an event without ``datacontenttype`` arrives without a content
+    type), no redirect followed (a 3xx is an answer, and a failure), no cookie kept from one delivery to the
+    next. An idle connection is dropped after ``KEEP_IDLE_S``, before uvicorn's 5 s keep-alive closes it
+    from the other end (a POST on a connection closing under it would get no answer)."""
+
+    KEEP_IDLE_S = 4.0
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
@@ -84,11 +89,12 @@ class HttpSender:
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # no cap on connections (a burst of deliveries never waits for one); idle ones are kept 15 s
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=self.KEEP_IDLE_S)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 skip_auto_headers=("Content-Type", "User-Agent", "Accept", "Accept-Encoding"),
                 auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -96,7 +102,11 @@ class HttpSender:
         """POST ``body``; the answer read to its end, or :class:`NoAnswer` (``timeout`` bounds it all)."""
         try:
             async with self._open().post(
-                url, data=body, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout)
+                url,
+                data=body,
+                headers=dict(headers),
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
             ) as response:
                 content = await response.read()
                 names: dict[str, str] = {}
