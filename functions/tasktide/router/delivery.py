@@ -88,7 +88,7 @@ class HttpSender:
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            # no cap on connections (a burst of deliveries never waits for one); idle ones are kept 15 s
+            # no cap on connections: a burst of deliveries never waits for one
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=self.KEEP_IDLE_S)
             self._session = aiohttp.ClientSession(
                 connector=connector,
