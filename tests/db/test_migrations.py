@@ -202,3 +202,39 @@ def test_migrate_behind_a_long_transaction_gives_way_to_writes_then_raises(postg
         upgrade(url)  # the transaction ended: the migration completes, and fills in the tag's user
         assert _scalar(url, "SELECT user_id FROM task_tags WHERE tag = 'written'") == "u"
         engine.dispose()
+
+
+def test_migrate_concurrent_index_build_waits_out_a_writer_without_giving_way(postgres_url: str) -> None:
+    # 0005 builds an index on tasks CONCURRENTLY: it waits for an open writer of tasks, and holds up no
+    # write meanwhile, so the migration's lock_timeout does not apply to it
+    with fresh_database(postgres_url, "cic") as url:
+        upgrade(url, "0004")
+        engine = make_engine(url)
+        blocker = engine.connect()  # a writer of tasks whose transaction stays open
+        _insert(blocker, uuid.uuid4(), uuid.uuid4(), 1, "2030-03-09 07:30:00.000000")
+        failed: list[BaseException] = []
+
+        def migrate() -> None:
+            try:
+                upgrade(url, lock_timeout=0.2, attempts=1)
+            except BaseException as exc:  # handed to the test thread
+                failed.append(exc)
+
+        migrator = threading.Thread(target=migrate)
+        migrator.start()
+        try:
+            for _ in range(200):  # bounded: until the build waits for the open writer
+                if _waiting_on_lock(url, "CREATE INDEX CONCURRENTLY"):
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the concurrent build never waited for the writer")
+            time.sleep(1.0)  # five lock timeouts: a build under lock_timeout would have given up by now
+            assert migrator.is_alive() and not failed
+        finally:
+            blocker.commit()
+            blocker.close()
+            migrator.join(30)
+        assert not failed
+        assert _scalar(url, "SELECT version_num FROM alembic_version") == "0005"
+        engine.dispose()

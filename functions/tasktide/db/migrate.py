@@ -79,8 +79,9 @@ def _lock_wait_ended(exc: DBAPIError) -> bool:
 def _upgrade_giving_way(
     conn: Connection, config: Config, revision: str, *, attempts: int, backoff: float, lock_timeout: float
 ) -> None:
-    """`command.upgrade` (and the repairs, at head) on `conn`, each statement waiting at most `lock_timeout`
-    for a lock; a wait that ends is retried from the revision reached, up to `attempts` times."""
+    """`command.upgrade` (then the repairs, at head) on `conn`, each migration statement waiting at most
+    `lock_timeout` for a lock (not the concurrent index builds and backfills of `tasktide.db.ddl`); a wait
+    that ends is retried from the revision reached, up to `attempts` times."""
     conn.execute(text(f"SET lock_timeout = '{max(1, round(lock_timeout * 1000))}ms'"))
     conn.commit()
     for attempt in range(1, attempts + 1):
@@ -88,7 +89,9 @@ def _upgrade_giving_way(
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
             conn.commit()
-            if revision == "head":
+            if revision == "head":  # row updates in batches, no table lock: they wait as writes do
+                conn.execute(text("SET lock_timeout = 0"))
+                conn.commit()
                 repairs.repair_all(conn)
             return
         except DBAPIError as exc:
