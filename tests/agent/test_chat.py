@@ -150,3 +150,28 @@ def test_chat_model_config_read_off_the_event_loop(
         turn = httpx.post(f"{api.base_url}/api/alice/chat", json={"message": "hi"}, headers=auth("alice"))
     assert turn.status_code == 503
     assert on_loop == [False]
+
+
+def test_chat_sdk_first_imported_off_the_event_loop(
+    configured: Services, auth: Auth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing the agents SDK takes over a second: the first turn does it on a thread, not the loop."""
+    import asyncio
+
+    on_loop: list[bool] = []
+    imported = chat.import_sdk
+
+    def recorded() -> None:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # no event loop runs on this thread
+            on_loop.append(False)
+        imported()
+
+    monkeypatch.setattr(chat, "import_sdk", recorded)
+    monkeypatch.setattr(chat, "_sdk_imported", False)  # as in a worker's first turn
+    with live_server(chat_app(configured)) as api:
+        turn = httpx.post(f"{api.base_url}/api/alice/chat", json={"message": "hi"}, headers=auth("alice"))
+    assert turn.status_code in (200, 502)  # the scripted model may not answer "hi"; the import happened
+    assert on_loop == [False]

@@ -13,6 +13,7 @@ turn, 502 when the provider or the tools fail.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import re
 import time
@@ -122,6 +123,24 @@ def mcp_headers(settings: Settings, url: str, authorization: str) -> dict[str, s
     return headers
 
 
+SDK_MODULES = ("openai", "agents", "agents.mcp")
+_sdk_imported = False
+
+
+def import_sdk() -> None:
+    for name in SDK_MODULES:
+        importlib.import_module(name)
+
+
+async def load_sdk() -> None:
+    """The agents SDK, imported off the event loop the first time (about 1.5 s here): an import on the
+    loop would stall every request of this worker meanwhile, `/healthz` included."""
+    global _sdk_imported
+    if not _sdk_imported:
+        await asyncio.to_thread(import_sdk)
+        _sdk_imported = True
+
+
 async def run_turn(
     config: ModelConfig, url: str, headers: dict[str, str], items: list[Any], max_turns: int
 ) -> tuple[str, list[Any], list[str]]:
@@ -188,6 +207,7 @@ async def _turn(user_id: str, body: ChatIn, request: Request, services: Services
             detail = f"Conversation {body.conversation_id} does not exist; omit the id to start one."
             raise Problem(404, detail)
     items = [*conversation.items, {"role": "user", "content": body.message}]
+    await load_sdk()
     start = time.perf_counter()
     try:
         reply, conversation.items, called = await run_turn(
