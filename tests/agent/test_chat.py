@@ -3,6 +3,7 @@ Completions HTTP protocol that scripts the model's tool calls; the tools are the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import httpx
@@ -16,6 +17,15 @@ from tasktide.settings import Settings
 from tests.agent.fakemodel import ASK, Auth, FakeModel, text_of
 from tests.liveserver import LiveServer, live_server
 from tests.testenv import JWT_SECRET
+
+
+def on_event_loop() -> bool:
+    """Whether the calling thread is running an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def chat_app(services: Services) -> FastAPI:
@@ -133,16 +143,10 @@ def test_chat_model_config_read_off_the_event_loop(
     services: Services, auth: Auth, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The model key can come from the Dapr sidecar (gRPC, retries): never read on the event loop."""
-    import asyncio
-
     on_loop: list[bool] = []
 
     def recorded(services: Services) -> None:
-        try:
-            asyncio.get_running_loop()
-            on_loop.append(True)
-        except RuntimeError:  # no event loop runs on this thread
-            on_loop.append(False)
+        on_loop.append(on_event_loop())
         return None  # no model: the turn answers 503
 
     monkeypatch.setattr(chat, "model_config", recorded)
@@ -156,17 +160,11 @@ def test_chat_sdk_first_imported_off_the_event_loop(
     configured: Services, auth: Auth, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Importing the agents SDK takes over a second: the first turn does it on a thread, not the loop."""
-    import asyncio
-
     on_loop: list[bool] = []
     imported = chat.import_sdk
 
     def recorded() -> None:
-        try:
-            asyncio.get_running_loop()
-            on_loop.append(True)
-        except RuntimeError:  # no event loop runs on this thread
-            on_loop.append(False)
+        on_loop.append(on_event_loop())
         imported()
 
     monkeypatch.setattr(chat, "import_sdk", recorded)
