@@ -77,11 +77,18 @@ def _lock_wait_ended(exc: DBAPIError) -> bool:
 
 
 def _upgrade_giving_way(
-    conn: Connection, config: Config, revision: str, *, attempts: int, backoff: float, lock_timeout: float
+    conn: Connection,
+    config: Config,
+    revision: str,
+    *,
+    repair: bool,
+    attempts: int,
+    backoff: float,
+    lock_timeout: float,
 ) -> None:
-    """`command.upgrade` (then the repairs, at head) on `conn`, each migration statement waiting at most
-    `lock_timeout` for a lock (not the concurrent index builds and backfills of `tasktide.db.ddl`); a wait
-    that ends is retried from the revision reached, up to `attempts` times."""
+    """`command.upgrade` (then, with `repair`, the repairs) on `conn`, each migration statement waiting at
+    most `lock_timeout` for a lock (not the concurrent index builds and backfills of `tasktide.db.ddl`); a
+    wait that ends is retried from the revision reached, up to `attempts` times."""
     conn.execute(text(f"SET lock_timeout = '{max(1, round(lock_timeout * 1000))}ms'"))
     conn.commit()
     for attempt in range(1, attempts + 1):
@@ -89,7 +96,7 @@ def _upgrade_giving_way(
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
             conn.commit()
-            if revision == "head":  # row updates in batches, no table lock: they wait as writes do
+            if repair:  # row updates in batches, no table lock: they wait as writes do
                 conn.execute(text("SET lock_timeout = 0"))
                 conn.commit()
                 repairs.repair_all(conn)
@@ -142,7 +149,13 @@ def upgrade(
                 if _ahead(conn, config):
                     return
                 _upgrade_giving_way(
-                    conn, config, revision, attempts=attempts, backoff=backoff, lock_timeout=lock_timeout
+                    conn,
+                    config,
+                    revision,
+                    repair=complete,
+                    attempts=attempts,
+                    backoff=backoff,
+                    lock_timeout=lock_timeout,
                 )
             finally:
                 conn.rollback()  # a failed statement leaves the transaction aborted
