@@ -14,7 +14,8 @@ section of docs/benchmarks.md (with --write-doc).
 Subjects (each started, measured and stopped in turn, in the same run):
 - `plain-1w`: `plain_baseline.py` under `uvicorn` with 1 worker, default loop (the issue's baseline);
 - `plain-2w`: the same app with `--workers 2 --loop uvloop --http httptools` (same CPU as tasktide);
-- `tasktide`: `tasktide serve` (the container entrypoint: 2 uvloop workers, SO_REUSEPORT, no Kafka).
+- `tasktide`: `tasktide serve` (the container entrypoint: 2 uvloop workers, SO_REUSEPORT, no Kafka), with
+  the env its Knative Service sets (`benchlib.manifest_env`): each commit NOTIFYs its outbox rows.
 
     .venv/bin/python loadtests/bench/api_load.py [--duration 15] [--rates 50,100,200,300]
         [--read-rates 100,300] [--write-doc]
@@ -242,6 +243,7 @@ def run_all(
             "TASKTIDE_DATABASE_URL": url,
             "TASKTIDE_JWT_SECRET": benchlib.JWT_SECRET,
             "TASKTIDE_LOG_LEVEL": "WARNING",
+            **benchlib.manifest_env("tasktide-api"),  # as deployed: each commit NOTIFYs its outbox rows
         }
         token = benchlib.token(USER)
         reader = benchlib.token(READER)
@@ -314,7 +316,9 @@ The reads (`loadtests/bench/read.js`) run as another user with 200 tasks of its 
 freshly started server of the same subject (an overloaded create run can leave the plain one wedged).
 Subjects: `plain-1w` is the issue's baseline (uvicorn, 1 worker, default loop); `plain-2w` is the same app
 given tasktide's process model (2 workers, uvloop, httptools); `tasktide` is `tasktide serve` (2 uvloop
-workers on SO_REUSEPORT sockets, no Kafka: the relay is the `tasktide-relay` Service's job).
+workers on SO_REUSEPORT sockets, no Kafka: the relay is the `tasktide-relay` Service's job), with the env
+its Knative Service sets, so each commit hands its outbox rows to the relay in its NOTIFY as deployed (no
+relay listens here; the sweep of a relay would publish them).
 "Server CPU" is user+system CPU of the server's process tree per request; the last column is the
 1-minute load average when the run ended (2 cores shared with other work).
 

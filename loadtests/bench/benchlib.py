@@ -109,6 +109,22 @@ class Poster:
         self.conn.close()
 
 
+# What a Knative Service's env sets that changes how tasktide behaves on one machine (the rest names
+# cluster things: the secret store, the agent's app id, the sidecar).
+LOCAL_ENV = ("TASKTIDE_EVENT_AUDIENCE", "TASKTIDE_EVENT_SUBJECTS", "TASKTIDE_OUTBOX_NOTIFY_HANDOFF")
+
+
+def manifest_env(service: str) -> dict[str, str]:
+    """The environment the Knative Service `service` sets that matters locally (`LOCAL_ENV`)."""
+    from tasktide.router.manifests import load_manifests
+
+    settings_dirs = (REPO_ROOT / "eventing", REPO_ROOT / "knative")
+    for s in load_manifests(*settings_dirs).services:
+        if s.name == service:
+            return {k: v for k, v in s.env.items() if k in LOCAL_ENV}
+    raise LookupError(f"no Knative Service {service} in eventing/ + knative/")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

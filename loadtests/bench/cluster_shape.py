@@ -42,20 +42,6 @@ class Cluster:
     pids: dict[str, int]
 
 
-LOCAL_ENV = ("TASKTIDE_EVENT_AUDIENCE", "TASKTIDE_EVENT_SUBJECTS", "TASKTIDE_OUTBOX_NOTIFY_HANDOFF")
-
-
-def manifest_env(service: str) -> dict[str, str]:
-    """The environment the Knative Service `service` sets that matters locally (`LOCAL_ENV`)."""
-    from tasktide.router.manifests import load_manifests
-
-    settings_dirs = (benchlib.REPO_ROOT / "eventing", benchlib.REPO_ROOT / "knative")
-    for s in load_manifests(*settings_dirs).services:
-        if s.name == service:
-            return {k: v for k, v in s.env.items() if k in LOCAL_ENV}
-    raise LookupError(f"no Knative Service {service} in eventing/ + knative/")
-
-
 @contextmanager
 def process(
     name: str, argv: list[str], env: dict[str, str], port: int, log_dir: Path | None, health: str = "/healthz"
@@ -88,7 +74,7 @@ def cluster(
         "TASKTIDE_EVENT_SIGNING_KEY": key,
         "TASKTIDE_HOST": "127.0.0.1",
     }
-    for name in ("FUNCTION_TARGET", "TASKTIDE_RELAY_IN_PROCESS", "TASKTIDE_ROLE", *LOCAL_ENV):
+    for name in ("FUNCTION_TARGET", "TASKTIDE_RELAY_IN_PROCESS", "TASKTIDE_ROLE", *benchlib.LOCAL_ENV):
         common.pop(name, None)
     tasktide = str(benchlib.VENV_BIN / "tasktide")
     ports = {name: benchlib.free_port() for name in ("api", "relay", "audit", "router")}
@@ -100,13 +86,13 @@ def cluster(
             pids[name] = pid
             return base
 
-        api_env = {**common, **manifest_env("tasktide-api"), "PORT": str(ports["api"])}
+        api_env = {**common, **benchlib.manifest_env("tasktide-api"), "PORT": str(ports["api"])}
         api = start("api", [tasktide, "serve"], api_env)
         functions = {}
         for name in ("relay", "audit"):
             env = {
                 **common,
-                **manifest_env(f"tasktide-{name}"),
+                **benchlib.manifest_env(f"tasktide-{name}"),
                 "FUNCTION_TARGET": name,
                 "PORT": str(ports[name]),
             }
