@@ -248,3 +248,37 @@ def test_chat_through_real_daprd_sidecars_both_ways_task_exists(
     assert status.json() == {"available": True, "model": "fake-model"}
     (task,) = tasks
     assert (task["title"], task["timezone"]) == ("Call mom", "Europe/Berlin")
+
+
+def test_api_forward_two_turns_one_sidecar_connection_closed_at_shutdown(
+    database_url: str, auth: Auth
+) -> None:
+    peers: list[tuple[str, int]] = []
+
+    async def sidecar(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        peers.append(scope["client"])
+        body = b'{"reply": "ok", "conversation_id": "c1"}'
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    with live_server(sidecar) as fake:
+        settings = Settings(
+            database_url=database_url,
+            jwt_secret=JWT_SECRET,
+            agent_app_id="tasktide-agent",
+            DAPR_HTTP_PORT=port_of(fake),
+        )
+        for services in built(settings):
+            app = forwarding_api(services)
+            with live_server(app) as api:
+                answers = [
+                    httpx.post(f"{api.base_url}/api/alice/chat", json=HI, headers=auth("alice"))
+                    for _ in range(2)
+                ]
+                client = app.state.agent_client[1]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert len(peers) == 2 and peers[0] == peers[1]  # the second turn reused the first turn's connection
+    assert client.is_closed and app.state.agent_client is None

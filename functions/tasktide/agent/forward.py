@@ -5,9 +5,10 @@ Consumes: the board's `POST {"message", "conversation_id"?}` and `GET` (is a mod
 user's JWT, checked here first so nothing unauthenticated reaches the agent. Emits: the same request to
 `http://127.0.0.1:$DAPR_HTTP_PORT/v1.0/invoke/$TASKTIDE_AGENT_APP_ID/method/api/{user}/chat` (Authorization,
 traceparent and the sidecar's `dapr-api-token` passed on); the agent's answer (status, body, content type)
-unchanged. On a cluster `tasktide-agent` is a Dapr HTTPEndpoint (dapr/httpendpoint-agent.yaml) naming the
-agent's Knative URL, so the call goes through the Knative activator and wakes a revision scaled to zero
-(sidecar-to-sidecar invocation would find no pod). Problems: 502 when the sidecar or the agent cannot be
+unchanged, over one keep-alive client per app and event loop (closed at shutdown). On a cluster
+`tasktide-agent` is a Dapr HTTPEndpoint (dapr/httpendpoint-agent.yaml) naming the agent's Knative URL, so
+the call goes through the Knative activator and wakes a revision scaled to zero (sidecar-to-sidecar
+invocation would find no pod). Problems: 502 when the sidecar or the agent cannot be
 reached (Dapr's own error bodies never reach the browser), 503 without a sidecar.
 
 `install(app, settings)` picks this forwarder when `TASKTIDE_AGENT_APP_ID` is set, else the in-process agent
@@ -16,7 +17,11 @@ reached (Dapr's own error bodies never reach the browser), 503 without a sidecar
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -31,6 +36,26 @@ from tasktide.settings import Settings
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/{user_id}", tags=["chat"])
 PASSED_ON = ("authorization", "traceparent", "tracestate")
+
+
+def _client(request: Request, timeout: float) -> httpx.AsyncClient:
+    """The app's client to the sidecar (one keep-alive pool a worker), made on its event loop: a client is
+    bound to the loop it first ran on, so another loop (a test's second server) gets its own."""
+    loop = asyncio.get_running_loop()
+    held: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = getattr(
+        request.app.state, "agent_client", None
+    )
+    if held is None or held[0] is not loop:
+        held = (loop, httpx.AsyncClient(timeout=timeout))
+        request.app.state.agent_client = held
+    return held[1]
+
+
+async def _close_client(app: FastAPI) -> None:
+    held = getattr(app.state, "agent_client", None)
+    if held is not None and held[0] is asyncio.get_running_loop():
+        app.state.agent_client = None
+        await held[1].aclose()
 
 
 def invoke_url(settings: Settings, user_id: str) -> str:
@@ -49,8 +74,8 @@ async def forward(request: Request, services: Services, user_id: str, body: byte
     if body is not None:
         headers["content-type"] = "application/json"
     try:
-        async with httpx.AsyncClient(timeout=settings.agent_timeout) as client:
-            answer = await client.request(request.method, url, content=body, headers=headers)
+        client = _client(request, settings.agent_timeout)
+        answer = await client.request(request.method, url, content=body, headers=headers)
     except httpx.HTTPError as exc:
         log.warning("chat forward to %s failed: %s", settings.agent_app_id, type(exc).__name__)
         detail = f"The chat agent ({settings.agent_app_id}) could not be reached: {type(exc).__name__}."
@@ -78,4 +103,18 @@ async def chat_turn(
 
 def install(app: FastAPI, settings: Settings) -> None:
     """The chat route of the API: forwarded to the agent Service when one is named, else in-process."""
-    app.include_router(router if settings.agent_app_id else chat.router)
+    if not settings.agent_app_id:
+        app.include_router(chat.router)
+        return
+    app.include_router(router)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(target: Any) -> AsyncIterator[Any]:
+        try:
+            async with inner(target) as state:
+                yield state
+        finally:
+            await _close_client(app)
+
+    app.router.lifespan_context = lifespan
