@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from tasktide.dapr import SecretNotFound, SecretStore, StateStore, secret_store, state_store
 from tasktide.settings import DEV_JWT_SECRET, ConfigurationError, Settings
@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # SQLAlchemy, the relay and Kafka are imported when they are 
     from tasktide.messaging.stream import StreamHub
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+_BUILDING = threading.RLock()  # re-entrant: building one part may read another
 DEV_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"tasktide-dev-webhook-signing-key!").decode()
 
 
@@ -36,6 +38,32 @@ def read_secret(store: SecretStore, name: str, fallback: str | None) -> str | No
         return store.get_secret(name)
     except SecretNotFound:
         return fallback
+
+
+class built_once(Generic[T]):  # lower case: a decorator, like functools.cached_property
+    """`functools.cached_property` that builds its value once even when threads race for it first (as
+    3.11's did; 3.12 dropped that lock, so two threads could each build a database pool or a client)."""
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self.build, self.name, self.__doc__ = build, build.__name__, build.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> built_once[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> T: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> T | built_once[T]:
+        if instance is None:
+            return self
+        cache = instance.__dict__
+        if self.name in cache:
+            return cache[self.name]  # type: ignore[no-any-return]
+        with _BUILDING:
+            if self.name not in cache:
+                cache[self.name] = self.build(instance)
+            return cache[self.name]  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -69,7 +97,7 @@ class Services:
             return SqlUnitOfWork(self.read_sessions, read_only=True)
         return SqlUnitOfWork(self.sessions, after_commit=self.committed)
 
-    @cached_property
+    @built_once
     def read_sessions(self) -> sessionmaker[Session]:
         """Sessions for single-statement reads: autocommit on Postgres, so a read is one round trip (no
         BEGIN / ROLLBACK around it); on SQLite the same sessions as writes."""
@@ -79,7 +107,7 @@ class Services:
 
         return session_factory(self.engine.execution_options(isolation_level="AUTOCOMMIT"))
 
-    @cached_property
+    @built_once
     def audit_log(self) -> DbapiDatabase:
         """The audit function's units of work: the DBAPI driver alone on this database (on Postgres one
         round trip a record, no ORM session), as its own container records (`tasktide.db.dbapi`)."""
@@ -87,11 +115,11 @@ class Services:
 
         return DbapiDatabase(self.engine.url.render_as_string(hide_password=False))
 
-    @cached_property
+    @built_once
     def state(self) -> StateStore:
         return state_store(self.settings, self.engine)
 
-    @cached_property
+    @built_once
     def webhook_secret(self) -> str:
         secret = read_secret(self.secrets, "webhook-signing-secret", self.settings.webhook_secret)
         if secret:
@@ -104,7 +132,7 @@ class Services:
         log.warning("using the built-in development webhook signing secret (embedded default only)")
         return DEV_WEBHOOK_SECRET
 
-    @cached_property
+    @built_once
     def smtp_password(self) -> str | None:
         return read_secret(self.secrets, "smtp-password", self.settings.smtp_password)
 
