@@ -59,6 +59,7 @@ services: install
 stop-services:
 	-bash eventing/local/kafka.sh stop
 	-bash .ci/postgres.sh stop
+	-TASKTIDE_PG_DURABLE=1 bash .ci/postgres.sh stop
 
 # Parallel workers (pytest-xdist): each gets its own Postgres database; Kafka tests share one worker
 # (xdist group `kafka`, see tests/conftest.py). PYTEST_WORKERS=0 runs serially.

@@ -2,9 +2,14 @@
 # Provision a throwaway local PostgreSQL for tests and dev (no Docker).
 #
 #   bash .ci/postgres.sh start|stop|status|url
+#   TASKTIDE_PG_DURABLE=1 bash .ci/postgres.sh start|stop|status|url   # a second, durable cluster
 #
 # Consumes: env TASKTIDE_TEST_DATABASE_URL (if it points at another server, start/stop do nothing),
 #           TASKTIDE_PG_PORT (default 55432), the Debian `postgresql` package (installed via apt if missing).
+#           TASKTIDE_PG_DURABLE=1 selects a second cluster under <repo>/.local/pg-durable on
+#           TASKTIDE_PG_DURABLE_PORT (default 55433) with fsync and synchronous_commit on, as a production
+#           server commits (the test cluster turns both off), its role allowed to set commit_delay and
+#           commit_siblings (Postgres 15+): for benchmarks of commit behaviour only.
 # Emits:    a cluster under <repo>/.local/pg (data/, run/ socket dir, log/postgres.log) listening on
 #           127.0.0.1:$TASKTIDE_PG_PORT only, role tasktide/tasktide, databases tasktide and tasktide_test;
 #           `url` prints the SQLAlchemy URL of tasktide_test.
@@ -13,13 +18,20 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_HOST=127.0.0.1
-PG_PORT="${TASKTIDE_PG_PORT:-55432}"
+DURABLE="${TASKTIDE_PG_DURABLE:-}"
+if [[ -n "$DURABLE" ]]; then
+    PG_PORT="${TASKTIDE_PG_DURABLE_PORT:-55433}"
+    PG_NAME=pg-durable
+else
+    PG_PORT="${TASKTIDE_PG_PORT:-55432}"
+    PG_NAME=pg
+fi
 PG_ROLE=tasktide
 PG_PASSWORD=tasktide
 PG_DATABASES=(tasktide tasktide_test)
 OUR_URL="postgresql+psycopg://${PG_ROLE}:${PG_PASSWORD}@${PG_HOST}:${PG_PORT}/tasktide_test"
 
-PG_BASE="$REPO_ROOT/.local/pg"
+PG_BASE="$REPO_ROOT/.local/$PG_NAME"
 PG_DATA="$PG_BASE/data"
 PG_RUN="$PG_BASE/run"
 PG_LOGDIR="$PG_BASE/log"
@@ -31,15 +43,16 @@ die() {
     exit 1
 }
 
-# A URL set by the caller that is not ours means "use that server, provision nothing".
+# A URL set by the caller that is not ours means "use that server, provision nothing" (the test cluster's
+# URL: the durable cluster is never the test database).
 external_url() {
-    [[ -n "${TASKTIDE_TEST_DATABASE_URL:-}" && "${TASKTIDE_TEST_DATABASE_URL}" != "$OUR_URL" ]]
+    [[ -z "$DURABLE" && -n "${TASKTIDE_TEST_DATABASE_URL:-}" && "${TASKTIDE_TEST_DATABASE_URL}" != "$OUR_URL" ]]
 }
 
 # Unix socket paths are limited to ~107 bytes; fall back to a short per-repo dir under /tmp.
 socket_dir() {
     if ((${#PG_RUN} + 20 > 100)); then
-        printf '/tmp/tasktide-pg-%s' "$(printf '%s' "$REPO_ROOT" | cksum | cut -d' ' -f1)"
+        printf '/tmp/tasktide-%s-%s' "$PG_NAME" "$(printf '%s' "$REPO_ROOT" | cksum | cut -d' ' -f1)"
     else
         printf '%s' "$PG_RUN"
     fi
@@ -149,6 +162,18 @@ SQL
             psql_admin -c "CREATE DATABASE ${db} OWNER ${PG_ROLE}"
         fi
     done
+    if [[ -n "$DURABLE" ]]; then
+        # loadtests/bench/notify_commits.py emulates a slower disk per connection (Postgres 15+ only).
+        psql_admin <<SQL
+DO \$\$
+BEGIN
+  IF current_setting('server_version_num')::int >= 150000 THEN
+    EXECUTE 'GRANT SET ON PARAMETER commit_delay, commit_siblings TO ${PG_ROLE}';
+  END IF;
+END
+\$\$;
+SQL
+    fi
 }
 
 init_cluster() {
@@ -160,14 +185,16 @@ init_cluster() {
             die "initdb failed"
         }
     # Settings that do not depend on where the repo lives (the socket dir is passed at start).
+    local durability=off
+    [[ -n "$DURABLE" ]] && durability=on
     as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null <<CONF
 
-# --- tasktide test cluster (.ci/postgres.sh) ---
+# --- tasktide ${PG_NAME} cluster (.ci/postgres.sh) ---
 listen_addresses = '${PG_HOST}'
 port = ${PG_PORT}
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+fsync = ${durability}
+synchronous_commit = ${durability}
+full_page_writes = ${durability}
 max_connections = 200
 logging_collector = off
 CONF
@@ -233,7 +260,7 @@ cmd_status() {
 # Serialise start/stop between concurrent callers.
 if [[ "${1:-}" == start || "${1:-}" == stop ]] && ! external_url; then
     mkdir -p "$REPO_ROOT/.local"
-    exec 9>"$REPO_ROOT/.local/pg.lock"
+    exec 9>"$REPO_ROOT/.local/$PG_NAME.lock"
     command -v flock >/dev/null 2>&1 && flock -w 300 9
 fi
 

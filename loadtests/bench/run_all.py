@@ -40,6 +40,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "event_latency": (["--messages", "200", "--tasks", "200"], ["--messages", "50", "--tasks", "20"]),
     "dapr_state": (["--ops", "300", "--warmup", "30", "--starts", "2"], ["--ops", "100", "--starts", "1"]),
     "migration_writes": (["--tasks", "200000"], ["--tasks", "20000"]),
+    "notify_commits": (
+        ["--writers", "8,32", "--seconds", "4"],
+        ["--writers", "8", "--seconds", "2", "--rounds", "1"],
+    ),
 }
 ORDER = (
     "Machine",
@@ -51,6 +55,7 @@ ORDER = (
     "Event latency",
     "Dapr sidecar",
     "Migration and writes",
+    "NOTIFY and commit throughput",
     "Where the time goes",
 )
 INTRO = """# Benchmarks

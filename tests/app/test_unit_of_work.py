@@ -140,7 +140,7 @@ def test_unit_of_work_create_alone_on_postgres_is_one_round_trip(
     task = full_task()
     with round_trips(services.engine) as counted, services.unit_of_work() as uow:
         uow.tasks.add(task, events.task_envelope(events.TASK_CREATED, task))
-    assert counted == [1]  # the statement alone in autocommit: no BEGIN, no COMMIT
+    assert counted == [2]  # the statement alone in autocommit (no BEGIN, no COMMIT), then its NOTIFY
     assert rows_of(services, task.id) == (1, 2, 1, 2) and kicks == [1]
 
 
@@ -152,7 +152,7 @@ def test_unit_of_work_create_and_another_write_on_postgres_is_one_transaction(
     with round_trips(services.engine) as counted, services.unit_of_work() as uow:
         uow.tasks.add(task, events.task_envelope(events.TASK_CREATED, task))
         uow.tasks.add_event(events.task_envelope(events.TASK_UPDATED, task))
-    assert counted == [4]  # BEGIN, the create, the event, COMMIT
+    assert counted == [5]  # BEGIN, the create, the event, COMMIT, then the NOTIFY of both
     assert rows_of(services, task.id) == (1, 2, 1, 4) and kicks == [1]
 
 

@@ -23,6 +23,7 @@ from tasktide.db.repository import (
     _search_statement,
     _SearchShape,
 )
+from tasktide.db.unit_of_work import SqlUnitOfWork
 from tasktide.domain.errors import Conflict
 from tasktide.domain.tasks import Task, new_task, revise_task, set_completed, task_fields
 from tasktide.messaging.events import TASK_CREATED, task_envelope
@@ -301,7 +302,7 @@ def test_repository_add_with_event_writes_every_row_in_one_statement_on_postgres
     assert sorted(tags) == ["a", "b"]
 
 
-def test_repository_add_on_postgres_notifies_the_relay_at_commit(postgres_url: str) -> None:
+def test_repository_add_on_postgres_notifies_the_relay_after_commit(postgres_url: str) -> None:
     """Postgres only: SQLite has no NOTIFY (there the relay runs in process and is kicked after commit)."""
     import psycopg
 
@@ -311,8 +312,8 @@ def test_repository_add_on_postgres_notifies_the_relay_at_commit(postgres_url: s
         listener.execute("LISTEN tasktide_outbox")
         engine = make_engine(database_url)
         task = make()
-        with session_factory(engine)() as session, session.begin():
-            TaskRepository(session).add(task, task_envelope(TASK_CREATED, task))
+        with SqlUnitOfWork(session_factory(engine)) as uow:
+            uow.tasks.add(task, task_envelope(TASK_CREATED, task))
         engine.dispose()
         notices = list(listener.notifies(timeout=10, stop_after=1))
     finally:

@@ -83,10 +83,10 @@ def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
 
 
 def create_tasks(sessions: sessionmaker[Session], count: int, user: str = "alice") -> list[str]:
-    """Create `count` tasks the way the API does (task + created event in one transaction)."""
+    """Create `count` tasks the way the API does (task + created event in one unit of work)."""
     ids = []
-    with sessions() as session, session.begin():
-        repo = TaskRepository(session)
+    with SqlUnitOfWork(sessions) as uow:
+        repo = uow.tasks
         for n in range(count):
             task = new_task(user, {"title": f"task {n}"}, now=datetime.now(UTC))
             repo.add(task)
@@ -296,7 +296,7 @@ def test_relay_worker_many_kicks_measure_the_backlog_once_after_them(sessions: s
 
 def test_outbox_listener_postgres_notify_kicks_relay_without_waiting_for_sweep(postgres_url: str) -> None:
     """The `tasktide-relay` Service's mode: a create committed by another process is published at once
-    (the sweep is an hour away), woken by the NOTIFY the create's statement sends at commit."""
+    (the sweep is an hour away), woken by the NOTIFY its unit of work sends after the commit."""
     from tasktide.services import Services
     from tasktide.settings import Settings
     from tests.testenv import truncate_all
@@ -316,8 +316,8 @@ def test_outbox_listener_postgres_notify_kicks_relay_without_waiting_for_sweep(p
         relay_side.start_relay(Relay(relay_side.sessions, Collecting()), sweep_every=3600)
         relay_side.listen_outbox()
         task = new_task("alice", {"title": "notified"}, now=datetime.now(UTC))
-        with api_side.sessions() as session, session.begin():
-            TaskRepository(session).add(task, events.task_envelope(events.TASK_CREATED, task))
+        with api_side.unit_of_work() as uow:
+            uow.tasks.add(task, events.task_envelope(events.TASK_CREATED, task))
         assert arrived.wait(20), "the relay was not woken by the outbox NOTIFY"
         assert sorted(published) == ["task-events", "task-updates"]
     finally:
@@ -518,12 +518,10 @@ def test_repository_notify_handoff_statement_notifies_its_rows_claimed_for_the_r
     created = events.task_envelope(events.TASK_CREATED, task)
     with psycopg.connect(libpq(postgres), autocommit=True) as conn:
         conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
-        if deferred:  # the API's create: one statement, alone in autocommit
-            with SqlUnitOfWork(sessions) as uow:
-                uow.tasks.add(task, created)
-        else:
-            with sessions() as session, session.begin():
-                TaskRepository(session).add(task, created)
+        with SqlUnitOfWork(sessions) as uow:
+            if not deferred:  # a read first: the write goes in a transaction, its NOTIFY after the commit
+                assert not uow.tasks.exists(task.user_id, task.id)
+            uow.tasks.add(task, created)  # else the API's create: one statement, alone in autocommit
         (notification,) = list(conn.notifies(timeout=10, stop_after=1))
     rows = outbox_rows(sessions)
     engine.dispose()

@@ -14,11 +14,26 @@ holding some of them does) those records are dropped. A process that dies betwee
 leaves rows whose lease lapses, and a sweep publishes them then.
 
 **Hand-off by NOTIFY** (Postgres, a process without a relay of its own: the API on a cluster). Its sessions
-carry a :class:`NotifyHandoff`: the rows are written claimed by :data:`NOTIFY_TOKEN`, and the statement's
-`pg_notify` carries them (:func:`notify_payload`), so the listening relay publishes them as they commit with
-no claim query (`RelayWorker.notified`). Postgres delivers a notification only if its transaction commits,
-in commit order. Rows whose payload would pass Postgres' 8000-byte limit are written unclaimed with an
-empty payload (the relay claims them as before); rows no relay took are swept when their lease lapses.
+carry a :class:`NotifyHandoff`: the rows are written claimed by :data:`NOTIFY_TOKEN`, and the NOTIFY sent
+after their commit carries them (:func:`notify_payload`), so the listening relay publishes them with no
+claim query (`RelayWorker.notified`). Rows whose payload would pass Postgres' 8000-byte limit are written
+unclaimed with an empty payload (the relay claims them as before); rows no relay took are swept when their
+lease lapses.
+
+**NOTIFY after the commit, in a transaction of its own** (:func:`send_notifies`). A transaction that
+NOTIFYs takes one lock for the whole Postgres cluster at commit and holds it through its WAL flush, so
+writes that NOTIFY commit one at a time, one flush each, however many API pods write: with a network
+disk's 1 ms flush (emulated), 8 or 32 writers commit about 700 NOTIFYing writes a second in all, and about
+3,000-3,600 with the NOTIFY sent after the commit (`loadtests/bench/notify_commits.py`; on this machine's
+0.1 ms disk both are CPU-bound at about the same rate). So a write only queues its payload (the
+session's :data:`PENDING_NOTIFIES`), and once the unit of work has committed, every payload it queued goes
+in one `pg_notify` statement with `synchronous_commit` off: that transaction writes nothing worth a flush
+(a notification is not durable anyway), so it holds the lock for microseconds. A payload from a rolled-back
+transaction or savepoint is never sent. A process that dies between the commit and its NOTIFY leaves rows
+the sweep publishes once their lease lapses, as a relay that is not listening does. Delivery order is the
+order NOTIFYs are sent: two writers of the same task commit in turn (its row lock), but their NOTIFYs may
+cross, so consumers see reordered events, as they may anyway (every consumer is idempotent and orders by
+version or time).
 """
 
 from __future__ import annotations
@@ -29,17 +44,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from tasktide.db.models import OutboxRow
 from tasktide.messaging.events import Envelope, topics_for
 
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
-OUTBOX_CHANNEL = "tasktide_outbox"  # every statement writing outbox rows NOTIFYs it (Postgres)
+OUTBOX_CHANNEL = "tasktide_outbox"  # NOTIFYed after every commit that wrote outbox rows (Postgres)
 HANDOFF_INFO = "tasktide.outbox.handoff"  # Session.info key of the session's HandoffSink
 NOTIFY_TOKEN = "notify"  # the claim of rows handed to the listening relay by their NOTIFY payload
 NOTIFY_PAYLOAD_MAX = 7999  # bytes: Postgres refuses a NOTIFY payload of 8000 or more
+PENDING_NOTIFIES = "tasktide.outbox.pending_notifies"  # Session.info key: payloads to NOTIFY after commit
+# One statement, one transaction, every payload (identical ones are delivered once); asynchronous commit, so
+# the cluster-wide NOTIFY lock is not held through a WAL flush (see the module docstring).
+NOTIFY_SQL = (
+    "SELECT set_config('synchronous_commit', 'off', true), pg_notify('"
+    + OUTBOX_CHANNEL
+    + "', payload) FROM unnest(%s::text[]) AS payload"
+)
 
 
 @dataclass(frozen=True)
@@ -82,6 +105,13 @@ def notify_payload(rows: Sequence[dict[str, object]]) -> str | None:
     """The NOTIFY payload carrying outbox `rows` ([topic, key, event] each), or None past the limit."""
     payload = json.dumps([[r["topic"], r["key"], r["event"]] for r in rows], separators=(",", ":"))
     return payload if len(payload.encode()) <= NOTIFY_PAYLOAD_MAX else None
+
+
+def send_notifies(connection: Connection, payloads: Sequence[str]) -> None:
+    """NOTIFY :data:`OUTBOX_CHANNEL` with ``payloads`` on ``connection`` (autocommit, Postgres), after the
+    rows they announce have committed."""
+    if payloads:
+        connection.exec_driver_sql(NOTIFY_SQL, (list(payloads),))
 
 
 def records_of(payload: str) -> list[OutboxRecord]:

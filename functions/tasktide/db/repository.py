@@ -5,7 +5,9 @@ materialised reminders and its outbox events commit or roll back together.
 
 Statements are SQLAlchemy Core on the mapped tables (no ORM unit of work): on Postgres a create (task,
 tags, reminders and its events) is ONE statement of data-modifying CTEs, and every statement that writes
-outbox rows also sends `NOTIFY tasktide_outbox` (delivered at commit) so a listening relay wakes at once.
+outbox rows queues the payload of a `NOTIFY tasktide_outbox` (the session's `PENDING_NOTIFIES`), which the
+unit of work sends once it has committed, so a listening relay wakes at once (not inside the write: see
+"NOTIFY after the commit" in `tasktide.db.outbox`). A savepoint that rolls back drops what it queued.
 
 A unit of work may let its first Postgres write wait (`DEFERRABLE` in the session's info): if that
 statement turns out to be the unit's only one (a create), the unit of work runs it alone in autocommit at
@@ -17,6 +19,7 @@ deferred statement goes first in it (`_write_deferred_first`), so the order of w
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,7 +52,15 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from tasktide.app.ports import SORTS, ClaimedReminder, TaskQuery
 from tasktide.db.models import ReminderRow, TaskRow, TaskTagRow
-from tasktide.db.outbox import HANDOFF_INFO, OUTBOX, OUTBOX_CHANNEL, NotifyHandoff, notify_payload, rows_for
+from tasktide.db.outbox import (
+    HANDOFF_INFO,
+    OUTBOX,
+    PENDING_NOTIFIES,
+    NotifyHandoff,
+    notify_payload,
+    rows_for,
+    send_notifies,
+)
 from tasktide.domain.errors import Conflict
 from tasktide.domain.reminders import reminder_times
 from tasktide.domain.tasks import (
@@ -171,9 +182,7 @@ def _cte_statement(shape: tuple[tuple[str, int, tuple[str, ...]], ...], dialect:
     compilation of multi-row INSERTs in CTEs, and compiling one costs more than the rest of a create.)
 
     Postgres runs every data-modifying CTE even when nothing reads it; foreign keys are checked at the
-    end of the statement, so the task and its children may go in any order. A statement writing outbox
-    rows returns `pg_notify(tasktide_outbox, :notify_payload)`, delivered to listening relays when the
-    transaction commits (the payload: the rows, for a `NotifyHandoff` session; else empty)."""
+    end of the statement, so the task and its children may go in any order."""
     tables = {t.name: t for t in (TASKS, TAGS, REMINDERS, OUTBOX)}
     processors: dict[str, Callable[[Any], Any]] = {}
     keys: set[str] = set()
@@ -191,13 +200,12 @@ def _cte_statement(shape: tuple[tuple[str, int, tuple[str, ...]], ...], dialect:
                     processors[key] = process
             rows.append(row)
         ctes.append(insert(table).values(rows).cte(f"w{i}"))
-    notify = any(name == OUTBOX.name for name, _, _ in shape)
-    payload = bindparam("notify_payload", "", type_=String())
-    result = func.pg_notify(OUTBOX_CHANNEL, payload) if notify else literal_column("1")
-    compiled = select(result).add_cte(*ctes).compile(dialect=dialect)
+    compiled = select(literal_column("1")).add_cte(*ctes).compile(dialect=dialect)
     constants = {k: v for k, v in compiled.params.items() if k not in keys}
     return _Compiled(str(compiled), constants, processors)
 
+
+log = logging.getLogger(__name__)
 
 # Session info keys: the first write may wait for the commit (set by a unit of work); that write, as
 # (SQL, parameters), not sent yet.
@@ -222,8 +230,9 @@ def _autocommit(engine: Engine) -> Engine:
 
 def run_deferred(session: Session) -> bool:
     """Run the write `session` deferred, if any, alone in autocommit (the unit of work's only statement, so
-    atomic by itself); True if there was one. Call before committing the session (which then has no
-    connection, so its commit sends nothing, but its after-commit hooks run)."""
+    atomic by itself), then its NOTIFY on the same connection; True if there was one. Call before
+    committing the session (which then has no connection, so its commit sends nothing, but its
+    after-commit hooks run)."""
     deferred = session.info.pop(_DEFERRED, None)
     session.info.pop(DEFERRABLE, None)
     if deferred is None:
@@ -232,7 +241,32 @@ def run_deferred(session: Session) -> bool:
     assert isinstance(engine, Engine)
     with _autocommit(engine).connect() as connection:
         connection.exec_driver_sql(*deferred)
+        notify_committed(session, connection)
     return True
+
+
+def notify_committed(session: Session, connection: Connection | None = None) -> None:
+    """Send the NOTIFYs `session` queued, now that what they announce has committed (on ``connection``,
+    else an autocommit connection of the session's engine: the session holds none after its commit).
+    Never raises: the rows are committed, and the relay's sweep publishes what no NOTIFY announced."""
+    payloads = session.info.pop(PENDING_NOTIFIES, None)
+    if not payloads:
+        return
+    try:
+        if connection is not None:
+            send_notifies(connection, payloads)
+            return
+        engine = session.get_bind()
+        assert isinstance(engine, Engine)
+        with _autocommit(engine).connect() as own:
+            send_notifies(own, payloads)
+    except Exception as exc:  # after the commit: nothing to undo, and the sweep catches up
+        log.warning("outbox NOTIFY after commit failed (the relay's sweep publishes the rows): %r", exc)
+
+
+def forget_notifies(session: Session) -> None:
+    """Drop what `session` queued: its transaction rolled back."""
+    session.info.pop(PENDING_NOTIFIES, None)
 
 
 class TaskRepository:
@@ -245,7 +279,7 @@ class TaskRepository:
     def add(self, task: Task, *events: Envelope) -> None:
         """Insert a new task, its tags, its materialised reminders and `events` into the outbox.
 
-        Postgres: one statement (data-modifying CTEs, plus the outbox NOTIFY); SQLite: one per table."""
+        Postgres: one statement of data-modifying CTEs (its NOTIFY after the commit); SQLite: one a table."""
         writes: list[tuple[Table, list[dict[str, object]]]] = [(TASKS, [{"id": task.id, **_columns(task)}])]
         writes.append((TAGS, _tag_rows(task)))
         reminders = [_reminder_row(task, o, at) for o, at in _wanted_reminders(task).items()]
@@ -263,7 +297,10 @@ class TaskRepository:
             for table, rows in writes:
                 self.session.execute(insert(table), rows)
             return
-        payload = self._notify_payload(writes)
+        sink = self.session.info.get(HANDOFF_INFO)
+        if any(table is OUTBOX for table, _ in writes) and (sink is None or isinstance(sink, NotifyHandoff)):
+            # (a process relaying its own rows publishes them itself: no other relay needs waking)
+            self.session.info.setdefault(PENDING_NOTIFIES, []).append(self._notify_payload(writes))
         shape = tuple((table.name, len(rows), tuple(rows[0])) for table, rows in writes)
         params = {
             f"w{i}_{j}_{column}": value
@@ -271,7 +308,6 @@ class TaskRepository:
             for j, row in enumerate(rows)
             for column, value in row.items()
         }
-        params["notify_payload"] = payload
         info = self.session.info
         if info.pop(DEFERRABLE, None) and self.session.get_nested_transaction() is None:
             compiled = _cte_statement(shape, self.session.get_bind().dialect)
@@ -302,12 +338,15 @@ class TaskRepository:
     def _once(self, write: Callable[[], None]) -> bool:
         """Run `write` in a savepoint; False (and nothing of it kept) when it breaks a unique constraint."""
         written = self.events_written
-        self.session.info.pop(DEFERRABLE, None)  # the savepoint must see the write's error
+        info = self.session.info
+        info.pop(DEFERRABLE, None)  # the savepoint must see the write's error
+        queued = len(info.get(PENDING_NOTIFIES, ()))
         try:
             with self.session.begin_nested():
                 write()
         except IntegrityError:
             self.events_written = written
+            del info.get(PENDING_NOTIFIES, [])[queued:]  # rolled back with the savepoint: never announced
             return False
         return True
 

@@ -7,7 +7,9 @@ of its own (on Postgres its sessions are autocommit: one round trip a read) and 
 
 On Postgres a unit of work whose only statement is one write (a create: task, tags, reminders and outbox
 rows in one statement) sends it alone in autocommit at commit: one round trip, no BEGIN or COMMIT, and as
-atomic (see `tasktide.db.repository`); any other unit of work runs in one transaction as before.
+atomic (see `tasktide.db.repository`); any other unit of work runs in one transaction as before. Either
+way the outbox NOTIFY its writes queued is sent after the commit, in a transaction of its own (see
+"NOTIFY after the commit" in `tasktide.db.outbox`), and dropped if the unit rolls back.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tasktide.db.audit import AuditRepository
 from tasktide.db.idempotency import CURRENT
 from tasktide.db.notifications import NotificationRepository
-from tasktide.db.repository import DEFERRABLE, TaskRepository, run_deferred
+from tasktide.db.repository import DEFERRABLE, TaskRepository, forget_notifies, notify_committed, run_deferred
 
 
 class SqlUnitOfWork:
@@ -56,10 +58,12 @@ class SqlUnitOfWork:
         committed = False
         try:
             if kind is None and not self.read_only:
-                run_deferred(self.session)  # the only statement, if one waited: one round trip
+                run_deferred(self.session)  # the only statement, if one waited: one round trip (+ NOTIFY)
                 self.session.commit()
                 committed = True
+                notify_committed(self.session)  # what the transaction wrote, announced once it is durable
             elif not self.read_only:  # a read-only one has nothing to undo: `close` releases it alone
+                forget_notifies(self.session)
                 self.session.rollback()
         finally:
             self.session.close()
